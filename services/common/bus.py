@@ -1,0 +1,246 @@
+"""The Pub/Sub bus: CloudEvents (binary mode) over google-cloud-pubsub.
+
+A message's attributes are the CloudEvents context (`ce-id`, `ce-type`, `ce-source`,
+`ce-specversion`, `ce-time`) and its body is the event's JSON data. `ce-id` is the idempotency key:
+`IdempotentHandler` records it in `processed_messages` in the same transaction as the handler's
+own writes, so a redelivered message changes the database once.
+
+Consumers run either as streaming-pull subscribers (local stack, workers) or behind a push
+endpoint (Cloud Run); both call the same handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from google.api_core import exceptions as gexc
+from google.cloud import pubsub_v1
+from pydantic import BaseModel
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.common.logging import get_logger
+from services.common.models import ProcessedMessage
+from services.common.settings import Settings
+from services.common.topology import SubscriptionSpec, subscriptions, topics
+
+log = get_logger(__name__)
+
+SPECVERSION = "1.0"
+
+
+def _jsonable(data: BaseModel | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(data, BaseModel):
+        return data.model_dump(mode="json", exclude_none=False)
+    return data
+
+
+@dataclass(frozen=True)
+class CloudEvent:
+    type: str
+    source: str
+    data: dict[str, Any]
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    time: datetime = field(default_factory=lambda: datetime.now(UTC))
+    specversion: str = SPECVERSION
+
+    @classmethod
+    def create(cls, type: str, source: str, data: BaseModel | dict[str, Any]) -> CloudEvent:
+        return cls(type=type, source=source, data=_jsonable(data))
+
+    def attributes(self) -> dict[str, str]:
+        return {
+            "ce-id": self.id,
+            "ce-type": self.type,
+            "ce-source": self.source,
+            "ce-specversion": self.specversion,
+            "ce-time": self.time.isoformat(),
+            "content-type": "application/json",
+        }
+
+    def body(self) -> bytes:
+        return json.dumps(self.data, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_message(cls, attributes: dict[str, str], body: bytes) -> CloudEvent:
+        missing = [a for a in ("ce-id", "ce-type", "ce-source") if a not in attributes]
+        if missing:
+            raise ValueError(f"not a CloudEvent: missing attributes {missing}")
+        return cls(
+            id=attributes["ce-id"],
+            type=attributes["ce-type"],
+            source=attributes["ce-source"],
+            specversion=attributes.get("ce-specversion", SPECVERSION),
+            time=datetime.fromisoformat(attributes["ce-time"])
+            if "ce-time" in attributes
+            else datetime.now(UTC),
+            data=json.loads(body) if body else {},
+        )
+
+
+EventHandler = Callable[[CloudEvent], Awaitable[None]]
+
+
+class Publisher(Protocol):
+    async def publish(self, topic: str, event: CloudEvent) -> str: ...
+
+
+def _use_emulator(settings: Settings) -> None:
+    # The official clients read these variables themselves.
+    if settings.pubsub_emulator_host:
+        os.environ["PUBSUB_EMULATOR_HOST"] = settings.pubsub_emulator_host
+
+
+class PubSubBus:
+    """Publisher and streaming-pull subscriber on the official google-cloud-pubsub client."""
+
+    def __init__(self, settings: Settings) -> None:
+        _use_emulator(settings)
+        self.settings = settings
+        self.project = settings.gcp_project_id
+        self.publisher = pubsub_v1.PublisherClient(
+            batch_settings=pubsub_v1.types.BatchSettings(max_latency=0.005)
+        )
+        self.subscriber = pubsub_v1.SubscriberClient()
+        self._futures: list[Any] = []
+
+    def topic_path(self, topic: str) -> str:
+        return self.publisher.topic_path(self.project, topic)
+
+    def subscription_path(self, name: str) -> str:
+        return self.subscriber.subscription_path(self.project, name)
+
+    async def publish(self, topic: str, event: CloudEvent) -> str:
+        future = self.publisher.publish(self.topic_path(topic), event.body(), **event.attributes())
+        message_id: str = await asyncio.wrap_future(future)
+        return message_id
+
+    def subscribe(
+        self, subscription: str, handler: EventHandler, *, max_messages: int = 100
+    ) -> None:
+        """Run `handler` for each message on the event loop; ack on success, nack on error."""
+        loop = asyncio.get_running_loop()
+
+        def on_done(message: Any, fut: asyncio.Future[None] | Any) -> None:
+            exc = fut.exception()
+            if exc is None:
+                message.ack()
+            else:
+                log.warning(
+                    "message_handler_failed", error=repr(exc), ce_id=message.attributes.get("ce-id")
+                )
+                message.nack()
+
+        def callback(message: Any) -> None:
+            try:
+                event = CloudEvent.from_message(dict(message.attributes), message.data)
+            except (ValueError, json.JSONDecodeError) as exc:
+                # A malformed message will never succeed; ack it so it does not loop forever.
+                log.error("malformed_message_dropped", error=str(exc), subscription=subscription)
+                message.ack()
+                return
+            fut = asyncio.run_coroutine_threadsafe(handler(event), loop)
+            fut.add_done_callback(lambda f: on_done(message, f))
+
+        streaming = self.subscriber.subscribe(
+            self.subscription_path(subscription),
+            callback=callback,
+            flow_control=pubsub_v1.types.FlowControl(max_messages=max_messages),
+        )
+        self._futures.append(streaming)
+
+    def close(self) -> None:
+        for fut in self._futures:
+            fut.cancel()
+        self._futures.clear()
+        self.subscriber.close()
+        self.publisher.stop()
+
+
+class IdempotentHandler:
+    """Wraps a handler so its database effect happens once per `ce-id`.
+
+    The `processed_messages` row and the handler's writes commit in one transaction; a duplicate
+    delivery finds the row and does nothing. A handler error rolls both back, so the message is
+    nacked and redelivered.
+    """
+
+    def __init__(
+        self,
+        consumer: str,
+        sessions: async_sessionmaker[AsyncSession],
+        handle: Callable[[AsyncSession, CloudEvent], Awaitable[None]],
+    ) -> None:
+        self.consumer = consumer
+        self.sessions = sessions
+        self.handle = handle
+
+    async def __call__(self, event: CloudEvent) -> None:
+        async with self.sessions() as session, session.begin():
+            inserted = await session.execute(
+                insert(ProcessedMessage)
+                .values(consumer=self.consumer, ce_id=event.id)
+                .on_conflict_do_nothing()
+                .returning(ProcessedMessage.ce_id)
+            )
+            if inserted.first() is None:
+                log.info("duplicate_message_skipped", ce_id=event.id, ce_type=event.type)
+                return
+            await self.handle(session, event)
+
+
+def ensure_topology(settings: Settings) -> None:
+    """Create topics, subscriptions and dead-letter topics if missing (idempotent)."""
+    _use_emulator(settings)
+    publisher = pubsub_v1.PublisherClient()
+    subscriber = pubsub_v1.SubscriberClient()
+    project = settings.gcp_project_id
+    try:
+        for topic in topics(settings):
+            try:
+                publisher.create_topic(name=publisher.topic_path(project, topic))
+            except gexc.AlreadyExists:
+                pass
+        for spec in subscriptions(settings):
+            _create_subscription(publisher, subscriber, project, spec, settings)
+            dlq_sub = SubscriptionSpec(
+                spec.dead_letter_topic, f"{spec.dead_letter_topic}.inspect", "ops"
+            )
+            try:
+                subscriber.create_subscription(
+                    name=subscriber.subscription_path(project, dlq_sub.name),
+                    topic=publisher.topic_path(project, dlq_sub.topic),
+                )
+            except gexc.AlreadyExists:
+                pass
+    finally:
+        subscriber.close()
+
+
+def _create_subscription(
+    publisher: Any, subscriber: Any, project: str, spec: SubscriptionSpec, settings: Settings
+) -> None:
+    request = {
+        "name": subscriber.subscription_path(project, spec.name),
+        "topic": publisher.topic_path(project, spec.topic),
+        "ack_deadline_seconds": 30,
+        "retry_policy": {
+            "minimum_backoff": {"seconds": 1},
+            "maximum_backoff": {"seconds": 60},
+        },
+        "dead_letter_policy": {
+            "dead_letter_topic": publisher.topic_path(project, spec.dead_letter_topic),
+            "max_delivery_attempts": settings.pubsub_max_delivery_attempts,
+        },
+    }
+    try:
+        subscriber.create_subscription(request=request)
+    except gexc.AlreadyExists:
+        pass

@@ -1,0 +1,100 @@
+"""Structured JSON logging (structlog) with the call id bound and personal data redacted.
+
+Bind a call id once per task with `bind_call_id(call_id)`; every log line in that task carries
+it. A redaction processor strips phone numbers, and keys that carry personal data or money
+(`phone`, `name`, `amount*`, secrets) are dropped, so a log line can never leak them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+# E.164 and common US formats; applied to every string value in the event dict.
+_PHONE_RE = re.compile(r"(?<![\w])\+?\d[\d\s().-]{7,}\d(?![\w])")
+_SENSITIVE_KEY_PARTS = (
+    "phone",
+    "name",
+    "amount",
+    "balance",
+    "secret",
+    "token",
+    "api_key",
+    "password",
+    "authorization",
+    "to_number",
+    "from_number",
+)
+_ALLOWED_KEYS = {"event", "level", "logger", "timestamp", "service", "call_id", "logger_name"}
+
+
+def _is_sensitive_key(key: str) -> bool:
+    k = key.lower()
+    if k in _ALLOWED_KEYS or k.endswith("_id") or k == "service_name":
+        return False
+    return any(part in k for part in _SENSITIVE_KEY_PARTS)
+
+
+def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key in list(event_dict):
+        if key in _ALLOWED_KEYS and key != "event":
+            continue
+        if _is_sensitive_key(key):
+            event_dict[key] = "[redacted]"
+            continue
+        value = event_dict[key]
+        if isinstance(value, str):
+            event_dict[key] = _PHONE_RE.sub("[phone]", value)
+    return event_dict
+
+
+def configure_logging(service: str, level: str = "INFO") -> None:
+    """Configure structlog and the stdlib root logger to emit one JSON object per line."""
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact,
+    ]
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                structlog.processors.JSONRenderer(),
+            ],
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # Chatty libraries: keep warnings only.
+    for noisy in ("httpx", "httpcore", "urllib3", "google", "grpc", "websockets", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    structlog.contextvars.bind_contextvars(service=service)
+
+
+def get_logger(name: str | None = None) -> Any:
+    return structlog.get_logger(name)
+
+
+def bind_call_id(call_id: str) -> None:
+    """Bind the call id to the current context (task); every following line carries it."""
+    structlog.contextvars.bind_contextvars(call_id=call_id)

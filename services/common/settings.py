@@ -1,0 +1,103 @@
+"""Settings for all three services, read from environment variables (12-factor).
+
+Every variable is listed in `.env.example`. Only settings differ between the local stack
+(emulators, simulators) and production (GCP, real vendors).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # Runtime
+    environment: Literal["local", "production"] = "local"
+    log_level: str = "INFO"
+    service_name: str = "collections-voice-agent"
+
+    # PostgreSQL (asyncpg DSN, e.g. postgresql+asyncpg://user:pass@host:5432/db)
+    database_url: str = "postgresql+asyncpg://postgres:postgres@127.0.0.1:5432/collections"
+    database_pool_size: int = 10
+
+    # GCP
+    gcp_project_id: str = "local-project"
+    pubsub_emulator_host: str | None = None
+    storage_emulator_host: str | None = None
+    gcs_bucket: str = "collections-calls"
+    pubsub_topic_call_requests: str = "call-requests"
+    pubsub_topic_call_dispatch: str = "call-dispatch"
+    pubsub_topic_call_events: str = "call-events"
+    pubsub_topic_webhook_deliveries: str = "webhook-deliveries"
+    pubsub_max_delivery_attempts: int = 10
+    # Token that Pub/Sub push subscriptions present (production push mode).
+    pubsub_push_token: SecretStr | None = None
+    outbox_poll_interval_seconds: float = 0.2
+
+    # Client API
+    api_key: SecretStr = SecretStr("local-dev-api-key")
+    webhook_timeout_seconds: float = 5.0
+    webhook_max_attempts: int = 5
+    webhook_backoff_base_seconds: float = 2.0
+    webhook_backoff_max_seconds: float = 600.0
+    max_request_body_bytes: int = 64 * 1024
+
+    # Collector identity (what the agent says)
+    company_name: str = "Acme Finance"
+    agent_name: str = "Alex"
+
+    # Twilio
+    twilio_account_sid: str = "AC00000000000000000000000000000000"
+    twilio_auth_token: SecretStr = SecretStr("local-twilio-auth-token")
+    twilio_from_number: str = "+15005550006"
+    twilio_api_base_url: str = "https://api.twilio.com"
+    # Public base URL Twilio uses to reach the orchestrator (https://... ; wss derived from it).
+    orchestrator_public_url: str = "http://127.0.0.1:8003"
+    call_time_limit_seconds: int = 600
+
+    # Deepgram
+    deepgram_api_key: SecretStr = SecretStr("local-deepgram-key")
+    deepgram_base_url: str = "https://api.deepgram.com"
+    deepgram_ws_url: str = "wss://api.deepgram.com"
+    deepgram_model: str = "nova-3"
+    deepgram_endpointing_ms: int = 300
+    deepgram_utterance_end_ms: int = 1000
+
+    # OpenAI
+    openai_api_key: SecretStr = SecretStr("local-openai-key")
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_model: str = "gpt-5-mini"
+    openai_reasoning_effort: str = "minimal"
+    openai_verbosity: str = "low"
+    openai_max_completion_tokens: int = 200
+    openai_timeout_seconds: float = 8.0
+
+    # ElevenLabs
+    elevenlabs_api_key: SecretStr = SecretStr("local-elevenlabs-key")
+    elevenlabs_base_url: str = "https://api.elevenlabs.io"
+    elevenlabs_ws_url: str = "wss://api.elevenlabs.io"
+    elevenlabs_voice_id: str = "21m00Tcm4TlvDq8ikWAM"
+    elevenlabs_model_id: str = "eleven_flash_v2_5"
+
+    # Voice loop tuning
+    barge_in_min_speech_ms: int = 200
+    call_sweeper_stale_seconds: int = 900
+
+    # Service ports (local stack)
+    client_api_port: int = Field(default=8001)
+    call_scheduler_port: int = Field(default=8002)
+    voice_orchestrator_port: int = Field(default=8003)
+
+    @property
+    def is_local(self) -> bool:
+        return self.environment == "local"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,52 @@
+"""Pub/Sub topology: topics, the subscription each consumer reads, and their dead-letter topics.
+
+One place, used by the local stack, tests, docker-compose setup and the services themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.common.settings import Settings
+
+
+@dataclass(frozen=True)
+class SubscriptionSpec:
+    topic: str
+    name: str
+    consumer: str
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return f"{self.topic}-dlq"
+
+
+def subscriptions(settings: Settings) -> list[SubscriptionSpec]:
+    return [
+        SubscriptionSpec(
+            settings.pubsub_topic_call_requests, "call-requests.call-scheduler", "call-scheduler"
+        ),
+        SubscriptionSpec(
+            settings.pubsub_topic_call_dispatch,
+            "call-dispatch.voice-orchestrator",
+            "voice-orchestrator",
+        ),
+        SubscriptionSpec(settings.pubsub_topic_call_events, "call-events.client-api", "client-api"),
+        SubscriptionSpec(
+            settings.pubsub_topic_webhook_deliveries,
+            "webhook-deliveries.client-api",
+            "webhook-worker",
+        ),
+    ]
+
+
+def topics(settings: Settings) -> list[str]:
+    main = [s.topic for s in subscriptions(settings)]
+    return main + [f"{t}-dlq" for t in main]
+
+
+def subscription_for(settings: Settings, topic: str) -> SubscriptionSpec:
+    for spec in subscriptions(settings):
+        if spec.topic == topic:
+            return spec
+    raise KeyError(topic)

@@ -1,0 +1,183 @@
+"""The Pub/Sub bus, the idempotent consumer and the outbox, against the emulator and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import date
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.common.bus import CloudEvent, IdempotentHandler, PubSubBus
+from services.common.models import Debtor, OutboxMessage, ProcessedMessage
+from services.common.outbox import OutboxRelay, add_event
+from services.common.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def bus(settings: Settings) -> PubSubBus:
+    b = PubSubBus(settings)
+    yield b
+    b.close()
+
+
+def _temp_subscription(bus: PubSubBus, topic: str) -> str:
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    bus.subscriber.create_subscription(
+        name=bus.subscription_path(name), topic=bus.topic_path(topic), ack_deadline_seconds=10
+    )
+    return name
+
+
+async def _pull(bus: PubSubBus, subscription: str, want: int, wait_s: float = 10.0) -> list:
+    """Synchronous pull (in a thread) until `want` messages arrived or the timeout passed."""
+    got: list = []
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while len(got) < want and asyncio.get_running_loop().time() < deadline:
+        resp = await asyncio.to_thread(
+            bus.subscriber.pull,
+            subscription=bus.subscription_path(subscription),
+            max_messages=10,
+            timeout=2,
+        )
+        if resp.received_messages:
+            got.extend(resp.received_messages)
+            await asyncio.to_thread(
+                bus.subscriber.acknowledge,
+                subscription=bus.subscription_path(subscription),
+                ack_ids=[m.ack_id for m in resp.received_messages],
+            )
+    return got
+
+
+async def test_publish_carries_cloudevent_attributes(bus: PubSubBus, settings: Settings) -> None:
+    sub = _temp_subscription(bus, settings.pubsub_topic_call_requests)
+    event = CloudEvent.create("call.requested", "/tests", {"call_id": "c1"})
+    await bus.publish(settings.pubsub_topic_call_requests, event)
+    [msg] = await _pull(bus, sub, 1)
+    attrs = dict(msg.message.attributes)
+    assert attrs["ce-id"] == event.id
+    assert attrs["ce-type"] == "call.requested"
+    assert attrs["ce-source"] == "/tests"
+    assert attrs["ce-specversion"] == "1.0"
+    assert "ce-time" in attrs
+    assert CloudEvent.from_message(attrs, msg.message.data).data == {"call_id": "c1"}
+
+
+async def test_duplicate_delivery_changes_database_once(
+    bus: PubSubBus, settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    async with sessions() as s, s.begin():
+        await s.execute(text("CREATE TABLE IF NOT EXISTS bus_test_effects (ce_id text, n int)"))
+    topic = settings.pubsub_topic_call_events
+    sub = _temp_subscription(bus, topic)
+    handled = asyncio.Event()
+    calls = 0
+    fail_first = True
+
+    async def effect(session: AsyncSession, event: CloudEvent) -> None:
+        nonlocal calls, fail_first
+        calls += 1
+        await session.execute(
+            text("INSERT INTO bus_test_effects VALUES (:id, :n)"),
+            {"id": event.id, "n": event.data["n"]},
+        )
+        if fail_first:
+            # The first attempt fails after writing: its write must roll back and it is redelivered.
+            fail_first = False
+            raise RuntimeError("transient")
+        handled.set()
+
+    consumer = f"test-consumer-{uuid.uuid4().hex[:6]}"
+    bus.subscribe(sub, IdempotentHandler(consumer, sessions, effect))
+    event = CloudEvent.create("call.completed", "/tests", {"n": 7})
+    for _ in range(3):  # the same ce-id three times
+        await bus.publish(topic, event)
+    await asyncio.wait_for(handled.wait(), 15)
+    await asyncio.sleep(1.0)  # let the remaining duplicates arrive and be skipped
+
+    async with sessions() as s:
+        effects = await s.scalar(
+            text("SELECT count(*) FROM bus_test_effects WHERE ce_id = :id"), {"id": event.id}
+        )
+        processed = await s.scalar(
+            select(func.count())
+            .select_from(ProcessedMessage)
+            .where(ProcessedMessage.consumer == consumer, ProcessedMessage.ce_id == event.id)
+        )
+    assert effects == 1
+    assert processed == 1
+    assert calls >= 2  # failed once, then succeeded; duplicates never reached the handler body
+
+
+def _debtor() -> Debtor:
+    return Debtor(
+        name="Test Person",
+        phone="+15550100001",
+        timezone="America/New_York",
+        stage="early",
+        amount_owed_minor=1000,
+        currency="USD",
+        due_date=date(2026, 11, 1),
+        account_reference="ACC-1",
+    )
+
+
+async def test_outbox_publishes_committed_and_never_rolled_back(
+    bus: PubSubBus, settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    topic = settings.pubsub_topic_webhook_deliveries
+    sub = _temp_subscription(bus, topic)
+
+    async with sessions() as s, s.begin():
+        s.add(_debtor())
+        committed = add_event(s, topic, "webhook.delivery_requested", "/tests", {"k": "committed"})
+
+    s2 = sessions()
+    async with s2:
+        await s2.begin()
+        s2.add(_debtor())
+        rolled_back = add_event(s2, topic, "webhook.delivery_requested", "/tests", {"k": "rb"})
+        await s2.flush()
+        await s2.rollback()
+
+    relay = OutboxRelay(sessions, bus)
+    while await relay.publish_pending():
+        pass
+    msgs = await _pull(bus, sub, 1, wait_s=5)
+    ids = [m.message.attributes["ce-id"] for m in msgs]
+    assert committed.id in ids
+    assert rolled_back.id not in ids
+    # Extra pulls: the rolled-back event never shows up later either.
+    ids += [m.message.attributes["ce-id"] for m in await _pull(bus, sub, 1, wait_s=2)]
+    assert rolled_back.id not in ids
+    async with sessions() as s:
+        row = await s.scalar(select(OutboxMessage).where(OutboxMessage.ce_id == committed.id))
+        assert row is not None and row.published_at is not None
+        assert (
+            await s.scalar(select(OutboxMessage).where(OutboxMessage.ce_id == rolled_back.id))
+        ) is None
+
+
+async def test_relay_run_loop_publishes_new_rows(
+    bus: PubSubBus, settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    topic = settings.pubsub_topic_call_dispatch
+    sub = _temp_subscription(bus, topic)
+    relay = OutboxRelay(sessions, bus, poll_interval=0.05)
+    task = asyncio.create_task(relay.run())
+    try:
+        async with sessions() as s, s.begin():
+            ev = add_event(s, topic, "call.dispatch", "/tests", {"x": 1})
+        relay.wake()
+        msgs = await _pull(bus, sub, 1)
+        assert [m.message.attributes["ce-id"] for m in msgs] == [ev.id]
+    finally:
+        task.cancel()
+
+
+def test_malformed_message_is_rejected() -> None:
+    with pytest.raises(ValueError):
+        CloudEvent.from_message({"ce-type": "x"}, b"{}")
