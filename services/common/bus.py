@@ -15,7 +15,7 @@ import asyncio
 import json
 import os
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -85,7 +85,7 @@ class CloudEvent:
         )
 
 
-EventHandler = Callable[[CloudEvent], Awaitable[None]]
+EventHandler = Callable[[CloudEvent], Coroutine[Any, Any, None]]
 
 
 class Publisher(Protocol):
@@ -146,7 +146,7 @@ class PubSubBus:
                 log.error("malformed_message_dropped", error=str(exc), subscription=subscription)
                 message.ack()
                 return
-            fut = asyncio.run_coroutine_threadsafe(handler(event), loop)
+            fut: Any = asyncio.run_coroutine_threadsafe(handler(event), loop)
             fut.add_done_callback(lambda f: on_done(message, f))
 
         streaming = self.subscriber.subscribe(
@@ -177,10 +177,13 @@ class IdempotentHandler:
         consumer: str,
         sessions: async_sessionmaker[AsyncSession],
         handle: Callable[[AsyncSession, CloudEvent], Awaitable[None]],
+        after_commit: Callable[[], None] | None = None,
     ) -> None:
         self.consumer = consumer
         self.sessions = sessions
         self.handle = handle
+        # e.g. wake the outbox relay so an event written by the handler leaves at once
+        self.after_commit = after_commit
 
     async def __call__(self, event: CloudEvent) -> None:
         async with self.sessions() as session, session.begin():
@@ -194,6 +197,8 @@ class IdempotentHandler:
                 log.info("duplicate_message_skipped", ce_id=event.id, ce_type=event.type)
                 return
             await self.handle(session, event)
+        if self.after_commit is not None:
+            self.after_commit()
 
 
 def ensure_topology(settings: Settings) -> None:

@@ -41,6 +41,11 @@ class Settings(BaseSettings):
 
     # Client API
     api_key: SecretStr = SecretStr("local-dev-api-key")
+    # Fernet key that encrypts webhook signing secrets at rest. Local default only; set a real
+    # one in production (Fernet.generate_key()).
+    webhook_secret_encryption_key: SecretStr = SecretStr(
+        "WCN9qXvodQlemEwnjly5c-_k2gdqZAblbEvpDZhwus0="
+    )
     webhook_timeout_seconds: float = 5.0
     webhook_max_attempts: int = 5
     webhook_backoff_base_seconds: float = 2.0

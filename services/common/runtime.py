@@ -1,0 +1,80 @@
+"""What every service process holds: settings, database, bus, outbox relay, background tasks.
+
+A service's FastAPI lifespan creates one `ServiceRuntime`, registers its consumers and starts it;
+everything is stopped in reverse order on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from services.common.bus import EventHandler, PubSubBus
+from services.common.db import create_engine, session_factory
+from services.common.logging import get_logger
+from services.common.outbox import OutboxRelay
+from services.common.settings import Settings
+
+log = get_logger(__name__)
+
+
+@dataclass
+class ServiceRuntime:
+    settings: Settings
+    name: str
+    engine: AsyncEngine = field(init=False)
+    sessions: async_sessionmaker[AsyncSession] = field(init=False)
+    bus: PubSubBus = field(init=False)
+    relay: OutboxRelay = field(init=False)
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _subscriptions: list[tuple[str, EventHandler]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.engine = create_engine(self.settings)
+        self.sessions = session_factory(self.engine)
+        self.bus = PubSubBus(self.settings)
+        self.relay = OutboxRelay(
+            self.sessions, self.bus, poll_interval=self.settings.outbox_poll_interval_seconds
+        )
+
+    def consume(self, subscription: str, handler: EventHandler) -> None:
+        self._subscriptions.append((subscription, handler))
+
+    def background(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        self._tasks.append(asyncio.create_task(self._guard(coro, name), name=name))
+
+    async def _guard(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background_task_crashed", task=name)
+            raise
+
+    async def start(self) -> None:
+        self.background(self.relay.run(), "outbox-relay")
+        for subscription, handler in self._subscriptions:
+            self.bus.subscribe(subscription, handler)
+        log.info("service_started", subscriptions=[s for s, _ in self._subscriptions])
+
+    async def stop(self) -> None:
+        self.bus.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.engine.dispose()
+
+    async def health(self) -> dict[str, str]:
+        """Readiness: the database answers."""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            return {"status": "degraded", "database": repr(exc)}
+        return {"status": "ok", "service": self.name}
