@@ -276,6 +276,9 @@ class LocalStack:
             "STORAGE_EMULATOR_HOST": self.gcs.url,
             "GCP_PROJECT_ID": "local-project",
             "GCS_BUCKET": "collections-calls",
+            # Short redelivery backoff locally so a nacked message comes back within a second.
+            "PUBSUB_MIN_BACKOFF_SECONDS": "1",
+            "PUBSUB_MAX_BACKOFF_SECONDS": "10",
         }
 
     def start(self, progress: bool = False) -> None:

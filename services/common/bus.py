@@ -237,8 +237,8 @@ def _create_subscription(
         "topic": publisher.topic_path(project, spec.topic),
         "ack_deadline_seconds": 30,
         "retry_policy": {
-            "minimum_backoff": {"seconds": 1},
-            "maximum_backoff": {"seconds": 60},
+            "minimum_backoff": {"seconds": settings.pubsub_min_backoff_seconds},
+            "maximum_backoff": {"seconds": settings.pubsub_max_backoff_seconds},
         },
         "dead_letter_policy": {
             "dead_letter_topic": publisher.topic_path(project, spec.dead_letter_topic),

@@ -100,7 +100,8 @@ class Debtor(Base):
     amount_owed_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     due_date: Mapped[date] = mapped_column(Date)
-    account_reference: Mapped[str] = mapped_column(String(64))
+    # Optional in the API contract (DebtorCreate.account_reference may be null).
+    account_reference: Mapped[str | None] = mapped_column(String(64))
     metadata_: Mapped[dict[str, Any]] = mapped_column(
         "metadata", JSONB, nullable=False, server_default=sql_text("'{}'::jsonb")
     )

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     pubsub_topic_call_events: str = "call-events"
     pubsub_topic_webhook_deliveries: str = "webhook-deliveries"
     pubsub_max_delivery_attempts: int = 10
+    pubsub_min_backoff_seconds: int = 10
+    pubsub_max_backoff_seconds: int = 600
     # Token that Pub/Sub push subscriptions present (production push mode).
     pubsub_push_token: SecretStr | None = None
     outbox_poll_interval_seconds: float = 0.2

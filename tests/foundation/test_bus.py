@@ -14,6 +14,7 @@ from services.common.bus import CloudEvent, IdempotentHandler, PubSubBus
 from services.common.models import Debtor, OutboxMessage, ProcessedMessage
 from services.common.outbox import OutboxRelay, add_event
 from services.common.settings import Settings
+from tests.helpers import pull, temp_subscription
 
 
 @pytest.fixture(scope="module")
@@ -23,40 +24,11 @@ def bus(settings: Settings) -> PubSubBus:
     b.close()
 
 
-def _temp_subscription(bus: PubSubBus, topic: str) -> str:
-    name = f"test-{uuid.uuid4().hex[:10]}"
-    bus.subscriber.create_subscription(
-        name=bus.subscription_path(name), topic=bus.topic_path(topic), ack_deadline_seconds=10
-    )
-    return name
-
-
-async def _pull(bus: PubSubBus, subscription: str, want: int, wait_s: float = 10.0) -> list:
-    """Synchronous pull (in a thread) until `want` messages arrived or the timeout passed."""
-    got: list = []
-    deadline = asyncio.get_running_loop().time() + wait_s
-    while len(got) < want and asyncio.get_running_loop().time() < deadline:
-        resp = await asyncio.to_thread(
-            bus.subscriber.pull,
-            subscription=bus.subscription_path(subscription),
-            max_messages=10,
-            timeout=2,
-        )
-        if resp.received_messages:
-            got.extend(resp.received_messages)
-            await asyncio.to_thread(
-                bus.subscriber.acknowledge,
-                subscription=bus.subscription_path(subscription),
-                ack_ids=[m.ack_id for m in resp.received_messages],
-            )
-    return got
-
-
 async def test_publish_carries_cloudevent_attributes(bus: PubSubBus, settings: Settings) -> None:
-    sub = _temp_subscription(bus, settings.pubsub_topic_call_requests)
+    sub = temp_subscription(bus, settings.pubsub_topic_call_requests)
     event = CloudEvent.create("call.requested", "/tests", {"call_id": "c1"})
     await bus.publish(settings.pubsub_topic_call_requests, event)
-    [msg] = await _pull(bus, sub, 1)
+    [msg] = await pull(bus, sub, 1)
     attrs = dict(msg.message.attributes)
     assert attrs["ce-id"] == event.id
     assert attrs["ce-type"] == "call.requested"
@@ -72,7 +44,7 @@ async def test_duplicate_delivery_changes_database_once(
     async with sessions() as s, s.begin():
         await s.execute(text("CREATE TABLE IF NOT EXISTS bus_test_effects (ce_id text, n int)"))
     topic = settings.pubsub_topic_call_events
-    sub = _temp_subscription(bus, topic)
+    sub = temp_subscription(bus, topic)
     handled = asyncio.Event()
     calls = 0
     fail_first = True
@@ -129,7 +101,7 @@ async def test_outbox_publishes_committed_and_never_rolled_back(
     bus: PubSubBus, settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     topic = settings.pubsub_topic_webhook_deliveries
-    sub = _temp_subscription(bus, topic)
+    sub = temp_subscription(bus, topic)
 
     async with sessions() as s, s.begin():
         s.add(_debtor())
@@ -146,12 +118,12 @@ async def test_outbox_publishes_committed_and_never_rolled_back(
     relay = OutboxRelay(sessions, bus)
     while await relay.publish_pending():
         pass
-    msgs = await _pull(bus, sub, 1, wait_s=5)
+    msgs = await pull(bus, sub, 1, wait_s=5)
     ids = [m.message.attributes["ce-id"] for m in msgs]
     assert committed.id in ids
     assert rolled_back.id not in ids
     # Extra pulls: the rolled-back event never shows up later either.
-    ids += [m.message.attributes["ce-id"] for m in await _pull(bus, sub, 1, wait_s=2)]
+    ids += [m.message.attributes["ce-id"] for m in await pull(bus, sub, 1, wait_s=2)]
     assert rolled_back.id not in ids
     async with sessions() as s:
         row = await s.scalar(select(OutboxMessage).where(OutboxMessage.ce_id == committed.id))
@@ -165,14 +137,14 @@ async def test_relay_run_loop_publishes_new_rows(
     bus: PubSubBus, settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     topic = settings.pubsub_topic_call_dispatch
-    sub = _temp_subscription(bus, topic)
+    sub = temp_subscription(bus, topic)
     relay = OutboxRelay(sessions, bus, poll_interval=0.05)
     task = asyncio.create_task(relay.run())
     try:
         async with sessions() as s, s.begin():
             ev = add_event(s, topic, "call.dispatch", "/tests", {"x": 1})
         relay.wake()
-        msgs = await _pull(bus, sub, 1)
+        msgs = await pull(bus, sub, 1)
         assert [m.message.attributes["ce-id"] for m in msgs] == [ev.id]
     finally:
         task.cancel()

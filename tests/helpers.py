@@ -1,0 +1,40 @@
+"""Small helpers shared by tests (real components only)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from services.common.bus import PubSubBus
+
+
+def temp_subscription(bus: PubSubBus, topic: str) -> str:
+    """A fresh subscription on `topic`, so a test sees every message published after it."""
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    bus.subscriber.create_subscription(
+        name=bus.subscription_path(name), topic=bus.topic_path(topic), ack_deadline_seconds=10
+    )
+    return name
+
+
+async def pull(bus: PubSubBus, subscription: str, want: int, wait_s: float = 10.0) -> list[Any]:
+    """Synchronous pull (in a thread) until `want` messages arrived or `wait_s` passed; acks."""
+    got: list[Any] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while len(got) < want and loop.time() < deadline:
+        resp = await asyncio.to_thread(
+            bus.subscriber.pull,
+            subscription=bus.subscription_path(subscription),
+            max_messages=10,
+            timeout=2,
+        )
+        if resp.received_messages:
+            got.extend(resp.received_messages)
+            await asyncio.to_thread(
+                bus.subscriber.acknowledge,
+                subscription=bus.subscription_path(subscription),
+                ack_ids=[m.ack_id for m in resp.received_messages],
+            )
+    return got

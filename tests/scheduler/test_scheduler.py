@@ -1,0 +1,111 @@
+"""Call Scheduler against PostgreSQL and the Pub/Sub emulator: one dispatch per call, whatever
+is redelivered."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, date, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from generated.call_dispatch import CallDispatch
+from generated.call_requested import CallRequested
+from services.call_scheduler.app import create_app
+from services.call_scheduler.policy import CallRequestView, Dispatch, Skip, decide
+from services.common.bus import CloudEvent, PubSubBus
+from services.common.models import Call, Debtor
+from services.common.settings import Settings
+from tests.helpers import pull, temp_subscription
+
+
+def test_policy_dispatches_only_queued_calls_of_known_debtors() -> None:
+    now = datetime.now(UTC)
+    assert decide(CallRequestView("queued", True, now)) == Dispatch()
+    assert isinstance(decide(CallRequestView("dispatched", True, now)), Skip)
+    assert isinstance(decide(CallRequestView("completed", True, now)), Skip)
+    assert isinstance(decide(CallRequestView(None, True, now)), Skip)
+    assert isinstance(decide(CallRequestView("queued", False, now)), Skip)
+
+
+async def _queued_call(sessions: async_sessionmaker[AsyncSession]) -> tuple[Debtor, Call]:
+    async with sessions() as s, s.begin():
+        debtor = Debtor(
+            name="Sched Test",
+            phone="+15550100042",
+            timezone="America/Chicago",
+            stage="late",
+            amount_owed_minor=123456,
+            currency="USD",
+            due_date=date(2026, 10, 1),
+            account_reference="ACC-42",
+        )
+        s.add(debtor)
+        await s.flush()
+        call = Call(debtor_id=debtor.id, stage="late", status="queued")
+        s.add(call)
+    return debtor, call
+
+
+async def test_redelivered_requests_dispatch_once(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    bus = PubSubBus(settings)
+    dispatch_sub = temp_subscription(bus, settings.pubsub_topic_call_dispatch)
+    debtor, call = await _queued_call(sessions)
+    request = CallRequested(
+        call_id=call.id, debtor_id=debtor.id, requested_at=datetime.now(UTC), idempotency_key=None
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        event = CloudEvent.create("call.requested", "/tests", request)
+        for _ in range(3):  # the same message redelivered
+            await bus.publish(settings.pubsub_topic_call_requests, event)
+        # ... and a second request for the same call under another ce-id
+        await bus.publish(
+            settings.pubsub_topic_call_requests, CloudEvent.create("call.requested", "/t", request)
+        )
+        msgs = await pull(bus, dispatch_sub, 2, wait_s=6)
+    bus.close()
+
+    dispatches = [
+        CallDispatch.model_validate(
+            CloudEvent.from_message(dict(m.message.attributes), m.message.data).data
+        )
+        for m in msgs
+    ]
+    assert [d.call_id for d in dispatches] == [call.id]
+    [d] = dispatches
+    assert d.debtor.debtor_id == debtor.id
+    assert d.debtor.amount_owed.amount_minor == 123456
+    assert d.stage.value == "late"
+    assert msgs[0].message.attributes["ce-type"] == "call.dispatch"
+    async with sessions() as s:
+        row = await s.get(Call, call.id)
+        assert row is not None and row.status == "dispatched" and row.dispatched_at is not None
+
+
+async def test_unknown_call_dispatches_nothing(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    bus = PubSubBus(settings)
+    dispatch_sub = temp_subscription(bus, settings.pubsub_topic_call_dispatch)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        await bus.publish(
+            settings.pubsub_topic_call_requests,
+            CloudEvent.create(
+                "call.requested",
+                "/tests",
+                CallRequested(
+                    call_id=uuid.uuid4(),
+                    debtor_id=uuid.uuid4(),
+                    requested_at=datetime.now(UTC),
+                    idempotency_key=None,
+                ),
+            ),
+        )
+        msgs = await pull(bus, dispatch_sub, 1, wait_s=3)
+        await asyncio.sleep(0)
+    bus.close()
+    assert msgs == []
