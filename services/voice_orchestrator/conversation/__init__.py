@@ -1,0 +1,72 @@
+"""Pure conversation core of the collections voice agent (no I/O but reading prompt files once).
+
+See docs/conversation.md and docs/internal-contracts.md.
+"""
+
+from .conversation import (
+    Callback,
+    Conversation,
+    PaymentPromise,
+    ToolResult,
+    TransitionRecord,
+    Turn,
+)
+from .enums import (
+    CallOutcome,
+    ConversationState,
+    DelinquencyStage,
+    EndReason,
+    Speaker,
+    ToolName,
+)
+from .facts import PROMISE_WINDOW_DAYS, CallFacts
+from .heuristics import TurnSignals, classify
+from .llm import llm_request_params
+from .machine import ALLOWED_EDGES, TRANSITIONS, ConversationLimits, Event, Transition
+from .prompting import PromptDoc, PromptSet, default_prompt_set, load_prompt_set
+from .speech import (
+    SentenceSplitter,
+    speakable,
+    spoken_amount,
+    spoken_date,
+    spoken_number,
+    spoken_time,
+)
+from .tools import TOOL_SPECS, tool_schemas
+
+__all__ = [
+    "ALLOWED_EDGES",
+    "PROMISE_WINDOW_DAYS",
+    "TOOL_SPECS",
+    "TRANSITIONS",
+    "CallFacts",
+    "CallOutcome",
+    "Callback",
+    "Conversation",
+    "ConversationLimits",
+    "ConversationState",
+    "DelinquencyStage",
+    "EndReason",
+    "Event",
+    "PaymentPromise",
+    "PromptDoc",
+    "PromptSet",
+    "SentenceSplitter",
+    "Speaker",
+    "ToolName",
+    "ToolResult",
+    "Transition",
+    "TransitionRecord",
+    "Turn",
+    "TurnSignals",
+    "classify",
+    "default_prompt_set",
+    "llm_request_params",
+    "load_prompt_set",
+    "speakable",
+    "spoken_amount",
+    "spoken_date",
+    "spoken_number",
+    "spoken_time",
+    "tool_schemas",
+]

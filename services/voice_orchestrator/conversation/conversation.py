@@ -1,0 +1,586 @@
+"""`Conversation`: the pure core of one collections call (API in docs/internal-contracts.md).
+
+The LLM proposes moves (tool calls) and words; this class decides. Every tool call is looked up
+in the transition table, parsed against its Pydantic model and checked against the call facts
+and the policy before it changes anything; a refused move leaves the state as it was and tells
+the model why. Nothing the debtor says can change an amount, a date window or the state except
+through a validated tool call.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .enums import CallOutcome, ConversationState, EndReason, Speaker, ToolName
+from .facts import CallFacts
+from .heuristics import TurnSignals, classify
+from .machine import NEXT_STATE, ConversationLimits, Event
+from .prompting import PromptSet, default_prompt_set, render_system_prompt
+from .speech import spoken_amount, spoken_date, spoken_time
+from .tools import (
+    TOOLS_BY_NAME,
+    ArgumentError,
+    RecordPaymentPromiseArgs,
+    ReportDisputeArgs,
+    ScheduleCallbackArgs,
+    parse_arguments,
+    tool_schemas,
+)
+
+S = ConversationState
+MAX_REASON_CHARS = 500
+
+
+@dataclass(frozen=True)
+class PaymentPromise:
+    amount_minor: int
+    currency: str
+    date: dt.date
+
+
+@dataclass(frozen=True)
+class Callback:
+    when: dt.datetime  # timezone-aware, in the debtor's zone
+    reason: str
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    ok: bool
+    message: str
+    end_call: bool  # the shell should finish speaking and hang up
+    state: ConversationState
+
+    def content(self) -> str:
+        """The tool message content the model sees (contract: ok, message, state)."""
+        return json.dumps({"ok": self.ok, "message": self.message, "state": self.state.value})
+
+
+@dataclass(frozen=True)
+class Turn:
+    speaker: Speaker
+    text: str
+    interrupted: bool = False
+
+
+@dataclass(frozen=True)
+class TransitionRecord:
+    source: ConversationState
+    event: Event
+    target: ConversationState
+
+
+class _Refused(Exception):
+    """A guard said no; the message goes back to the model."""
+
+
+# What the model should do instead, per state, appended to "not allowed now" refusals.
+_STATE_HINTS: dict[ConversationState, str] = {
+    S.GREETING: "Introduce yourself as an AI assistant and ask for the debtor by name first.",
+    S.VERIFICATION: (
+        "Confirm you are speaking with the debtor first (confirm_identity), or use "
+        "report_wrong_party, schedule_callback or request_no_further_calls."
+    ),
+    S.NEGOTIATION: (
+        "Work toward record_payment_promise, schedule_callback, report_dispute or "
+        "request_no_further_calls."
+    ),
+    S.COMMITMENT: "A promise is recorded: read it back, say goodbye and call end_call.",
+    S.CLOSING: "The call is closing: say a short goodbye and call end_call.",
+}
+
+
+class Conversation:
+    def __init__(
+        self,
+        facts: CallFacts,
+        now: dt.datetime,
+        *,
+        prompts: PromptSet | None = None,
+        limits: ConversationLimits | None = None,
+    ) -> None:
+        if now.tzinfo is None or now.utcoffset() is None:
+            raise ValueError("now must be timezone-aware")
+        self._facts = facts
+        self._now = now
+        self._prompts = prompts or default_prompt_set()
+        self._limits = limits or ConversationLimits()
+        self._tools = tool_schemas()
+
+        self._state = S.GREETING
+        self._verified = False
+        self._outcome: CallOutcome | None = None
+        self._promise: PaymentPromise | None = None
+        self._callback: Callback | None = None
+        self._dispute_reason: str | None = None
+        self._end_call_reason: str | None = None
+        self._finished = False
+        self._finalized = False
+
+        self._history: list[dict[str, Any]] = []
+        self._transcript: list[Turn] = []
+        self._log: list[TransitionRecord] = []
+
+        # Derailment and safety-net bookkeeping.
+        self._derailed = False
+        self._derail_cause: str | None = None
+        self._debtor_turns = 0
+        self._invalid_streak = 0
+        self._invalid_total = 0
+        self._off_topic_streak = 0
+        self._off_topic_total = 0
+        self._hostile = 0
+        self._confused = 0
+        self._injection = 0
+        self._refusal_heard = False
+        self._opt_out_heard = False
+        self._wrap_up_turns = 0
+
+    # --- read-only views ----------------------------------------------------------------------
+
+    @property
+    def facts(self) -> CallFacts:
+        return self._facts
+
+    @property
+    def state(self) -> ConversationState:
+        return self._state
+
+    @property
+    def verified(self) -> bool:
+        return self._verified
+
+    @property
+    def outcome(self) -> CallOutcome | None:
+        return self._outcome
+
+    @property
+    def promise(self) -> PaymentPromise | None:
+        return self._promise
+
+    @property
+    def callback(self) -> Callback | None:
+        return self._callback
+
+    @property
+    def dispute_reason(self) -> str | None:
+        return self._dispute_reason
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    @property
+    def derailed(self) -> bool:
+        return self._derailed
+
+    @property
+    def derail_cause(self) -> str | None:
+        return self._derail_cause
+
+    @property
+    def prompt_version(self) -> str:
+        return self._prompts.version(self._facts.stage)
+
+    @property
+    def transitions(self) -> tuple[TransitionRecord, ...]:
+        return tuple(self._log)
+
+    @property
+    def transcript(self) -> tuple[Turn, ...]:
+        return tuple(self._transcript)
+
+    # --- what the LLM gets ----------------------------------------------------------------------
+
+    def system_prompt(self) -> str:
+        return render_system_prompt(
+            self._prompts, self._facts, self._now, self._state, verified=self._verified
+        )
+
+    def tools(self) -> list[dict[str, Any]]:
+        return copy.deepcopy(self._tools)
+
+    def llm_messages(self) -> list[dict[str, Any]]:
+        system = {"role": "system", "content": self.system_prompt()}
+        return [system, *copy.deepcopy(self._history)]
+
+    # --- lines the shell speaks without asking the model ------------------------------------------
+
+    def greeting_line(self) -> str:
+        """A deterministic opener the shell may play at pickup instead of waiting for the LLM."""
+        f = self._facts
+        return (
+            f"Hello, this is {f.agent_name}, an AI assistant calling on behalf of "
+            f"{f.company_name}. Am I speaking with {f.debtor_name}?"
+        )
+
+    def closing_line(self) -> str:
+        """A polite goodbye matching the outcome; says nothing about the debt to a third party."""
+        tz_today = self._facts.local_today(self._now)
+        if self._derailed and self._callback is not None:
+            return (
+                "I'm sorry, this doesn't seem like a good time, so I'll let you go. We'll call "
+                f"you back tomorrow at about {spoken_time(self._callback.when)}. "
+                "Thank you, goodbye."
+            )
+        match self._outcome:
+            case CallOutcome.PROMISE_TO_PAY if self._promise is not None:
+                p = self._promise
+                return (
+                    f"Thank you. I have your payment of {spoken_amount(p.amount_minor, p.currency)}"
+                    f" on {spoken_date(p.date, today=tz_today)}. Goodbye."
+                )
+            case CallOutcome.CALLBACK_SCHEDULED if self._callback is not None:
+                when = self._callback.when
+                return (
+                    f"Thank you. We'll call you back on {spoken_date(when.date(), today=tz_today)}"
+                    f" at {spoken_time(when)}. Goodbye."
+                )
+            case CallOutcome.DISPUTED:
+                return "I've noted your dispute. Thank you for your time, goodbye."
+            case CallOutcome.OPTED_OUT:
+                return "Understood, I've recorded your request not to be called. Goodbye."
+            case CallOutcome.WRONG_PARTY:
+                return "I'm sorry for the trouble. Have a good day, goodbye."
+            case _:
+                return "Thank you for your time. Goodbye."
+
+    # --- turns ------------------------------------------------------------------------------------
+
+    def add_debtor_turn(self, text: str) -> None:
+        self._transcript.append(Turn(Speaker.DEBTOR, text))
+        self._history.append({"role": "user", "content": text})
+        if self._finished:
+            return
+        self._debtor_turns += 1
+        signals = classify(text)
+        self._count(signals)
+        if not signals.dispute:  # give the model this turn to record a dispute
+            self._evaluate_derailment()
+
+    def add_agent_turn(self, text: str, interrupted: bool = False) -> None:
+        """Record what the debtor actually heard (cut at the interruption point)."""
+        self._transcript.append(Turn(Speaker.AGENT, text, interrupted))
+        heard = text.strip()
+        if heard:
+            self._history.append({"role": "assistant", "content": text})
+        if self._finished or not heard:
+            return
+        if self._state is S.GREETING:
+            self._move(Event.AGENT_SPOKE)
+        elif self._derailed:
+            self._finished = True  # the closing line was said
+        elif self._outcome is not None:
+            # Read-back and goodbye get a few turns; then the core ends the call itself.
+            self._wrap_up_turns += 1
+            if self._wrap_up_turns >= self._limits.wrap_up_agent_turns:
+                self._move(Event.WRAP_UP_LIMIT)
+                self._finished = True
+
+    def add_tool_call(self, call_id: str, name: str, arguments: str) -> ToolResult:
+        self._history.append(
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": call_id,
+                        "type": "function",
+                        "function": {"name": name, "arguments": arguments},
+                    }
+                ],
+            }
+        )
+        result = self._handle_tool(name, arguments)
+        if result.ok:
+            self._invalid_streak = 0
+        else:
+            self._invalid_streak += 1
+            self._invalid_total += 1
+            was_derailed = self._derailed
+            self._evaluate_derailment()
+            if self._derailed and not was_derailed:
+                result = ToolResult(
+                    False,
+                    f"{result.message} Too many refused moves: a callback was scheduled and the "
+                    "call is closing.",
+                    True,
+                    self._state,
+                )
+        self._history.append({"role": "tool", "tool_call_id": call_id, "content": result.content()})
+        return result
+
+    # --- derailment and forced ends ---------------------------------------------------------------
+
+    def check_derailment(self) -> bool:
+        """True once the core scheduled a callback and moved to closing on its own.
+
+        The shell then speaks `closing_line()` (recording it with `add_agent_turn`) and hangs up.
+        """
+        self._evaluate_derailment()
+        return self._derailed
+
+    def finalize(self, reason: EndReason | str) -> CallOutcome:
+        """End forced by the shell. Keeps an outcome already recorded; otherwise maps `reason`."""
+        reason = EndReason(reason)
+        if not self._finalized:
+            if self._outcome is None:
+                self._outcome = self._outcome_for(reason)
+            self._move(Event.FINALIZE)
+            self._finished = True
+            self._finalized = True
+        assert self._outcome is not None
+        return self._outcome
+
+    def _outcome_for(self, reason: EndReason) -> CallOutcome:
+        match reason:
+            case EndReason.NO_ANSWER | EndReason.BUSY:
+                return CallOutcome.NO_ANSWER
+            case EndReason.VOICEMAIL:
+                return CallOutcome.VOICEMAIL
+            case EndReason.ERROR:
+                return CallOutcome.FAILED
+            case EndReason.HANGUP:
+                if self._opt_out_heard:
+                    # Safety net: "stop calling me" + hang-up is an opt-out even if the model
+                    # never called the tool.
+                    return CallOutcome.OPTED_OUT
+                # Verified debtor who hangs up without agreeing to anything has refused; before
+                # verification nobody was reached, so the attempt failed (scheduler may retry).
+                return CallOutcome.REFUSED if self._verified else CallOutcome.FAILED
+        raise AssertionError(reason)  # pragma: no cover
+
+    def _count(self, s: TurnSignals) -> None:
+        self._hostile += s.hostile
+        self._confused += s.confused
+        self._injection += s.injection
+        if s.off_topic:
+            self._off_topic_streak += 1
+            self._off_topic_total += 1
+        else:
+            self._off_topic_streak = 0
+        if s.refusal and self._verified:
+            self._refusal_heard = True
+        if s.opt_out:
+            self._opt_out_heard = True
+
+    def _derailment_cause(self) -> str | None:
+        lim = self._limits
+        checks = (
+            (self._invalid_streak >= lim.max_consecutive_invalid_tools, "repeated invalid moves"),
+            (self._invalid_total >= lim.max_invalid_tools, "too many invalid moves"),
+            (self._off_topic_streak >= lim.max_consecutive_off_topic, "off-topic"),
+            (self._off_topic_total >= lim.max_off_topic, "off-topic"),
+            (self._hostile >= lim.max_hostile, "hostility"),
+            (self._confused >= lim.max_confused, "confusion"),
+            (self._injection >= lim.max_injection, "manipulation attempts"),
+            (self._debtor_turns >= lim.max_debtor_turns, "no progress"),
+        )
+        return next((cause for hit, cause in checks if hit), None)
+
+    def _evaluate_derailment(self) -> None:
+        # Only a call with no outcome yet derails; an opt-out heard must never become a callback.
+        if self._derailed or self._finished or self._outcome is not None or self._opt_out_heard:
+            return
+        cause = self._derailment_cause()
+        if cause is None:
+            return
+        self._derailed = True
+        self._derail_cause = cause
+        self._callback = Callback(self._derail_callback_time(), f"derailed: {cause}")
+        self._outcome = CallOutcome.CALLBACK_SCHEDULED
+        self._move(Event.DERAIL)
+
+    def _derail_callback_time(self) -> dt.datetime:
+        """Tomorrow, same local hour (clamped into daytime calling hours), on the hour."""
+        tz = self._facts.tz
+        local = self._now.astimezone(tz)
+        lo, hi = self._limits.derail_callback_hours
+        hour = min(max(local.hour, lo), hi)
+        day = local.date() + dt.timedelta(days=1)
+        return dt.datetime.combine(day, dt.time(hour), tzinfo=tz)
+
+    # --- tools ------------------------------------------------------------------------------------
+
+    def _move(self, event: Event) -> None:
+        target = NEXT_STATE[(self._state, event)]  # KeyError = a bug in the core, not the LLM
+        self._log.append(TransitionRecord(self._state, event, target))
+        self._state = target
+
+    def _refuse(self, message: str) -> ToolResult:
+        return ToolResult(False, message, False, self._state)
+
+    def _handle_tool(self, name: str, arguments: str) -> ToolResult:
+        if self._finished:
+            return self._refuse("The call has ended; no further actions.")
+        try:
+            tool = ToolName(name)
+        except ValueError:
+            known = ", ".join(t.value for t in ToolName)
+            return self._refuse(f"Unknown tool {name!r}. Available tools: {known}.")
+        event = Event.of_tool(tool)
+        if (self._state, event) not in NEXT_STATE:
+            return self._refuse(
+                f"{tool.value} is not allowed in state {self._state.value}. "
+                + _STATE_HINTS[self._state]
+            )
+        try:
+            args = parse_arguments(TOOLS_BY_NAME[tool], arguments)
+        except ArgumentError as exc:
+            return self._refuse(f"Invalid arguments for {tool.value}: {exc}")
+        try:
+            match tool:
+                case ToolName.CONFIRM_IDENTITY:
+                    return self._confirm_identity()
+                case ToolName.RECORD_PAYMENT_PROMISE:
+                    assert isinstance(args, RecordPaymentPromiseArgs)
+                    return self._record_promise(args)
+                case ToolName.SCHEDULE_CALLBACK:
+                    assert isinstance(args, ScheduleCallbackArgs)
+                    return self._schedule_callback(args)
+                case ToolName.REPORT_DISPUTE:
+                    assert isinstance(args, ReportDisputeArgs)
+                    return self._report_dispute(args)
+                case ToolName.REPORT_WRONG_PARTY:
+                    return self._report_wrong_party()
+                case ToolName.REQUEST_NO_FURTHER_CALLS:
+                    return self._no_further_calls()
+                case ToolName.END_CALL:
+                    return self._end_call()
+        except _Refused as exc:
+            return self._refuse(str(exc))
+        raise AssertionError(tool)  # pragma: no cover
+
+    def _ok(self, message: str, *, end_call: bool = False) -> ToolResult:
+        return ToolResult(True, message, end_call, self._state)
+
+    def _confirm_identity(self) -> ToolResult:
+        if self._state is S.NEGOTIATION:
+            return self._ok("Identity was already confirmed.")
+        if self._debtor_turns == 0:
+            raise _Refused("The person has not said anything yet: ask for the debtor by name.")
+        self._verified = True
+        self._move(Event.CONFIRM_IDENTITY)
+        balance = spoken_amount(self._facts.balance_minor, self._facts.currency)
+        return self._ok(
+            "Identity confirmed. First say that this is an attempt to collect a debt and any "
+            f"information obtained will be used for that purpose; then explain the balance of "
+            f"{balance}."
+        )
+
+    def _record_promise(self, args: RecordPaymentPromiseArgs) -> ToolResult:
+        f = self._facts
+        if not self._verified:  # the table already implies it; belt and braces
+            raise _Refused("Identity is not confirmed: no promise can be recorded.")
+        if args.currency != f.currency:
+            raise _Refused(f"Currency must be {f.currency}, the account's currency.")
+        if args.amount_minor > f.balance_minor:
+            raise _Refused(
+                f"Amount {args.amount_minor} is above the balance of {f.balance_minor} "
+                f"({spoken_amount(f.balance_minor, f.currency)})."
+            )
+        today = f.local_today(self._now)
+        latest = f.latest_promise_date(self._now)
+        if args.date < today:
+            raise _Refused(f"Date {args.date.isoformat()} is in the past; today is {today}.")
+        if args.date > latest:
+            raise _Refused(
+                f"Date {args.date.isoformat()} is too far out: the latest allowed date for this "
+                f"account is {latest.isoformat()} ({spoken_date(latest, today=today)})."
+            )
+        self._promise = PaymentPromise(args.amount_minor, args.currency, args.date)
+        self._outcome = CallOutcome.PROMISE_TO_PAY
+        self._wrap_up_turns = 0
+        self._move(Event.RECORD_PAYMENT_PROMISE)
+        return self._ok(
+            f"Promise recorded: {spoken_amount(args.amount_minor, args.currency)} on "
+            f"{spoken_date(args.date, today=today)}. Read it back, thank the debtor, then say "
+            "goodbye and call end_call."
+        )
+
+    def _schedule_callback(self, args: ScheduleCallbackArgs) -> ToolResult:
+        if self._state is S.CLOSING and self._outcome is not CallOutcome.CALLBACK_SCHEDULED:
+            raise _Refused("The call is closing with another outcome; say goodbye and end_call.")
+        reason = args.reason.strip()[:MAX_REASON_CHARS]
+        if not reason:
+            raise _Refused("Give a short reason for the callback.")
+        lim = self._limits
+        if args.when <= self._now:
+            raise _Refused(f"The callback time must be in the future; now is {self._now_local()}.")
+        if args.when > self._now + dt.timedelta(days=lim.callback_horizon_days):
+            raise _Refused(
+                f"The callback must be within {lim.callback_horizon_days} days from now."
+            )
+        local = args.when.astimezone(self._facts.tz)
+        start, end = lim.calling_hours
+        if not start <= local.hour < end:
+            raise _Refused(
+                f"Calls are allowed only between {start}:00 and {end}:00 in the debtor's time "
+                f"zone ({self._facts.timezone}); that time is {local:%H:%M} there."
+            )
+        self._callback = Callback(local, reason)
+        self._outcome = CallOutcome.CALLBACK_SCHEDULED
+        self._wrap_up_turns = 0
+        self._move(Event.SCHEDULE_CALLBACK)
+        today = self._facts.local_today(self._now)
+        return self._ok(
+            f"Callback scheduled for {spoken_date(local.date(), today=today, weekday=True)} at "
+            f"{spoken_time(local)}. Confirm the time, say goodbye and call end_call."
+        )
+
+    def _report_dispute(self, args: ReportDisputeArgs) -> ToolResult:
+        if not self._verified:
+            raise _Refused("Identity is not confirmed: do not discuss the debt with this person.")
+        self._dispute_reason = args.reason.strip()[:MAX_REASON_CHARS] or "unspecified"
+        if self._outcome is not CallOutcome.OPTED_OUT:  # an opt-out stays the final word
+            self._outcome = CallOutcome.DISPUTED
+            self._promise = None
+            self._callback = None
+        self._wrap_up_turns = 0
+        self._move(Event.REPORT_DISPUTE)
+        return self._ok(
+            "Dispute recorded. Do not argue or ask for payment. Tell the debtor it is noted, "
+            "say goodbye and call end_call."
+        )
+
+    def _report_wrong_party(self) -> ToolResult:
+        self._verified = False  # hide the debt again: whoever this is, it is not the debtor
+        self._outcome = CallOutcome.WRONG_PARTY
+        self._promise = None
+        self._callback = None
+        self._wrap_up_turns = 0
+        self._move(Event.REPORT_WRONG_PARTY)
+        return self._ok(
+            "Wrong party recorded. Say nothing about the account; apologise for the trouble, "
+            "say goodbye and call end_call."
+        )
+
+    def _no_further_calls(self) -> ToolResult:
+        self._outcome = CallOutcome.OPTED_OUT
+        self._promise = None
+        self._callback = None
+        self._wrap_up_turns = 0
+        self._move(Event.REQUEST_NO_FURTHER_CALLS)
+        return self._ok(
+            "Recorded: no further calls. Confirm politely, say goodbye and call end_call."
+        )
+
+    def _end_call(self) -> ToolResult:
+        if self._state is S.NEGOTIATION:
+            if not self._refusal_heard:
+                raise _Refused(
+                    "No outcome yet, so the call cannot end. Offer a payment or a callback "
+                    "(schedule_callback); if the debtor asks to stop calling use "
+                    "request_no_further_calls; if they dispute, report_dispute."
+                )
+            self._outcome = CallOutcome.REFUSED
+        self._move(Event.END_CALL)
+        self._finished = True
+        return self._ok("Call ending. Say goodbye if you have not yet.", end_call=True)
+
+    def _now_local(self) -> str:
+        return self._now.astimezone(self._facts.tz).isoformat(timespec="minutes")

@@ -1,0 +1,69 @@
+"""The debtor snapshot a conversation runs on, and the policy numbers derived from it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from types import MappingProxyType
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .enums import DelinquencyStage
+
+# How far ahead a promised payment date may lie, counted in days from the debtor's local "today".
+# The later the stage, the shorter the window: a late account needs money soon, a friendly
+# pre-delinquency reminder can accept anything up to a month out.
+PROMISE_WINDOW_DAYS: MappingProxyType[DelinquencyStage, int] = MappingProxyType(
+    {
+        DelinquencyStage.PRE_DELINQUENCY: 30,
+        DelinquencyStage.EARLY: 14,
+        DelinquencyStage.LATE: 7,
+    }
+)
+
+
+class CallFacts(BaseModel):
+    """Everything the core knows about the call: a frozen snapshot taken at dispatch time.
+
+    The orchestrator maps the `call-dispatch` message into this; the core never fetches more.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    call_id: str = Field(min_length=1)
+    debtor_name: str = Field(min_length=1)
+    company_name: str = Field(min_length=1)
+    agent_name: str = Field(min_length=1)
+    stage: DelinquencyStage
+    balance_minor: int = Field(ge=0, strict=True)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    due_date: dt.date
+    timezone: str = Field(description="IANA time zone of the debtor, e.g. America/New_York")
+    account_reference: str = ""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def promise_window_days(self) -> int:
+        return PROMISE_WINDOW_DAYS[self.stage]
+
+    def local_today(self, now: dt.datetime) -> dt.date:
+        """The debtor's calendar date at `now` (promise windows are in the debtor's days)."""
+        return now.astimezone(self.tz).date()
+
+    def latest_promise_date(self, now: dt.datetime) -> dt.date:
+        return self.local_today(now) + dt.timedelta(days=self.promise_window_days)
+
+    def days_past_due(self, now: dt.datetime) -> int:
+        return max(0, (self.local_today(now) - self.due_date).days)

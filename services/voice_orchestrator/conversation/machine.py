@@ -1,0 +1,145 @@
+"""The state machine as data: every allowed transition is one row of `TRANSITIONS`.
+
+The conversation core looks a move up here before anything else; a (state, event) pair that is
+not in the table is refused, whatever the LLM or the debtor said. Guards (the "when" column) are
+enforced in `conversation.py`; the column text documents them and is rendered into
+docs/conversation.md by `transitions_markdown()` (a test keeps the two in sync).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from types import MappingProxyType
+
+from .enums import ConversationState, ToolName
+
+
+class Event(StrEnum):
+    # Tool calls (same strings as ToolName).
+    CONFIRM_IDENTITY = "confirm_identity"
+    RECORD_PAYMENT_PROMISE = "record_payment_promise"
+    SCHEDULE_CALLBACK = "schedule_callback"
+    REPORT_DISPUTE = "report_dispute"
+    REPORT_WRONG_PARTY = "report_wrong_party"
+    REQUEST_NO_FURTHER_CALLS = "request_no_further_calls"
+    END_CALL = "end_call"
+    # Core and shell events.
+    AGENT_SPOKE = "agent_spoke"
+    DERAIL = "derail"
+    WRAP_UP_LIMIT = "wrap_up_limit"
+    FINALIZE = "finalize"
+
+    @classmethod
+    def of_tool(cls, tool: ToolName) -> Event:
+        return cls(tool.value)
+
+
+S = ConversationState
+E = Event
+
+
+@dataclass(frozen=True)
+class Transition:
+    source: ConversationState
+    event: Event
+    target: ConversationState
+    when: str
+
+
+_PRE_OUTCOME = (S.GREETING, S.VERIFICATION, S.NEGOTIATION)
+_ALL = tuple(S)
+
+TRANSITIONS: tuple[Transition, ...] = (
+    Transition(S.GREETING, E.AGENT_SPOKE, S.VERIFICATION, "the agent's greeting was heard"),
+    *(
+        Transition(s, E.CONFIRM_IDENTITY, S.NEGOTIATION, "the debtor has said something")
+        for s in (S.GREETING, S.VERIFICATION)
+    ),
+    Transition(S.NEGOTIATION, E.CONFIRM_IDENTITY, S.NEGOTIATION, "no-op: already confirmed"),
+    *(
+        Transition(s, E.REPORT_WRONG_PARTY, S.CLOSING, "always; clears any promise")
+        for s in (S.GREETING, S.VERIFICATION, S.NEGOTIATION, S.COMMITMENT)
+    ),
+    Transition(
+        S.NEGOTIATION,
+        E.RECORD_PAYMENT_PROMISE,
+        S.COMMITMENT,
+        "verified; 0 < amount <= balance; account currency; today <= date <= today + window",
+    ),
+    Transition(
+        S.COMMITMENT,
+        E.RECORD_PAYMENT_PROMISE,
+        S.COMMITMENT,
+        "same guards; replaces the recorded promise",
+    ),
+    *(
+        Transition(
+            s,
+            E.SCHEDULE_CALLBACK,
+            S.CLOSING,
+            "after now, within the callback horizon, inside local calling hours",
+        )
+        for s in _PRE_OUTCOME
+    ),
+    Transition(
+        S.CLOSING, E.SCHEDULE_CALLBACK, S.CLOSING, "outcome is callback_scheduled (reschedule)"
+    ),
+    *(
+        Transition(s, E.REPORT_DISPUTE, S.CLOSING, "right party verified; clears any promise")
+        for s in (S.NEGOTIATION, S.COMMITMENT, S.CLOSING)
+    ),
+    *(
+        Transition(s, E.REQUEST_NO_FURTHER_CALLS, S.CLOSING, "always; overrides other outcomes")
+        for s in _ALL
+    ),
+    Transition(
+        S.NEGOTIATION, E.END_CALL, S.CLOSING, "the debtor explicitly refused to pay -> refused"
+    ),
+    Transition(S.COMMITMENT, E.END_CALL, S.CLOSING, "a promise is recorded"),
+    Transition(S.CLOSING, E.END_CALL, S.CLOSING, "an outcome is recorded"),
+    *(
+        Transition(s, E.DERAIL, S.CLOSING, "no outcome yet; a derailment limit was reached")
+        for s in _PRE_OUTCOME
+    ),
+    *(
+        Transition(s, E.WRAP_UP_LIMIT, S.CLOSING, "outcome set; agent spoke N turns since")
+        for s in (S.COMMITMENT, S.CLOSING)
+    ),
+    *(Transition(s, E.FINALIZE, S.CLOSING, "the shell ended the call") for s in _ALL),
+)
+
+NEXT_STATE: MappingProxyType[tuple[ConversationState, Event], ConversationState] = MappingProxyType(
+    {(t.source, t.event): t.target for t in TRANSITIONS}
+)
+assert len(NEXT_STATE) == len(TRANSITIONS), "duplicate (state, event) rows"
+
+# The state graph the property tests check every visit against.
+ALLOWED_EDGES: frozenset[tuple[ConversationState, ConversationState]] = frozenset(
+    (t.source, t.target) for t in TRANSITIONS
+)
+
+
+@dataclass(frozen=True)
+class ConversationLimits:
+    """Derailment and wrap-up limits. Data, so a campaign can tune them without code."""
+
+    max_consecutive_invalid_tools: int = 3  # refused tool calls in a row
+    max_invalid_tools: int = 5  # refused tool calls in the whole call
+    max_consecutive_off_topic: int = 3
+    max_off_topic: int = 5
+    max_hostile: int = 2
+    max_confused: int = 3
+    max_injection: int = 2
+    max_debtor_turns: int = 30  # debtor turns without any outcome
+    wrap_up_agent_turns: int = 3  # agent turns after an outcome before the core ends the call
+    callback_horizon_days: int = 14  # how far ahead schedule_callback may be
+    calling_hours: tuple[int, int] = (8, 21)  # local [start, end) hours for any call
+    derail_callback_hours: tuple[int, int] = (9, 19)  # clamp for "same hour tomorrow"
+
+
+def transitions_markdown() -> str:
+    """The transition table as markdown, one row per allowed move."""
+    lines = ["| from | event | to | when |", "|---|---|---|---|"]
+    lines += [f"| {t.source} | {t.event} | {t.target} | {t.when} |" for t in TRANSITIONS]
+    return "\n".join(lines)

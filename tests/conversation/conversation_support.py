@@ -1,0 +1,48 @@
+"""Shared snapshots and helpers for the conversation-core tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from services.voice_orchestrator.conversation import CallFacts, Conversation
+
+# 10:00 in New York on a Friday; `today` for the debtor is 2026-11-27.
+NOW = dt.datetime(2026, 11, 27, 15, 0, tzinfo=dt.UTC)
+
+
+def facts(**overrides: Any) -> CallFacts:
+    values: dict[str, Any] = {
+        "call_id": "call-0001",
+        "debtor_name": "Jane Doe",
+        "company_name": "Acme Finance",
+        "agent_name": "Alex",
+        "stage": "early",
+        "balance_minor": 45000,
+        "currency": "USD",
+        "due_date": dt.date(2026, 11, 1),
+        "timezone": "America/New_York",
+        "account_reference": "ACC-000123",
+    }
+    values.update(overrides)
+    return CallFacts(**values)
+
+
+def conversation(now: dt.datetime = NOW, **overrides: Any) -> Conversation:
+    return Conversation(facts(**overrides), now)
+
+
+def verified(now: dt.datetime = NOW, **overrides: Any) -> Conversation:
+    """A conversation that reached negotiation the ordinary way."""
+    conv = conversation(now, **overrides)
+    conv.add_debtor_turn("Hello?")
+    conv.add_agent_turn(conv.greeting_line())
+    conv.add_debtor_turn("Yes, speaking.")
+    result = conv.add_tool_call("call_confirm", "confirm_identity", "{}")
+    assert result.ok, result
+    return conv
+
+
+def promise_args(amount: int = 45000, currency: str = "USD", date: str = "2026-12-01") -> str:
+    return json.dumps({"amount_minor": amount, "currency": currency, "date": date})

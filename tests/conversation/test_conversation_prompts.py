@@ -1,0 +1,222 @@
+"""Prompt files, versions and the rendered system prompt for each stage."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conversation_support import NOW, facts
+
+from services.voice_orchestrator.conversation import (
+    CallFacts,
+    Conversation,
+    DelinquencyStage,
+    default_prompt_set,
+    load_prompt_set,
+)
+from services.voice_orchestrator.conversation.prompting import parse_prompt
+
+PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
+FACT_KEYS = [
+    "state",
+    "stage",
+    "company",
+    "agent_name",
+    "debtor_name",
+    "balance_minor",
+    "currency",
+    "balance_spoken",
+    "due_date",
+    "today",
+    "latest_promise_date",
+]
+
+# Realistic debtor snapshots, one or more per stage, with what must be said about them.
+SNAPSHOTS: list[dict[str, Any]] = [
+    {
+        "facts": {
+            "stage": "pre_delinquency",
+            "debtor_name": "Maria Gonzalez",
+            "company_name": "Sunrise Credit Union",
+            "agent_name": "Sam",
+            "balance_minor": 12999,
+            "due_date": dt.date(2026, 12, 10),
+            "timezone": "America/Chicago",
+        },
+        "balance_spoken": "one hundred twenty-nine dollars and ninety-nine cents",
+        "due_spoken": "December tenth",
+        "latest": "2026-12-27",
+        "latest_spoken": "December twenty-seventh",
+        "tone": "friendly reminder",
+    },
+    {
+        "facts": {"stage": "early"},
+        "balance_spoken": "four hundred fifty dollars",
+        "due_spoken": "November first",
+        "latest": "2026-12-11",
+        "latest_spoken": "December eleventh",
+        "tone": "solution-oriented",
+    },
+    {
+        "facts": {
+            "stage": "late",
+            "debtor_name": "Robert O'Neil",
+            "company_name": "Harbor Auto Loans",
+            "agent_name": "Jordan",
+            "balance_minor": 250075,
+            "due_date": dt.date(2026, 8, 15),
+            "timezone": "America/Los_Angeles",
+        },
+        "balance_spoken": "two thousand five hundred dollars and seventy-five cents",
+        "due_spoken": "August fifteenth",
+        "latest": "2026-12-04",
+        "latest_spoken": "December fourth",
+        "tone": "offer a plan",
+        "past_due": "one hundred four days past due",
+    },
+    {
+        "facts": {
+            "stage": "late",
+            "debtor_name": "Lee Chen",
+            "balance_minor": 100,
+            "due_date": dt.date(2025, 12, 30),
+        },
+        "balance_spoken": "one dollar",
+        "due_spoken": "December thirtieth, twenty twenty-five",
+        "latest": "2026-12-04",
+        "latest_spoken": "December fourth",
+        "tone": "offer a plan",
+    },
+]
+
+
+def _facts_block(prompt: str) -> dict[str, str]:
+    block = prompt[prompt.rindex("### CALL FACTS") :].splitlines()[1:]
+    return {k: v.strip() for k, _, v in (line.partition(":") for line in block)}
+
+
+def _verified(snapshot: CallFacts) -> Conversation:
+    conv = Conversation(snapshot, NOW)
+    conv.add_debtor_turn("Hello?")
+    conv.add_agent_turn(conv.greeting_line())
+    conv.add_debtor_turn("Yes, this is me.")
+    assert conv.add_tool_call("c", "confirm_identity", "{}").ok
+    return conv
+
+
+@pytest.mark.parametrize("case", SNAPSHOTS, ids=lambda c: f"{c['facts']['stage']}")
+def test_stage_prompt_rendering(case: dict[str, Any]) -> None:
+    snapshot = facts(**case["facts"])
+    conv = Conversation(snapshot, NOW)
+    before = conv.system_prompt()
+
+    # Before verification: no debt facts anywhere, facts block keys all present but blank.
+    assert case["balance_spoken"] not in before
+    assert str(snapshot.balance_minor) not in before
+    assert case["due_spoken"] not in before
+    assert snapshot.due_date.isoformat() not in before
+    block = _facts_block(before)
+    assert list(block) == FACT_KEYS
+    assert block["balance_minor"] == block["balance_spoken"] == block["due_date"] == ""
+    assert block["state"] == "greeting" and block["stage"] == snapshot.stage.value
+    assert snapshot.debtor_name in before and snapshot.company_name in before
+
+    after = _verified(snapshot).system_prompt()
+    for prompt in (before, after):
+        assert not re.search(r"[{}$]", prompt), "placeholder or symbol left in the prompt"
+        assert prompt.rstrip().endswith(f"latest_promise_date: {case['latest']}")
+    assert case["balance_spoken"] in after
+    assert case["due_spoken"] in after
+    assert case["latest_spoken"] in after
+    assert case["tone"] in after.lower() or case["tone"] in after
+    if "past_due" in case:
+        assert case["past_due"] in after
+    block = _facts_block(after)
+    assert list(block) == FACT_KEYS
+    assert block == {
+        "state": "negotiation",
+        "stage": snapshot.stage.value,
+        "company": snapshot.company_name,
+        "agent_name": snapshot.agent_name,
+        "debtor_name": snapshot.debtor_name,
+        "balance_minor": str(snapshot.balance_minor),
+        "currency": "USD",
+        "balance_spoken": case["balance_spoken"],
+        "due_date": snapshot.due_date.isoformat(),
+        "today": "2026-11-27",
+        "latest_promise_date": case["latest"],
+    }
+
+
+def test_contract_example_block() -> None:
+    """The example in docs/internal-contracts.md, rendered by the core (state verification)."""
+    conv = Conversation(facts(), NOW)
+    conv.add_debtor_turn("Hello?")
+    conv.add_agent_turn(conv.greeting_line())
+    conv.add_debtor_turn("Yes, speaking.")
+    conv.add_tool_call("c", "confirm_identity", "{}")
+    prompt = conv.system_prompt()
+    expected = """### CALL FACTS
+state: negotiation
+stage: early
+company: Acme Finance
+agent_name: Alex
+debtor_name: Jane Doe
+balance_minor: 45000
+currency: USD
+balance_spoken: four hundred fifty dollars
+due_date: 2026-11-01
+today: 2026-11-27
+latest_promise_date: 2026-12-11"""
+    assert prompt.endswith(expected)
+
+
+def test_state_is_rerendered_every_turn() -> None:
+    conv = Conversation(facts(), NOW)
+    states = [_facts_block(conv.system_prompt())["state"]]
+    conv.add_debtor_turn("Hello?")
+    conv.add_agent_turn(conv.greeting_line())
+    states.append(_facts_block(conv.system_prompt())["state"])
+    assert states == ["greeting", "verification"]
+
+
+def test_every_prompt_file_is_versioned_and_the_call_records_the_combination() -> None:
+    prompts = load_prompt_set(PROMPTS)
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}\.\d+", prompts.policy.version)
+    for stage in DelinquencyStage:
+        doc = prompts.stages[stage]
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}\.\d+", doc.version)
+        conv = Conversation(facts(stage=stage), NOW, prompts=prompts)
+        assert conv.prompt_version == (
+            f"policy@{prompts.policy.version}+{stage.value}@{doc.version}"
+        )
+    assert default_prompt_set() == prompts
+
+
+def test_policy_covers_the_us_collection_basics() -> None:
+    body = default_prompt_set().policy.body.lower()
+    for phrase in [
+        "ai assistant",
+        "never claim or imply that you are human",
+        "attempt to collect a debt",
+        "any information obtained will be used for that purpose",
+        "never threaten",
+        "report_dispute at once",
+        "request_no_further_calls at once",
+        "spouse",
+        "no lists, no markdown",
+    ]:
+        assert phrase in body, phrase
+
+
+def test_policy_may_not_use_debt_placeholders() -> None:
+    text = "---\nversion: 1\n---\nYou owe {balance_spoken}."
+    with pytest.raises(ValueError, match="balance_spoken"):
+        parse_prompt("policy", text, frozenset({"debtor_name"}))
+    with pytest.raises(ValueError, match="front matter"):
+        parse_prompt("policy", "no front matter", frozenset())
+    with pytest.raises(ValueError, match="version"):
+        parse_prompt("policy", "---\nauthor: me\n---\nBody", frozenset())
