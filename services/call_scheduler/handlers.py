@@ -15,6 +15,7 @@ from services.common.bus import CloudEvent
 from services.common.logging import bind_call_id, get_logger
 from services.common.models import Call, Debtor
 from services.common.outbox import add_event
+from services.common.prompt_versions import prompt_version
 from services.common.settings import Settings
 
 log = get_logger(__name__)
@@ -40,9 +41,8 @@ def snapshot(debtor: Debtor) -> DebtorSnapshot:
 
 
 class CallRequestHandler:
-    def __init__(self, settings: Settings, prompt_version: str | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.prompt_version = prompt_version
 
     async def __call__(self, session: AsyncSession, event: CloudEvent) -> None:
         request = CallRequested.model_validate(event.data)
@@ -65,18 +65,18 @@ class CallRequestHandler:
             log.info("call_request_skipped", reason=decision.reason, ce_id=event.id)
             return
         assert call is not None and debtor is not None
+        version = prompt_version(call.stage)
         dispatch = CallDispatch(
             call_id=call.id,
             debtor=snapshot(debtor),
             stage=call.stage,
-            prompt_version=self.prompt_version,
+            prompt_version=version,
             dispatched_at=now,
         )
         call.status = "dispatched"
         call.dispatched_at = now
         call.updated_at = now
-        if self.prompt_version:
-            call.prompt_version = self.prompt_version
+        call.prompt_version = version
         add_event(
             session, self.settings.pubsub_topic_call_dispatch, CE_TYPE_DISPATCH, SOURCE, dispatch
         )

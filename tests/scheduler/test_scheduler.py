@@ -16,6 +16,7 @@ from services.call_scheduler.policy import CallRequestView, Dispatch, Skip, deci
 from services.common.bus import CloudEvent, PubSubBus
 from services.common.models import Call, Debtor
 from services.common.settings import Settings
+from services.voice_orchestrator.conversation import DelinquencyStage, default_prompt_set
 from tests.helpers import pull, temp_subscription
 
 
@@ -79,6 +80,8 @@ async def test_redelivered_requests_dispatch_once(
     assert d.debtor.debtor_id == debtor.id
     assert d.debtor.amount_owed.amount_minor == 123456
     assert d.stage.value == "late"
+    # The dispatch pins the same prompt version the conversation core will record.
+    assert d.prompt_version == default_prompt_set().version(DelinquencyStage("late"))
     assert msgs[0].message.attributes["ce-type"] == "call.dispatch"
     async with sessions() as s:
         row = await s.get(Call, call.id)

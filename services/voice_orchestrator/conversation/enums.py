@@ -1,39 +1,23 @@
-"""Enumerations shared with the specs and the database (see docs/internal-contracts.md)."""
+"""Enumerations. Those the specs define come from `generated/` (one definition, no twins);
+the ones below are the core's own."""
 
 from __future__ import annotations
 
 from enum import StrEnum
 
+from generated.call_outcome import CallOutcome
+from generated.conversation_state import ConversationState
+from generated.delinquency_stage import DelinquencyStage
+from generated.speaker import Speaker
 
-class DelinquencyStage(StrEnum):
-    PRE_DELINQUENCY = "pre_delinquency"
-    EARLY = "early"
-    LATE = "late"
-
-
-class ConversationState(StrEnum):
-    GREETING = "greeting"
-    VERIFICATION = "verification"
-    NEGOTIATION = "negotiation"
-    COMMITMENT = "commitment"
-    CLOSING = "closing"
-
-
-class CallOutcome(StrEnum):
-    PROMISE_TO_PAY = "promise_to_pay"
-    CALLBACK_SCHEDULED = "callback_scheduled"
-    REFUSED = "refused"
-    DISPUTED = "disputed"
-    WRONG_PARTY = "wrong_party"
-    NO_ANSWER = "no_answer"
-    VOICEMAIL = "voicemail"
-    OPTED_OUT = "opted_out"
-    FAILED = "failed"
-
-
-class Speaker(StrEnum):
-    AGENT = "agent"
-    DEBTOR = "debtor"
+__all__ = [
+    "CallOutcome",
+    "ConversationState",
+    "DelinquencyStage",
+    "EndReason",
+    "Speaker",
+    "ToolName",
+]
 
 
 class ToolName(StrEnum):
