@@ -91,6 +91,15 @@ class Settings(BaseSettings):
     elevenlabs_voice_id: str = "21m00Tcm4TlvDq8ikWAM"
     elevenlabs_model_id: str = "eleven_flash_v2_5"
 
+    # Price table, integer micro-USD (1 USD = 1_000_000). List prices as of 2026-11-27; see
+    # docs/cost.md for sources. Operators with negotiated rates override them here.
+    price_twilio_micro_usd_per_minute: int = 14_000  # US outbound voice, per started minute
+    price_deepgram_micro_usd_per_minute: int = 7_700  # Nova-3 streaming, pay as you go
+    price_openai_input_micro_usd_per_mtok: int = 250_000  # gpt-5-mini input, per 1M tokens
+    price_openai_cached_input_micro_usd_per_mtok: int = 25_000  # gpt-5-mini cached input
+    price_openai_output_micro_usd_per_mtok: int = 2_000_000  # gpt-5-mini output
+    price_elevenlabs_micro_usd_per_kchar: int = 50_000  # Flash v2.5, per 1,000 characters
+
     # Voice loop tuning
     barge_in_min_speech_ms: int = 200
     call_sweeper_stale_seconds: int = 900
