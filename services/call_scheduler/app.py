@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from services.call_scheduler.handlers import CallRequestHandler
 from services.common.bus import IdempotentHandler
+from services.common.push import push_router
 from services.common.runtime import ServiceRuntime
 from services.common.settings import Settings, get_settings
 from services.common.topology import subscription_for
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await runtime.stop()
 
     app = FastAPI(title="Call Scheduler", version="0.1.0", lifespan=lifespan)
+    app.include_router(push_router(settings))
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

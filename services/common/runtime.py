@@ -45,6 +45,9 @@ class ServiceRuntime:
     def consume(self, subscription: str, handler: EventHandler) -> None:
         self._subscriptions.append((subscription, handler))
 
+    def handlers(self) -> dict[str, EventHandler]:
+        return dict(self._subscriptions)
+
     def background(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         self._tasks.append(asyncio.create_task(self._guard(coro, name), name=name))
 
@@ -59,9 +62,15 @@ class ServiceRuntime:
 
     async def start(self) -> None:
         self.background(self.relay.run(), "outbox-relay")
-        for subscription, handler in self._subscriptions:
-            self.bus.subscribe(subscription, handler)
-        log.info("service_started", subscriptions=[s for s, _ in self._subscriptions])
+        if self.settings.pubsub_delivery == "pull":
+            for subscription, handler in self._subscriptions:
+                self.bus.subscribe(subscription, handler)
+        # In push mode Pub/Sub calls /pubsub/push/<subscription> (services.common.push).
+        log.info(
+            "service_started",
+            delivery=self.settings.pubsub_delivery,
+            subscriptions=[s for s, _ in self._subscriptions],
+        )
 
     async def stop(self) -> None:
         self.bus.close()

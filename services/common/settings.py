@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     pubsub_max_delivery_attempts: int = 10
     pubsub_min_backoff_seconds: int = 10
     pubsub_max_backoff_seconds: int = 600
+    # "pull": streaming-pull subscribers in each process (local stack, always-on workers);
+    # "push": Pub/Sub pushes to /pubsub/push/<subscription> (Cloud Run).
+    pubsub_delivery: Literal["pull", "push"] = "pull"
     # Token that Pub/Sub push subscriptions present (production push mode).
     pubsub_push_token: SecretStr | None = None
     outbox_poll_interval_seconds: float = 0.2

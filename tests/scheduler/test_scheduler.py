@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from datetime import UTC, date, datetime
 
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from generated.call_dispatch import CallDispatch
@@ -112,3 +113,53 @@ async def test_unknown_call_dispatches_nothing(
         await asyncio.sleep(0)
     bus.close()
     assert msgs == []
+
+
+async def test_push_delivery_dispatches_and_checks_token(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """Cloud Run mode: Pub/Sub pushes the message; a wrong token is refused, the right one runs
+    the same idempotent handler."""
+    import base64
+
+    import httpx
+
+    push_settings = settings.model_copy(
+        update={"pubsub_delivery": "push", "pubsub_push_token": SecretStr("push-secret")}
+    )
+    bus = PubSubBus(settings)
+    dispatch_sub = temp_subscription(bus, settings.pubsub_topic_call_dispatch)
+    debtor, call = await _queued_call(sessions)
+    event = CloudEvent.create(
+        "call.requested",
+        "/tests",
+        CallRequested(
+            call_id=call.id,
+            debtor_id=debtor.id,
+            requested_at=datetime.now(UTC),
+            idempotency_key=None,
+        ),
+    )
+    envelope = {
+        "message": {
+            "attributes": event.attributes(),
+            "data": base64.b64encode(event.body()).decode(),
+            "messageId": "1",
+        },
+        "subscription": "projects/p/subscriptions/call-requests.call-scheduler",
+    }
+    app = create_app(push_settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://sched") as client:
+            path = "/pubsub/push/call-requests.call-scheduler"
+            forged = await client.post(path + "?token=wrong", json=envelope)
+            assert forged.status_code == 403
+            for _ in range(2):  # pushed twice
+                ok = await client.post(path + "?token=push-secret", json=envelope)
+                assert ok.status_code == 204
+            malformed = await client.post(path + "?token=push-secret", json={"message": {}})
+            assert malformed.status_code == 204  # acked, never retried forever
+        msgs = await pull(bus, dispatch_sub, 2, wait_s=4)
+    bus.close()
+    assert len(msgs) == 1
