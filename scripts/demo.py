@@ -1,0 +1,418 @@
+"""The main job: a complete simulated collections call through all three services.
+
+Starts the local stack (PostgreSQL, Pub/Sub and GCS emulators), the vendor simulators and the
+three services as separate processes, registers a local webhook receiver, creates a debtor through
+the REST API, triggers a call, shows its progress, and ends with the outcome, promise, transcript,
+latency percentiles, cost, the signed webhook and the stereo recording.
+
+    ./scripts/demo                                # cooperative payer, early stage
+    ./scripts/demo --persona interrupter --stage late
+    ./scripts/demo --calls 5 --persona negotiator # five calls at once
+    ./scripts/demo --real-vendors --phone +1...   # real Twilio/Deepgram/OpenAI/ElevenLabs
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from scripts.localstack import ROOT, LocalStack, StackError, free_port
+from scripts.processes import ServiceProcess
+from scripts.webhook_receiver import WebhookReceiver
+
+TERMINAL = {"completed", "busy", "no_answer", "failed", "canceled"}
+API_KEY = "demo-api-key"
+PERSONAS = [
+    "cooperative",
+    "negotiator",
+    "wrong_person",
+    "disputes",
+    "callback_later",
+    "hostile",
+    "stop_calling",
+    "interrupter",
+    "silent",
+    "no_answer",
+    "busy",
+]
+REAL_VENDOR_VARS = [
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_FROM_NUMBER",
+    "ORCHESTRATOR_PUBLIC_URL",
+    "DEEPGRAM_API_KEY",
+    "OPENAI_API_KEY",
+    "ELEVENLABS_API_KEY",
+]
+LATENCY_FIELDS = [
+    ("voice_to_voice_ms", "voice-to-voice"),
+    ("stt_final_ms", "STT final"),
+    ("llm_first_token_ms", "LLM first token"),
+    ("tts_first_byte_ms", "TTS first byte"),
+    ("first_audio_out_ms", "first audio out"),
+    ("orchestrator_overhead_ms", "our overhead"),
+    ("barge_in_to_clear_ms", "barge-in → clear"),
+]
+
+
+def say(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+def percentile(values: list[int], p: float) -> int:
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def money(m: dict[str, Any]) -> str:
+    whole, cents = divmod(int(m["amount_minor"]), 100)
+    return f"{whole}.{cents:02d} {m['currency']}"
+
+
+def usd(micro: int | None) -> str:
+    if micro is None:
+        return "-"
+    whole, frac = divmod(micro, 1_000_000)
+    return f"${whole}.{frac:06d}"
+
+
+@dataclass
+class DemoCall:
+    persona: str
+    phone: str
+    debtor_id: str = ""
+    call_id: str = ""
+    status: str = ""
+    sid: str | None = None
+    lines_seen: int = 0
+    tts_seen: int = 0
+    clears_seen: int = 0
+    final: dict[str, Any] = field(default_factory=dict)
+
+
+class Demo:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        self.out = Path(args.output_dir or ROOT / "demo-output" / stamp).resolve()
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.stack = LocalStack(self.out / "stack")
+        self.processes: list[ServiceProcess] = []
+        self.receiver = WebhookReceiver()
+        self.sim_url = ""
+        self.api: ServiceProcess | None = None
+
+    # -- start ------------------------------------------------------------------------------
+    def start(self) -> None:
+        say(f"output: {self.out}")
+        say("\n== local stack")
+        self.stack.start(progress=True)
+        env = {**self.stack.env(), "API_KEY": API_KEY, "LOG_LEVEL": "INFO"}
+        if self.args.real_vendors:
+            missing = [v for v in REAL_VENDOR_VARS if not os.environ.get(v)]
+            if missing:
+                raise StackError(f"--real-vendors needs these variables set: {', '.join(missing)}")
+        else:
+            ports = {v: free_port() for v in ("twilio", "deepgram", "openai", "elevenlabs")}
+            sims = ServiceProcess(
+                "simulators",
+                "simulators",
+                env={"SIM_TWILIO_AUTH_TOKEN": "demo-twilio-token"},
+                port=ports["twilio"],
+                log_path=self.out / "simulators.log",
+                health_path="/_sim/health",
+                args=[
+                    "--twilio-port", str(ports["twilio"]),
+                    "--deepgram-port", str(ports["deepgram"]),
+                    "--openai-port", str(ports["openai"]),
+                    "--elevenlabs-port", str(ports["elevenlabs"]),
+                ],
+            )  # fmt: skip
+            self.sim_url = sims.url
+            env.update(
+                {
+                    "TWILIO_API_BASE_URL": f"http://127.0.0.1:{ports['twilio']}",
+                    "TWILIO_AUTH_TOKEN": "demo-twilio-token",
+                    "DEEPGRAM_BASE_URL": f"http://127.0.0.1:{ports['deepgram']}",
+                    "DEEPGRAM_WS_URL": f"ws://127.0.0.1:{ports['deepgram']}",
+                    "OPENAI_BASE_URL": f"http://127.0.0.1:{ports['openai']}/v1",
+                    "ELEVENLABS_BASE_URL": f"http://127.0.0.1:{ports['elevenlabs']}",
+                    "ELEVENLABS_WS_URL": f"ws://127.0.0.1:{ports['elevenlabs']}",
+                }
+            )
+            self.processes.append(sims)
+        services = [
+            ("client-api", "services.client_api", "CLIENT_API_PORT"),
+            ("call-scheduler", "services.call_scheduler", "CALL_SCHEDULER_PORT"),
+            ("voice-orchestrator", "services.voice_orchestrator", "VOICE_ORCHESTRATOR_PORT"),
+        ]
+        ports = {name: free_port() for name, _, _ in services}
+        if not self.args.real_vendors:
+            env["ORCHESTRATOR_PUBLIC_URL"] = f"http://127.0.0.1:{ports['voice-orchestrator']}"
+        for name, module, port_var in services:
+            proc = ServiceProcess(
+                name,
+                module,
+                env={**env, port_var: str(ports[name])},
+                port=ports[name],
+                log_path=self.out / f"{name}.log",
+            )
+            self.processes.append(proc)
+            if name == "client-api":
+                self.api = proc
+        say("\n== services")
+        for proc in self.processes:
+            proc.start()
+        for proc in self.processes:
+            health = proc.wait_healthy(timeout=60)
+            say(f"  {proc.name:<20} {proc.url:<28} {json.dumps(health)}")
+        self.receiver.start()
+        say(f"  {'webhook receiver':<20} {self.receiver.url}")
+
+    def stop(self) -> None:
+        self.receiver.stop()
+        for proc in reversed(self.processes):
+            proc.stop()
+        self.stack.stop()
+
+    # -- the call ---------------------------------------------------------------------------
+    async def run(self) -> int:
+        assert self.api is not None
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        async with (
+            httpx.AsyncClient(base_url=self.api.url, headers=headers, timeout=10) as api,
+            httpx.AsyncClient(base_url=self.sim_url or "http://unused", timeout=10) as sim,
+        ):
+            say("\n== webhook endpoint")
+            resp = await api.post(
+                "/v1/webhook-endpoints",
+                json={"url": self.receiver.url, "description": "demo receiver"},
+            )
+            resp.raise_for_status()
+            endpoint = resp.json()
+            self.receiver.secret = endpoint["secret"]
+            say(f"  registered {endpoint['id']} → {self.receiver.url} (secret shown once)")
+
+            calls = [self._plan(i) for i in range(self.args.calls)]
+            say("\n== debtors and call triggers")
+            for c in calls:
+                if self.sim_url:
+                    r = await sim.post(
+                        "/_sim/numbers", json={"number": c.phone, "persona": c.persona}
+                    )
+                    r.raise_for_status()
+                await self._create_and_trigger(api, c)
+                say(f"  debtor {c.debtor_id}  persona {c.persona:<15} call {c.call_id}")
+
+            say("\n== progress")
+            started = time.monotonic()
+            while any(c.status not in TERMINAL for c in calls):
+                if time.monotonic() - started > self.args.timeout:
+                    say(f"  timed out after {self.args.timeout}s")
+                    break
+                for c in calls:
+                    await self._poll(api, sim, c, started)
+                await asyncio.sleep(0.25)
+            for c in calls:  # the final record, with transcript and links
+                c.final = (await api.get(f"/v1/calls/{c.call_id}")).json()
+            hooks = await self.receiver.wait_for(len(calls), timeout_s=20)
+            for c in calls:
+                await self._report(api, c, hooks)
+            self._latency_summary(calls)
+            return 0 if all(self._ok(c, hooks) for c in calls) else 1
+
+    def _plan(self, i: int) -> DemoCall:
+        persona = self.args.persona
+        if self.args.calls > 1 and self.args.persona == "mix":
+            persona = PERSONAS[i % len(PERSONAS)]
+        phone = self.args.phone or f"+1555{uuid.uuid4().int % 10**7:07d}"
+        return DemoCall(persona=persona, phone=phone)
+
+    async def _create_and_trigger(self, api: httpx.AsyncClient, c: DemoCall) -> None:
+        debtor = {
+            "name": "Jordan Rivera",
+            "phone": c.phone,
+            "timezone": "America/New_York",
+            "stage": self.args.stage,
+            "amount_owed": {"amount_minor": 45_000, "currency": "USD"},
+            "due_date": (date.today() - timedelta(days=12)).isoformat(),
+            "account_reference": "ACME-2291",
+            "external_id": f"demo-{uuid.uuid4().hex[:12]}",
+        }
+        r = await api.post("/v1/debtors", json=debtor)
+        r.raise_for_status()
+        c.debtor_id = r.json()["id"]
+        r = await api.post(
+            f"/v1/debtors/{c.debtor_id}/calls",
+            json={},
+            headers={"Idempotency-Key": f"demo-{uuid.uuid4()}"},
+        )
+        r.raise_for_status()
+        c.call_id = r.json()["id"]
+        c.status = r.json()["status"]
+
+    async def _poll(
+        self, api: httpx.AsyncClient, sim: httpx.AsyncClient, c: DemoCall, t0: float
+    ) -> None:
+        stamp = f"[{time.monotonic() - t0:6.1f}s]"
+        tag = f"{c.persona[:12]:<12}" if self.args.calls > 1 else ""
+        call = (await api.get(f"/v1/calls/{c.call_id}")).json()
+        if call["status"] != c.status:
+            c.status = call["status"]
+            say(f"  {stamp} {tag} status → {c.status}")
+        c.sid = call.get("twilio_call_sid") or c.sid
+        if not (self.sim_url and c.sid):
+            return
+        r = await sim.get(f"/_sim/calls/{c.sid}")
+        if r.status_code != 200 or not r.json().get("streams"):
+            return
+        stream = r.json()["streams"][-1]
+        for line in stream["debtor_lines"][c.lines_seen :]:
+            if line.get("end_ms") is None:
+                break
+            c.lines_seen += 1
+            say(f"  {stamp} {tag} debtor: {line['text']}")
+        tts = (await sim.get("/_sim/elevenlabs")).json()
+        texts = [t for rec in tts if c.sid in json.dumps(rec) for t in rec.get("texts", [])]
+        for text in texts[c.tts_seen :]:
+            c.tts_seen += 1
+            if text.strip():
+                say(f"  {stamp} {tag} agent:  {text.strip()}")
+        for _ in stream["clears"][c.clears_seen :]:
+            c.clears_seen += 1
+            say(f"  {stamp} {tag} ** debtor interrupted: agent audio cleared **")
+
+    async def _report(self, api: httpx.AsyncClient, c: DemoCall, hooks: list[Any]) -> None:
+        f = c.final
+        say(f"\n== call {c.call_id} ({c.persona})")
+        duration = f.get("duration_seconds")
+        say(f"  status {f['status']}, outcome {f.get('outcome')}, duration {duration}s")
+        say(f"  prompt version {f.get('prompt_version')}")
+        if f.get("payment_promise"):
+            p = f["payment_promise"]
+            say(f"  promise: {money(p['amount'])} by {p['due_date']}")
+        if f.get("callback"):
+            say(f"  callback: {f['callback']['scheduled_for']} ({f['callback']['reason']})")
+        say("  transcript:")
+        for t in f.get("transcript", []):
+            cut = "  [interrupted]" if t.get("interrupted") else ""
+            say(f"    {t['speaker']:>6}: {t['text']}{cut}")
+        if f.get("cost"):
+            cost = f["cost"]
+            say(
+                f"  cost: total {usd(cost.get('total_micro_usd'))} = telephony "
+                f"{usd(cost.get('telephony_micro_usd'))} + STT {usd(cost.get('stt_micro_usd'))} + "
+                f"LLM {usd(cost.get('llm_micro_usd'))} + TTS {usd(cost.get('tts_micro_usd'))}"
+            )
+        mine = [
+            h for h in hooks if h.payload.get("data", {}).get("call", {}).get("id") == c.call_id
+        ]
+        for h in mine:
+            check = "VALID" if h.signature_valid else "INVALID"
+            hook_id = h.headers.get("webhook-id")
+            say(f"  webhook {h.payload.get('type')} received, id {hook_id}, signature {check}")
+        if not mine:
+            say("  webhook: not received")
+        if f.get("recording_url"):
+            wav = self.out / f"call-{c.call_id}.wav"
+            r = await api.get(f["recording_url"]) if f["recording_url"].startswith("/") else None
+            if r is None:
+                async with httpx.AsyncClient(timeout=30) as plain:
+                    r = await plain.get(f["recording_url"])
+            if r.status_code == 200:
+                wav.write_bytes(r.content)
+                say(f"  recording: {f['recording_url'].split('?')[0]}")
+                say(f"  local copy: {wav}  (stereo: debtor left, agent right)")
+        if f.get("transcript_url"):
+            say(f"  transcript object: {f['transcript_url'].split('?')[0]}")
+
+    def _latency_summary(self, calls: list[DemoCall]) -> None:
+        turns = [t for c in calls for t in c.final.get("latency", [])]
+        if not turns:
+            return
+        say(f"\n== latency over {len(turns)} turns (ms)")
+        say(f"  {'':<18}{'p50':>7}{'p95':>7}{'p99':>7}{'max':>7}{'n':>5}")
+        for key, label in LATENCY_FIELDS:
+            vals = [int(t[key]) for t in turns if t.get(key) is not None]
+            if vals:
+                say(
+                    f"  {label:<18}{percentile(vals, 50):>7}{percentile(vals, 95):>7}"
+                    f"{percentile(vals, 99):>7}{max(vals):>7}{len(vals):>5}"
+                )
+
+    def _ok(self, c: DemoCall, hooks: list[Any]) -> bool:
+        got_hook = any(
+            h.signature_valid and h.payload.get("data", {}).get("call", {}).get("id") == c.call_id
+            for h in hooks
+        )
+        return c.final.get("status") in TERMINAL and c.final.get("outcome") is not None and got_hook
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="./scripts/demo", description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--persona",
+        default="cooperative",
+        choices=[*PERSONAS, "mix"],
+        help="debtor persona the simulated phone plays (mix: a different one per call)",
+    )
+    p.add_argument("--stage", default="early", choices=["pre_delinquency", "early", "late"])
+    p.add_argument("--calls", type=int, default=1, help="calls placed at once")
+    p.add_argument(
+        "--real-vendors",
+        action="store_true",
+        help="use real Twilio, Deepgram, OpenAI and ElevenLabs (keys from env)",
+    )
+    p.add_argument("--phone", help="number to call (with --real-vendors)")
+    p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the calls")
+    p.add_argument("--output-dir", help="where logs, the WAV copy and the stack data go")
+    p.add_argument("--keep", action="store_true", help="leave everything running until Ctrl-C")
+    args = p.parse_args(argv)
+    if args.real_vendors and not args.phone:
+        p.error("--real-vendors needs --phone")
+    if args.calls < 1:
+        p.error("--calls must be at least 1")
+    return args  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    demo = Demo(args)
+    code = 1
+    try:
+        demo.start()
+        code = asyncio.run(demo.run())
+        if args.keep:
+            say("\neverything is still running; Ctrl-C stops it")
+            while True:
+                time.sleep(3600)
+    except StackError as exc:
+        say(f"\nerror: {exc}")
+    except KeyboardInterrupt:
+        pass
+    except httpx.HTTPStatusError as exc:
+        say(f"\nerror: {exc.request.method} {exc.request.url} → {exc.response.status_code}")
+        say(exc.response.text)
+    finally:
+        say("\nstopping ...")
+        demo.stop()
+        shutil.rmtree(demo.out / "stack", ignore_errors=True)
+        say(f"logs: {demo.out}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
