@@ -1,0 +1,1 @@
+"""Pieces shared by the simulators: audio codecs, speech synthesis, HTTP helpers."""

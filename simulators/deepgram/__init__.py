@@ -1,0 +1,1 @@
+"""Deepgram simulator: the live streaming WebSocket API (/v1/listen)."""

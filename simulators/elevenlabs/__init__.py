@@ -1,0 +1,1 @@
+"""ElevenLabs simulator: WebSocket text-to-speech (stream-input and multi-stream-input)."""

@@ -1,0 +1,158 @@
+"""The shared in-memory "phone network": it correlates one simulated call across vendors.
+
+The Twilio simulator owns the calls and the debtor's side (personas). When the persona speaks a
+line it is registered here as an :class:`Utterance`; the Deepgram simulator, given
+``tag=<CallSid>``, asks which utterance that phone is speaking so the words it returns match the
+audio it hears.
+Every simulator also leaves what it received here, for the control API (``/_sim/...``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from simulators.common.speech import Speech, SpeechMode, Synthesizer
+from simulators.config import SimConfig
+from simulators.personas import Persona, load_personas, parse_persona
+
+if TYPE_CHECKING:
+    from simulators.twilio.call import SimCall
+
+_DIGITS = re.compile(r"\D")
+
+
+@dataclass(slots=True)
+class Utterance:
+    """One persona line as spoken on a call (times are ``loop.time()`` seconds)."""
+
+    call_sid: str
+    index: int
+    text: str
+    speech: Speech
+    started_at: float
+    ended_at: float | None = None
+
+
+@dataclass(slots=True)
+class NumberAssignment:
+    number: str
+    persona: Persona
+    time_scale: float = 1.0  # on top of config.persona_time_scale
+
+
+@dataclass(slots=True)
+class Records:
+    """Bounded logs of what the non-Twilio simulators received (oldest dropped first)."""
+
+    deepgram: deque[Any] = field(default_factory=lambda: deque(maxlen=5000))
+    elevenlabs: deque[Any] = field(default_factory=lambda: deque(maxlen=5000))
+    openai: deque[Any] = field(default_factory=lambda: deque(maxlen=20000))
+
+
+class PhoneNetwork:
+    def __init__(self, config: SimConfig, synthesizer: Synthesizer | None = None) -> None:
+        self.config = config
+        mode: SpeechMode = "tone" if config.speech == "tone" else "auto"
+        if config.speech == "espeak":
+            mode = "espeak"
+        self.synth = synthesizer or Synthesizer(mode, config.ms_per_char)
+        self.personas: dict[str, Persona] = load_personas(*config.persona_dirs)
+        if config.default_persona not in self.personas:
+            raise ValueError(f"unknown default persona {config.default_persona!r}")
+        self.numbers: dict[str, NumberAssignment] = {}
+        self.calls: OrderedDict[str, SimCall] = OrderedDict()
+        self.utterances: dict[str, list[Utterance]] = {}
+        # Scripted transcripts for Deepgram tags that are not calls (tests of Deepgram alone).
+        self.transcripts: dict[str, deque[str]] = {}
+        self.auth_tokens: dict[str, str] = {}  # Twilio account SID -> auth token (learned)
+        self.records = Records()
+        self._suffixes: dict[str, Persona] = {
+            p.number_suffix: p for p in self.personas.values() if p.number_suffix
+        }
+
+    # -- personas ---------------------------------------------------------------------------
+    @staticmethod
+    def normalize_number(number: str) -> str:
+        digits = _DIGITS.sub("", number)
+        return f"+{digits}" if digits else number
+
+    def assign(
+        self, number: str, persona: str | dict[str, Any], time_scale: float = 1.0
+    ) -> Persona:
+        if isinstance(persona, str):
+            if persona not in self.personas:
+                raise KeyError(persona)
+            p = self.personas[persona]
+        else:
+            p = parse_persona(persona, name=persona.get("name") or "inline")
+        key = self.normalize_number(number)
+        self.numbers[key] = NumberAssignment(key, p, time_scale)
+        return p
+
+    def persona_for(self, number: str) -> Persona:
+        """Explicit assignment first, then the number's last three digits, then the default."""
+        key = self.normalize_number(number)
+        assigned = self.numbers.get(key)
+        scale = self.config.persona_time_scale
+        if assigned:
+            persona = assigned.persona
+            scale *= assigned.time_scale
+        else:
+            persona = self._suffixes.get(key[-3:], self.personas[self.config.default_persona])
+        return persona.scaled(scale)
+
+    def suffix_table(self) -> dict[str, str]:
+        return {suffix: p.name for suffix, p in sorted(self._suffixes.items())}
+
+    # -- call correlation -------------------------------------------------------------------
+    def add_call(self, call: SimCall) -> None:
+        self.calls[call.sid] = call
+        while len(self.calls) > self.config.max_calls_kept:
+            old_sid, _ = self.calls.popitem(last=False)
+            self.utterances.pop(old_sid, None)
+
+    def add_utterance(self, utt: Utterance) -> None:
+        self.utterances.setdefault(utt.call_sid, []).append(utt)
+
+    def utterance_for(self, tag: str, now: float, exclude: set[int]) -> Utterance | None:
+        """The most recent line the phone of call ``tag`` started speaking (not yet used)."""
+        for utt in reversed(self.utterances.get(tag, ())):
+            if utt.started_at <= now + 0.05 and id(utt) not in exclude:
+                return utt
+        return None
+
+    def next_scripted_transcript(self, tag: str) -> str | None:
+        queue = self.transcripts.get(tag)
+        return queue.popleft() if queue else None
+
+    async def speech_for_text(self, text: str) -> Speech:
+        return await self.synth.synth(text, "debtor")
+
+    def reset(self) -> None:
+        """Forget finished calls and all records (live calls keep running)."""
+        for sid in [sid for sid, c in self.calls.items() if c.finished]:
+            del self.calls[sid]
+            self.utterances.pop(sid, None)
+        self.records = Records()
+        self.transcripts.clear()
+
+
+async def wait_until(predicate: Any, within: float, interval: float = 0.02) -> bool:
+    """Poll ``predicate()`` until true or ``within`` seconds pass (control API helper)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not predicate():
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(interval)
+    return True
+
+
+# The one aiohttp app key under which every simulator app finds the shared network.
+NETWORK_KEY = web.AppKey("network", PhoneNetwork)

@@ -1,0 +1,1 @@
+"""OpenAI simulator: Chat Completions driven by a deterministic collector policy."""

@@ -1,0 +1,569 @@
+"""A deterministic debt collector standing in for GPT-5-mini.
+
+``respond(messages, tools)`` reads the ``### CALL FACTS`` block of the system prompt and the last
+user message or tool result, and answers the way a careful collector would (see
+docs/internal-contracts.md): identify as an AI assistant of the company, verify the right party
+before saying anything about the debt, disclose, negotiate a promise, accept disputes, wrong
+parties and stop requests at once, schedule a callback when asked or when the conversation is
+derailed, and close with ``end_call``. Same input, same output: no randomness, no clock.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from enum import Enum
+from typing import Any
+
+from simulators.openai.parsing import (
+    parse_amount_minor,
+    parse_callback_time,
+    parse_date,
+    spoken_date,
+    spoken_money,
+    spoken_time,
+)
+
+FACTS_HEADER = "### CALL FACTS"
+DERAIL_LIMIT = 3  # unproductive debtor turns in a row before the agent gives up
+NO_RESPONSE_LIMIT = 2  # empty debtor turns in a row before the agent ends the call
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyReply:
+    text: str | None
+    tool_calls: list[tuple[str, str]] = field(default_factory=list)  # (name, arguments JSON)
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    state: str = "greeting"
+    stage: str = ""
+    company: str = "the company"
+    agent_name: str = "Alex"
+    debtor_name: str = "the account holder"
+    balance_minor: int = 0
+    currency: str = "USD"
+    balance_spoken: str = ""
+    due_date: str = ""
+    today: date = date(2000, 1, 1)
+    latest_promise_date: date | None = None
+
+    @property
+    def first_name(self) -> str:
+        return self.debtor_name.split()[0] if self.debtor_name else ""
+
+    @property
+    def balance_words(self) -> str:
+        return self.balance_spoken or spoken_money(self.balance_minor, self.currency)
+
+
+class Intent(Enum):
+    EMPTY = "empty"
+    STOP = "stop_calling"
+    WRONG_PARTY = "wrong_party"
+    DISPUTE = "dispute"
+    CALLBACK = "callback"
+    AI_QUESTION = "ai_question"
+    WHO = "who"
+    AFFIRM = "affirm"
+    DENY = "deny"
+    REFUSE = "refuse"
+    PAY = "pay"
+    DATE = "date"
+    DONE = "done"
+    GREETING = "greeting"
+    UNKNOWN = "unknown"
+
+
+def _rx(*phrases: str) -> re.Pattern[str]:
+    return re.compile(r"\b(?:" + "|".join(phrases) + r")\b")
+
+
+_STOP = _rx(
+    r"stop calling",
+    r"(?:don'?t|do not|never) call",
+    r"quit calling",
+    r"stop contacting",
+    r"take me off",
+    r"remove (?:me|my number)",
+    r"no more calls",
+    r"(?:don'?t|do not) want any more calls",
+    r"cease",
+)
+_WRONG = _rx(
+    r"wrong number",
+    r"wrong person",
+    r"no one (?:here )?by that name",
+    r"nobody (?:here )?by that name",
+    r"(?:doesn'?t|does not) live here",
+    r"(?:don'?t|do not) know (?:who|anyone|any)",
+    r"never heard of (?:him|her|them)",
+)
+_DISPUTE = _rx(
+    r"(?:don'?t|do not) owe",
+    r"(?:not|isn'?t) my (?:debt|account|loan|bill)",
+    r"dispute",
+    r"never (?:borrowed|had an account|took)",
+    r"already paid",
+    r"paid (?:this|that|it) (?:off|already)",
+)
+_CALLBACK = _rx(
+    r"call (?:me )?back",
+    r"call me (?:later|tomorrow|another|next)",
+    r"call (?:another|some other) time",
+    r"not a good time",
+    r"bad time",
+    r"busy right now",
+    r"(?:can'?t|cannot) talk",
+    r"try (?:me )?(?:again )?later",
+)
+_AI = _rx(
+    r"are you (?:a )?(?:robot|real|human|person|machine|bot|an ai|ai|computer)",
+    r"is this (?:a )?(?:recording|robot|machine|bot|real person)",
+    r"talking to a (?:machine|robot|bot|computer|real person)",
+)
+_WHO = _rx(
+    r"who(?:'s| is) (?:this|calling)",
+    r"who are you",
+    r"what(?:'s| is) (?:this|it) (?:about|regarding)",
+    r"what company",
+    r"where are you calling from",
+)
+_AFFIRM_START = re.compile(
+    r"^(?:yes|yeah|yep|yup|ya|sure|correct|right|speaking|affirmative|uh[- ]huh|mm[- ]hmm)\b"
+)
+_AFFIRM_ANY = _rx(
+    r"speaking",
+    r"(?:this|that|it)(?:'s| is) (?:me|she|he|him|her)",
+    r"(?:this|that|it)(?:'s| is) (?:correct|right)",
+    r"you(?:'ve| have) got (?:me|him|her)",
+    r"i am",
+    r"i'm (?:she|he|her|him)",
+)
+_DENY_START = re.compile(r"^(?:no|nope|nah)\b")
+_ABSENT = _rx(
+    r"not (?:here|home|available|in)",
+    r"isn'?t (?:here|home|available|in)",
+    r"(?:he|she)(?:'s| is) (?:out|away|at work|busy)",
+)
+_REFUSE = _rx(
+    r"(?:can'?t|cannot|won'?t|will not) pay",
+    r"not (?:going to |gonna )?pay(?:ing)?",
+    r"(?:don'?t|do not) have (?:the|any) money",
+    r"no money",
+    r"(?:can'?t|cannot) afford",
+    r"broke",
+)
+_PAY = _rx(r"pay", r"payment", r"send", r"afford", r"do")
+_DONE = _rx(
+    r"that'?s (?:all|it)",
+    r"nothing else",
+    r"no,? thanks?",
+    r"no,? thank you",
+    r"bye",
+    r"goodbye",
+    r"have a good",
+    r"we'?re done",
+)
+_GREETING = re.compile(r"^(?:hello|hi|hey|good (?:morning|afternoon|evening)|yeah\?|yes\?)\W*$")
+
+
+def content_text(content: Any) -> str:
+    """Message content as plain text (a string, or a list of content parts)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            str(p.get("text", "")) for p in content if isinstance(p, dict) and "text" in p
+        )
+    return str(content)
+
+
+def parse_facts(messages: list[dict[str, Any]]) -> Facts:
+    """The ``### CALL FACTS`` block of the latest system (or developer) message."""
+    raw: dict[str, str] = {}
+    for msg in reversed(messages):
+        if msg.get("role") not in ("system", "developer"):
+            continue
+        text = content_text(msg.get("content"))
+        idx = text.rfind(FACTS_HEADER)
+        if idx < 0:
+            continue
+        for line in text[idx + len(FACTS_HEADER) :].splitlines():
+            key, sep, value = line.partition(":")
+            if sep and key.strip() and " " not in key.strip():
+                raw[key.strip()] = value.strip()
+            elif line.strip().startswith("#"):
+                break
+        break
+
+    def as_date(value: str | None) -> date | None:
+        try:
+            return date.fromisoformat(value) if value else None
+        except ValueError:
+            return None
+
+    try:
+        balance = int(raw.get("balance_minor", "0"))
+    except ValueError:
+        balance = 0
+    return Facts(
+        state=raw.get("state", "greeting"),
+        stage=raw.get("stage", ""),
+        company=raw.get("company", "the company"),
+        agent_name=raw.get("agent_name", "Alex"),
+        debtor_name=raw.get("debtor_name", "the account holder"),
+        balance_minor=balance,
+        currency=raw.get("currency", "USD"),
+        balance_spoken=raw.get("balance_spoken", ""),
+        due_date=raw.get("due_date", ""),
+        today=as_date(raw.get("today")) or date(2000, 1, 1),
+        latest_promise_date=as_date(raw.get("latest_promise_date")),
+    )
+
+
+def classify(text: str) -> set[Intent]:
+    """Every intent a debtor utterance expresses (order of handling is the policy's business)."""
+    t = " ".join(text.lower().replace("’", "'").split())
+    if not re.search(r"\w", t):
+        return {Intent.EMPTY}
+    found: set[Intent] = set()
+    table = (
+        (_STOP, Intent.STOP),
+        (_WRONG, Intent.WRONG_PARTY),
+        (_DISPUTE, Intent.DISPUTE),
+        (_CALLBACK, Intent.CALLBACK),
+        (_AI, Intent.AI_QUESTION),
+        (_WHO, Intent.WHO),
+        (_REFUSE, Intent.REFUSE),
+        (_DONE, Intent.DONE),
+    )
+    for rx, intent in table:
+        if rx.search(t):
+            found.add(intent)
+    if _AFFIRM_START.search(t) or _AFFIRM_ANY.search(t):
+        found.add(Intent.AFFIRM)
+    if _DENY_START.search(t) or _ABSENT.search(t):
+        found.add(Intent.DENY)
+    if parse_amount_minor(t, 1) is not None or (
+        _PAY.search(t) and parse_date(t, date(2000, 1, 1)) is not None
+    ):
+        found.add(Intent.PAY)
+    if parse_date(t, date(2000, 1, 1)) is not None:
+        found.add(Intent.DATE)
+    if _GREETING.match(t):
+        found.add(Intent.GREETING)
+    return found or {Intent.UNKNOWN}
+
+
+_PRODUCTIVE = {
+    Intent.STOP,
+    Intent.WRONG_PARTY,
+    Intent.DISPUTE,
+    Intent.CALLBACK,
+    Intent.PAY,
+    Intent.DATE,
+    Intent.DONE,
+    Intent.AI_QUESTION,
+    Intent.WHO,
+}
+
+
+def _tool_names(tools: list[dict[str, Any]] | None) -> set[str]:
+    names: set[str] = set()
+    for tool in tools or []:
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(fn, dict) and isinstance(fn.get("name"), str):
+            names.add(fn["name"])
+        elif isinstance(tool, dict) and isinstance(tool.get("name"), str):
+            names.add(tool["name"])  # Responses-style flat tool definitions
+    return names
+
+
+def _args(**kwargs: Any) -> str:
+    return json.dumps(kwargs, separators=(",", ":"))
+
+
+class _Collector:
+    def __init__(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None):
+        self.messages = messages
+        self.facts = parse_facts(messages)
+        self.tools = _tool_names(tools)
+        self.state = self.facts.state
+
+    # -- helpers -----------------------------------------------------------------------------
+    def can(self, name: str) -> bool:
+        return name in self.tools
+
+    def call(self, name: str, args: str = "{}", text: str | None = None) -> PolicyReply:
+        if not self.can(name):
+            return PolicyReply(text or self.question())
+        return PolicyReply(text, [(name, args)])
+
+    def goodbye(self, text: str, reason: str) -> PolicyReply:
+        if self.can("end_call"):
+            return PolicyReply(text, [("end_call", _args(reason=reason))])
+        return PolicyReply(text)
+
+    def question(self) -> str:
+        """What to ask next, from the current conversation state."""
+        f = self.facts
+        if self.state in ("greeting", "verification"):
+            return f"For your privacy, can you please confirm that you are {f.debtor_name}?"
+        if self.state == "commitment":
+            return "Can you confirm the amount and the date of your payment?"
+        if self.state == "closing":
+            return "Thank you for your time. Goodbye."
+        return f"Your balance is {f.balance_words}. How much can you pay, and when?"
+
+    def latest_day(self) -> str:
+        """The latest acceptable promise date, as said after "by"."""
+        f = self.facts
+        latest = f.latest_promise_date or f.today + timedelta(days=14)
+        return spoken_date(latest, f.today).removeprefix("on ")
+
+    def greeting(self) -> str:
+        f = self.facts
+        return (
+            f"Hello, this is {f.agent_name}, an AI assistant calling from {f.company}. "
+            f"May I please speak with {f.debtor_name}?"
+        )
+
+    def user_texts(self) -> list[str]:
+        """Debtor turns since the last tool result, oldest first."""
+        out: list[str] = []
+        for msg in reversed(self.messages):
+            if msg.get("role") == "tool":
+                break
+            if msg.get("role") == "user":
+                out.append(content_text(msg.get("content")))
+        return out[::-1]
+
+    def trailing_count(self, predicate: Any) -> int:
+        n = 0
+        for text in reversed(self.user_texts()):
+            if not predicate(classify(text)):
+                break
+            n += 1
+        return n
+
+    def tool_call_for(self, call_id: str | None) -> tuple[str, dict[str, Any]]:
+        for msg in reversed(self.messages):
+            if msg.get("role") != "assistant":
+                continue
+            for tc in msg.get("tool_calls") or []:
+                if call_id is None or tc.get("id") == call_id:
+                    fn = tc.get("function") or {}
+                    try:
+                        args = json.loads(fn.get("arguments") or "{}")
+                    except json.JSONDecodeError:
+                        args = {}
+                    return str(fn.get("name", "")), args if isinstance(args, dict) else {}
+        return "", {}
+
+    # -- turns -------------------------------------------------------------------------------
+    def respond(self) -> PolicyReply:
+        last = self.messages[-1] if self.messages else {}
+        if last.get("role") == "tool":
+            return self.after_tool(last)
+        said_anything = any(m.get("role") == "assistant" for m in self.messages)
+        if last.get("role") != "user":
+            return PolicyReply(self.greeting() if not said_anything else self.question())
+        text = content_text(last.get("content"))
+        if not said_anything and self.state == "greeting":
+            return PolicyReply(self.greeting())
+        return self.after_user(text, classify(text))
+
+    def after_user(self, text: str, intents: set[Intent]) -> PolicyReply:
+        f = self.facts
+        if Intent.EMPTY in intents:
+            if self.trailing_count(lambda i: Intent.EMPTY in i) >= NO_RESPONSE_LIMIT:
+                return self.goodbye(
+                    "I'm sorry, I can't hear you. I'll try again another time. Goodbye.",
+                    "no response",
+                )
+            return PolicyReply("Hello? Are you still there?")
+        if Intent.STOP in intents:
+            return self.call("request_no_further_calls")
+        if Intent.AI_QUESTION in intents:
+            return PolicyReply(
+                f"Yes, I'm an AI assistant calling on behalf of {f.company}. {self.question()}"
+            )
+        if self.state in ("greeting", "verification"):
+            return self.verify(text, intents)
+        if self.state == "closing":
+            return self.goodbye("Thank you for your time. Goodbye.", "conversation complete")
+        return self.negotiate(text, intents)
+
+    def verify(self, text: str, intents: set[Intent]) -> PolicyReply:
+        f = self.facts
+        if Intent.WRONG_PARTY in intents:
+            return self.call("report_wrong_party")
+        if Intent.CALLBACK in intents:
+            return self.callback(text, "debtor asked to be called back")
+        if Intent.DENY in intents and Intent.AFFIRM not in intents:
+            if re.search(r"\b(?:not|isn'?t) (?:here|home|in)\b", text.lower()):
+                return self.callback(text, "right party not available")
+            return PolicyReply(
+                f"I understand. I'm trying to reach {f.debtor_name}. "
+                f"Is this the right number for {f.first_name}?"
+            )
+        if Intent.AFFIRM in intents:
+            return self.call("confirm_identity")
+        if Intent.WHO in intents:
+            return PolicyReply(
+                f"This is {f.agent_name}, an AI assistant calling from {f.company}. "
+                f"I'd like to speak with {f.debtor_name}. Is that you?"
+            )
+        if Intent.GREETING in intents or self.state == "greeting":
+            return PolicyReply(self.greeting())
+        return PolicyReply(self.question())
+
+    def negotiate(self, text: str, intents: set[Intent]) -> PolicyReply:
+        f = self.facts
+        if Intent.DISPUTE in intents:
+            return self.call("report_dispute", _args(reason=text.strip()))
+        if Intent.CALLBACK in intents:
+            return self.callback(text, "debtor asked to be called back")
+        if intents & {Intent.PAY, Intent.DATE}:
+            amount, day = self.offer()
+            if amount is not None and day is not None:
+                return self.call(
+                    "record_payment_promise",
+                    _args(amount_minor=amount, currency=f.currency, date=day.isoformat()),
+                )
+            if amount is not None:
+                return PolicyReply(
+                    f"Thank you. {spoken_money(amount, f.currency).capitalize()} works. "
+                    "When can you make that payment?"
+                )
+            if day is not None:
+                return PolicyReply(
+                    f"Okay, {spoken_date(day, f.today)}. How much can you pay on that day?"
+                )
+        if Intent.DONE in intents and self.state == "commitment":
+            return self.goodbye("Thank you for your time. Goodbye.", "conversation complete")
+        if Intent.WHO in intents:
+            return PolicyReply(
+                f"I'm {f.agent_name}, an AI assistant with {f.company}, calling about your "
+                f"balance of {f.balance_words}. How much can you pay, and when?"
+            )
+        unproductive = self.trailing_count(lambda i: not (i & _PRODUCTIVE))
+        if unproductive >= DERAIL_LIMIT:
+            return self.callback("", "conversation derailed")
+        if Intent.REFUSE in intents:
+            return PolicyReply(
+                "I understand things can be tight. "
+                f"Could you make a smaller payment by {self.latest_day()}?"
+            )
+        return PolicyReply(
+            f"I hear you. I'm here to help you resolve your balance of {f.balance_words}. "
+            "How much could you pay, and when?"
+        )
+
+    def offer(self) -> tuple[int | None, date | None]:
+        """Amount and date from the latest debtor turns (an offer can span two turns)."""
+        amount: int | None = None
+        day: date | None = None
+        for text in reversed(self.user_texts()[-3:]):
+            if amount is None:
+                amount = parse_amount_minor(text, self.facts.balance_minor)
+            if day is None:
+                day = parse_date(text, self.facts.today)
+        return amount, day
+
+    def callback(self, text: str, reason: str) -> PolicyReply:
+        when = parse_callback_time(text, self.facts.today, UTC).when
+        return self.call(
+            "schedule_callback", _args(when=when.isoformat(), reason=reason), text=None
+        )
+
+    def after_tool(self, last: dict[str, Any]) -> PolicyReply:
+        f = self.facts
+        try:
+            result = json.loads(content_text(last.get("content")) or "{}")
+        except json.JSONDecodeError:
+            result = {}
+        if not isinstance(result, dict):
+            result = {}
+        self.state = str(result.get("state") or self.state)
+        name, args = self.tool_call_for(last.get("tool_call_id"))
+        if not result.get("ok", False):
+            return self.after_refusal(name)
+        if name == "confirm_identity":
+            return PolicyReply(
+                f"Thank you, {f.first_name}. {f.company} is a debt collector, and this is an "
+                "attempt to collect a debt. Any information obtained will be used for that "
+                f"purpose. Your current balance is {f.balance_words}. "
+                "Are you able to pay that today?"
+            )
+        if name == "record_payment_promise":
+            amount = int(args.get("amount_minor", f.balance_minor))
+            try:
+                day = date.fromisoformat(str(args.get("date")))
+            except ValueError:
+                day = f.today
+            return self.goodbye(
+                f"Thank you. I've noted your payment of "
+                f"{spoken_money(amount, str(args.get('currency', f.currency)))} "
+                f"{spoken_date(day, f.today)}. You'll receive a confirmation shortly. "
+                "Have a good day, goodbye.",
+                "payment promised",
+            )
+        if name == "schedule_callback":
+            when_text = ""
+            try:
+                when = datetime.fromisoformat(str(args.get("when")))
+                when_text = f" {spoken_date(when.date(), f.today)} at {spoken_time(when.time())}"
+            except ValueError:
+                pass
+            if args.get("reason") == "conversation derailed":
+                text = (
+                    "It sounds like now isn't a good time to talk. "
+                    f"I'll call you back{when_text}. Goodbye."
+                )
+            else:
+                text = f"Of course. I'll call you back{when_text}. Thank you, goodbye."
+            return self.goodbye(text, "callback scheduled")
+        if name == "report_dispute":
+            return self.goodbye(
+                "I understand, and I've recorded your dispute. "
+                "We'll send you written information about this debt. Goodbye.",
+                "debt disputed",
+            )
+        if name == "report_wrong_party":
+            return self.goodbye(
+                "I'm sorry for the trouble. We'll update our records. Goodbye.", "wrong party"
+            )
+        if name == "request_no_further_calls":
+            return self.goodbye(
+                "Understood. We won't call you again. Goodbye.", "no further calls requested"
+            )
+        if name == "end_call":
+            return PolicyReply(None)
+        return PolicyReply(self.question())
+
+    def after_refusal(self, name: str) -> PolicyReply:
+        f = self.facts
+        if name == "record_payment_promise":
+            return PolicyReply(
+                "I'm sorry, I can't set up that arrangement. "
+                f"Could you make a payment by {self.latest_day()}?"
+            )
+        if name == "confirm_identity":
+            return PolicyReply(f"Sorry, just to be sure: am I speaking with {f.debtor_name}?")
+        if name == "end_call":
+            return PolicyReply("Is there anything else I can help you with today?")
+        if name == "schedule_callback":
+            return PolicyReply("I'm sorry, I couldn't schedule that. What time would suit you?")
+        return PolicyReply(self.question())
+
+
+def respond(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> PolicyReply:
+    """The collector's next move for this conversation (pure and deterministic)."""
+    return _Collector(messages, tools).respond()

@@ -1,0 +1,1 @@
+"""Twilio simulator: Programmable Voice REST Calls resource, TwiML, Media Streams, callbacks."""
