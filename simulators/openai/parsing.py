@@ -9,7 +9,7 @@ from __future__ import annotations
 import calendar
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 _UNITS = {
     "zero": 0, "a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
@@ -183,11 +183,11 @@ class CallbackTime:
     has_time: bool
 
 
-def parse_callback_time(text: str, today: date, tz: timezone = UTC) -> CallbackTime:
+def parse_callback_time(text: str, today: date, tz: tzinfo = UTC) -> CallbackTime:
     """When to call back: 'tomorrow at 5pm', 'tomorrow afternoon', 'Monday morning', 'later'.
 
     No day named: later today if a part of the day or a time is named, else tomorrow.
-    No time named: 10:00. The CALL FACTS carry no time zone, so the offset is ``tz`` (UTC).
+    No time named: 10:00, in ``tz`` (the debtor's zone from the CALL FACTS).
     """
     t = text.lower()
     day = parse_date(t, today)

@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from enum import Enum
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from simulators.openai.parsing import (
     parse_amount_minor,
@@ -50,6 +51,14 @@ class Facts:
     due_date: str = ""
     today: date = date(2000, 1, 1)
     latest_promise_date: date | None = None
+    timezone: str = "UTC"
+
+    @property
+    def tzinfo(self) -> tzinfo:
+        try:
+            return ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            return UTC
 
     @property
     def first_name(self) -> str:
@@ -224,6 +233,7 @@ def parse_facts(messages: list[dict[str, Any]]) -> Facts:
         due_date=raw.get("due_date", ""),
         today=as_date(raw.get("today")) or date(2000, 1, 1),
         latest_promise_date=as_date(raw.get("latest_promise_date")),
+        timezone=raw.get("timezone") or "UTC",
     )
 
 
@@ -478,7 +488,7 @@ class _Collector:
         return amount, day
 
     def callback(self, text: str, reason: str) -> PolicyReply:
-        when = parse_callback_time(text, self.facts.today, UTC).when
+        when = parse_callback_time(text, self.facts.today, self.facts.tzinfo).when
         return self.call(
             "schedule_callback", _args(when=when.isoformat(), reason=reason), text=None
         )

@@ -147,7 +147,7 @@ GOLDENS = [
             "I'm at work right now. Can you call me back tomorrow at 5pm?",
         ],
         CallOutcome.CALLBACK_SCHEDULED,
-        callback="2026-11-28T12:00:00-05:00",  # 5pm UTC: the simulator has no debtor zone
+        callback="2026-11-28T17:00:00-05:00",  # 5pm in the debtor's own time zone
     ),
     Golden(
         "stop_calling",

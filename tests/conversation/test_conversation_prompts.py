@@ -32,6 +32,7 @@ FACT_KEYS = [
     "due_date",
     "today",
     "latest_promise_date",
+    "timezone",
 ]
 
 # Realistic debtor snapshots, one or more per stage, with what must be said about them.
@@ -127,7 +128,7 @@ def test_stage_prompt_rendering(case: dict[str, Any]) -> None:
     after = _verified(snapshot).system_prompt()
     for prompt in (before, after):
         assert not re.search(r"[{}$]", prompt), "placeholder or symbol left in the prompt"
-        assert prompt.rstrip().endswith(f"latest_promise_date: {case['latest']}")
+        assert prompt.rstrip().endswith(f"timezone: {snapshot.timezone}")
     assert case["balance_spoken"] in after
     assert case["due_spoken"] in after
     assert case["latest_spoken"] in after
@@ -148,6 +149,7 @@ def test_stage_prompt_rendering(case: dict[str, Any]) -> None:
         "due_date": snapshot.due_date.isoformat(),
         "today": "2026-11-27",
         "latest_promise_date": case["latest"],
+        "timezone": snapshot.timezone,
     }
 
 
@@ -170,7 +172,8 @@ currency: USD
 balance_spoken: four hundred fifty dollars
 due_date: 2026-11-01
 today: 2026-11-27
-latest_promise_date: 2026-12-11"""
+latest_promise_date: 2026-12-11
+timezone: America/New_York"""
     assert prompt.endswith(expected)
 
 

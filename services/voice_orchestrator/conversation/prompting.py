@@ -136,6 +136,7 @@ def call_facts_block(
         ("due_date", debt(facts.due_date.isoformat())),
         ("today", today.isoformat()),
         ("latest_promise_date", facts.latest_promise_date(now).isoformat()),
+        ("timezone", facts.timezone),
     ]
     return "### CALL FACTS\n" + "\n".join(f"{k}: {v}" for k, v in rows)
 
