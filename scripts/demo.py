@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import sys
 import time
@@ -28,12 +27,11 @@ from typing import Any
 
 import httpx
 
-from scripts.localstack import ROOT, LocalStack, StackError, free_port
-from scripts.processes import ServiceProcess
+from scripts.deployment import API_KEY, LocalDeployment
+from scripts.localstack import ROOT, StackError
 from scripts.webhook_receiver import WebhookReceiver
 
 TERMINAL = {"completed", "busy", "no_answer", "failed", "canceled"}
-API_KEY = "demo-api-key"
 PERSONAS = [
     "cooperative",
     "negotiator",
@@ -46,15 +44,6 @@ PERSONAS = [
     "silent",
     "no_answer",
     "busy",
-]
-REAL_VENDOR_VARS = [
-    "TWILIO_ACCOUNT_SID",
-    "TWILIO_AUTH_TOKEN",
-    "TWILIO_FROM_NUMBER",
-    "ORCHESTRATOR_PUBLIC_URL",
-    "DEEPGRAM_API_KEY",
-    "OPENAI_API_KEY",
-    "ELEVENLABS_API_KEY",
 ]
 LATENCY_FIELDS = [
     ("voice_to_voice_ms", "voice-to-voice"),
@@ -109,91 +98,26 @@ class Demo:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         self.out = Path(args.output_dir or ROOT / "demo-output" / stamp).resolve()
         self.out.mkdir(parents=True, exist_ok=True)
-        self.stack = LocalStack(self.out / "stack")
-        self.processes: list[ServiceProcess] = []
+        self.deployment = LocalDeployment(self.out, real_vendors=args.real_vendors)
         self.receiver = WebhookReceiver()
-        self.sim_url = ""
-        self.api: ServiceProcess | None = None
 
     # -- start ------------------------------------------------------------------------------
     def start(self) -> None:
-        say(f"output: {self.out}")
-        say("\n== local stack")
-        self.stack.start(progress=True)
-        env = {**self.stack.env(), "API_KEY": API_KEY, "LOG_LEVEL": "INFO"}
-        if self.args.real_vendors:
-            missing = [v for v in REAL_VENDOR_VARS if not os.environ.get(v)]
-            if missing:
-                raise StackError(f"--real-vendors needs these variables set: {', '.join(missing)}")
-        else:
-            ports = {v: free_port() for v in ("twilio", "deepgram", "openai", "elevenlabs")}
-            sims = ServiceProcess(
-                "simulators",
-                "simulators",
-                env={"SIM_TWILIO_AUTH_TOKEN": "demo-twilio-token"},
-                port=ports["twilio"],
-                log_path=self.out / "simulators.log",
-                health_path="/_sim/health",
-                args=[
-                    "--twilio-port", str(ports["twilio"]),
-                    "--deepgram-port", str(ports["deepgram"]),
-                    "--openai-port", str(ports["openai"]),
-                    "--elevenlabs-port", str(ports["elevenlabs"]),
-                ],
-            )  # fmt: skip
-            self.sim_url = sims.url
-            env.update(
-                {
-                    "TWILIO_API_BASE_URL": f"http://127.0.0.1:{ports['twilio']}",
-                    "TWILIO_AUTH_TOKEN": "demo-twilio-token",
-                    "DEEPGRAM_BASE_URL": f"http://127.0.0.1:{ports['deepgram']}",
-                    "DEEPGRAM_WS_URL": f"ws://127.0.0.1:{ports['deepgram']}",
-                    "OPENAI_BASE_URL": f"http://127.0.0.1:{ports['openai']}/v1",
-                    "ELEVENLABS_BASE_URL": f"http://127.0.0.1:{ports['elevenlabs']}",
-                    "ELEVENLABS_WS_URL": f"ws://127.0.0.1:{ports['elevenlabs']}",
-                }
-            )
-            self.processes.append(sims)
-        services = [
-            ("client-api", "services.client_api", "CLIENT_API_PORT"),
-            ("call-scheduler", "services.call_scheduler", "CALL_SCHEDULER_PORT"),
-            ("voice-orchestrator", "services.voice_orchestrator", "VOICE_ORCHESTRATOR_PORT"),
-        ]
-        ports = {name: free_port() for name, _, _ in services}
-        if not self.args.real_vendors:
-            env["ORCHESTRATOR_PUBLIC_URL"] = f"http://127.0.0.1:{ports['voice-orchestrator']}"
-        for name, module, port_var in services:
-            proc = ServiceProcess(
-                name,
-                module,
-                env={**env, port_var: str(ports[name])},
-                port=ports[name],
-                log_path=self.out / f"{name}.log",
-            )
-            self.processes.append(proc)
-            if name == "client-api":
-                self.api = proc
-        say("\n== services")
-        for proc in self.processes:
-            proc.start()
-        for proc in self.processes:
-            health = proc.wait_healthy(timeout=60)
-            say(f"  {proc.name:<20} {proc.url:<28} {json.dumps(health)}")
+        say(f"output: {self.out}\n")
+        self.deployment.start(say)
         self.receiver.start()
         say(f"  {'webhook receiver':<20} {self.receiver.url}")
 
     def stop(self) -> None:
         self.receiver.stop()
-        for proc in reversed(self.processes):
-            proc.stop()
-        self.stack.stop()
+        self.deployment.stop()
 
     # -- the call ---------------------------------------------------------------------------
     async def run(self) -> int:
-        assert self.api is not None
+        self.sim_url = self.deployment.sim_url or ""
         headers = {"Authorization": f"Bearer {API_KEY}"}
         async with (
-            httpx.AsyncClient(base_url=self.api.url, headers=headers, timeout=10) as api,
+            httpx.AsyncClient(base_url=self.deployment.api_url, headers=headers, timeout=10) as api,
             httpx.AsyncClient(base_url=self.sim_url or "http://unused", timeout=10) as sim,
         ):
             say("\n== webhook endpoint")
@@ -409,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         say("\nstopping ...")
         demo.stop()
-        shutil.rmtree(demo.out / "stack", ignore_errors=True)
+        shutil.rmtree(demo.deployment.out / "stack", ignore_errors=True)
         say(f"logs: {demo.out}")
     return code
 
