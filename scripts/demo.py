@@ -162,7 +162,8 @@ class Demo:
         persona = self.args.persona
         if self.args.calls > 1 and self.args.persona == "mix":
             persona = PERSONAS[i % len(PERSONAS)]
-        phone = self.args.phone or f"+1555{uuid.uuid4().int % 10**7:07d}"
+        # 555-01xx numbers are reserved for fiction, and valid E.164.
+        phone = self.args.phone or f"+1202555{100 + i % 100:04d}"
         return DemoCall(persona=persona, phone=phone)
 
     async def _create_and_trigger(self, api: httpx.AsyncClient, c: DemoCall) -> None:

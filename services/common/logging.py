@@ -16,7 +16,9 @@ from typing import Any, TextIO
 import structlog
 
 # E.164 and common US formats; applied to every string value in the event dict.
-_PHONE_RE = re.compile(r"(?<![\w])\+?\d[\d\s().-]{7,}\d(?![\w])")
+_PHONE_RE = re.compile(
+    r"(?<![\w.:/])(?:\+\d[\d\s-]{6,16}\d|\d{10,11}|\(?\d{3}\)?[\s.-]?\d{3}[\s.-]\d{4})(?![\w.:])"
+)
 _SENSITIVE_KEY_PARTS = (
     "phone",
     "name",
@@ -88,7 +90,18 @@ def configure_logging(service: str, level: str = "INFO", stream: TextIO | None =
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Chatty libraries: keep warnings only.
-    for noisy in ("httpx", "httpcore", "urllib3", "google", "grpc", "websockets", "asyncio"):
+    for noisy in (
+        "httpx",
+        "httpx2",
+        "httpcore",
+        "urllib3",
+        "google",
+        "grpc",
+        "websockets",
+        "asyncio",
+        "twilio",  # logs every request with its headers at INFO
+        "uvicorn.access",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     structlog.contextvars.bind_contextvars(service=service)
 
