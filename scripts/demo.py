@@ -19,19 +19,18 @@ import json
 import shutil
 import sys
 import time
-import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from scripts.calls import TERMINAL, assign_persona, create_debtor, fictional_number, trigger_call
 from scripts.deployment import API_KEY, LocalDeployment
 from scripts.localstack import ROOT, StackError
 from scripts.webhook_receiver import WebhookReceiver
 
-TERMINAL = {"completed", "busy", "no_answer", "failed", "canceled"}
 PERSONAS = [
     "cooperative",
     "negotiator",
@@ -134,10 +133,7 @@ class Demo:
             say("\n== debtors and call triggers")
             for c in calls:
                 if self.sim_url:
-                    r = await sim.post(
-                        "/_sim/numbers", json={"number": c.phone, "persona": c.persona}
-                    )
-                    r.raise_for_status()
+                    await assign_persona(sim, c.phone, c.persona)
                 await self._create_and_trigger(api, c)
                 say(f"  debtor {c.debtor_id}  persona {c.persona:<15} call {c.call_id}")
 
@@ -162,32 +158,13 @@ class Demo:
         persona = self.args.persona
         if self.args.calls > 1 and self.args.persona == "mix":
             persona = PERSONAS[i % len(PERSONAS)]
-        # 555-01xx numbers are reserved for fiction, and valid E.164.
-        phone = self.args.phone or f"+1202555{100 + i % 100:04d}"
+        phone = self.args.phone or fictional_number(i)
         return DemoCall(persona=persona, phone=phone)
 
     async def _create_and_trigger(self, api: httpx.AsyncClient, c: DemoCall) -> None:
-        debtor = {
-            "name": "Jordan Rivera",
-            "phone": c.phone,
-            "timezone": "America/New_York",
-            "stage": self.args.stage,
-            "amount_owed": {"amount_minor": 45_000, "currency": "USD"},
-            "due_date": (date.today() - timedelta(days=12)).isoformat(),
-            "account_reference": "ACME-2291",
-            "external_id": f"demo-{uuid.uuid4().hex[:12]}",
-        }
-        r = await api.post("/v1/debtors", json=debtor)
-        r.raise_for_status()
-        c.debtor_id = r.json()["id"]
-        r = await api.post(
-            f"/v1/debtors/{c.debtor_id}/calls",
-            json={},
-            headers={"Idempotency-Key": f"demo-{uuid.uuid4()}"},
-        )
-        r.raise_for_status()
-        c.call_id = r.json()["id"]
-        c.status = r.json()["status"]
+        c.debtor_id = (await create_debtor(api, c.phone, self.args.stage))["id"]
+        call = await trigger_call(api, c.debtor_id)
+        c.call_id, c.status = call["id"], call["status"]
 
     async def _poll(
         self, api: httpx.AsyncClient, sim: httpx.AsyncClient, c: DemoCall, t0: float

@@ -1,0 +1,179 @@
+"""Run simulated calls through the whole local deployment and collect per-turn figures.
+
+Two views of every turn:
+- the phone's (the Twilio simulator's recording): the debtor's last audio frame to the agent's
+  first audio frame, i.e. voice-to-voice as heard;
+- the orchestrator's own stamps (stored with the call): STT final, LLM first token, TTS first
+  byte, first audio out, and its own overhead (voice-to-voice minus time spent waiting on a
+  vendor).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from scripts.calls import (
+    assign_persona,
+    create_debtor,
+    fictional_number,
+    trigger_call,
+    wait_terminal,
+)
+from scripts.deployment import API_KEY, LocalDeployment
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+# Vendor latencies for the "realistic" profile and where each figure comes from.
+REALISTIC = {
+    # Deepgram: endpointing (300 ms of silence, our setting) is part of every turn; on top of
+    # it, ~100 ms to deliver the final (Twilio's budget: 350 ms for the first transcript).
+    "--deepgram-latency-ms": "100",
+    # GPT-5-mini, reasoning_effort=minimal: time to first token ~600 ms (ARCHITECTURE.md reports
+    # a mean near 0.8 s; Twilio's budget allots 375 ms), ~90 tokens/s.
+    "--openai-ttft-ms": "600",
+    "--openai-tokens-per-s": "90",
+    # ElevenLabs eleven_flash_v2_5: ~75 ms model time plus network: 150 ms to first byte.
+    "--elevenlabs-ttfb-ms": "150",
+}
+ZERO = {
+    "--deepgram-latency-ms": "0",
+    "--openai-ttft-ms": "0",
+    "--openai-tokens-per-s": "100000",
+    "--elevenlabs-ttfb-ms": "0",
+}
+PROFILES = {"realistic": REALISTIC, "zero": ZERO}
+
+
+def percentiles(values: list[float]) -> dict[str, float | int | None]:
+    if not values:
+        return {"n": 0, "p50": None, "p95": None, "p99": None, "max": None}
+    xs = sorted(values)
+
+    def p(q: float) -> float:
+        k = (len(xs) - 1) * q / 100
+        lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
+        return round(xs[lo] + (xs[hi] - xs[lo]) * (k - lo), 1)
+
+    return {"n": len(xs), "p50": p(50), "p95": p(95), "p99": p(99), "max": round(xs[-1], 1)}
+
+
+@dataclass
+class CallResult:
+    persona: str
+    call: dict[str, Any]
+    sim: dict[str, Any]
+
+    def phone_turns(self) -> list[dict[str, Any]]:
+        """Per debtor line: ms from its last audio to the next agent audio, as the phone heard."""
+        streams = self.sim.get("streams") or []
+        if not streams:
+            return []
+        stream = streams[-1]
+        segments = sorted(s["start_ms"] for s in stream.get("agent_audio", []))
+        out = []
+        for line in stream.get("debtor_lines", []):
+            end = line.get("end_ms")
+            if end is None:
+                continue
+            nxt = next((s for s in segments if s >= end), None)
+            if nxt is not None:
+                out.append({"line": line["index"], "voice_to_voice_ms": nxt - end})
+        return out
+
+
+@dataclass
+class BenchRun:
+    out: Path
+    sim_args: list[str] = field(default_factory=list)
+    service_env: dict[str, str] = field(default_factory=dict)
+    deployment: LocalDeployment = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.deployment = LocalDeployment(
+            self.out, sim_args=self.sim_args, service_env=self.service_env
+        )
+
+    def __enter__(self) -> BenchRun:
+        self.deployment.start(lambda msg: print(msg, flush=True))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.deployment.stop()
+
+    async def calls(
+        self, personas: list[str], timeout_s: float = 240.0, offset: int = 0
+    ) -> list[CallResult]:
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        sim_url = self.deployment.sim_url
+        assert sim_url is not None
+        async with (
+            httpx.AsyncClient(base_url=self.deployment.api_url, headers=headers, timeout=30) as api,
+            httpx.AsyncClient(base_url=sim_url, timeout=30) as sim,
+        ):
+            ids: list[tuple[str, str]] = []
+            for i, persona in enumerate(personas):
+                phone = fictional_number(offset + i)
+                await assign_persona(sim, phone, persona)
+            started = time.monotonic()
+            for i, persona in enumerate(personas):
+                debtor = await create_debtor(api, fictional_number(offset + i))
+                ids.append(((await trigger_call(api, debtor["id"]))["id"], persona))
+            views = await wait_terminal(api, [c for c, _ in ids], timeout_s)
+            print(f"  {len(ids)} calls done in {time.monotonic() - started:.1f}s", flush=True)
+            results = []
+            for cid, persona in ids:
+                call = views[cid]
+                sid = call.get("twilio_call_sid")
+                snap = (await sim.get(f"/_sim/calls/{sid}?wait=5")).json() if sid else {}
+                results.append(CallResult(persona, call, snap))
+            return results
+
+
+def turn_figures(results: list[CallResult]) -> dict[str, list[float]]:
+    figures: dict[str, list[float]] = {
+        "phone_voice_to_voice_ms": [],
+        "voice_to_voice_ms": [],
+        "stt_final_ms": [],
+        "llm_first_token_ms": [],
+        "tts_first_byte_ms": [],
+        "own_overhead_ms": [],
+        "orchestrator_overhead_ms": [],
+        "barge_in_to_clear_ms": [],
+    }
+    for r in results:
+        figures["phone_voice_to_voice_ms"] += [t["voice_to_voice_ms"] for t in r.phone_turns()]
+        for t in r.call.get("latency", []):
+            for key in figures:
+                if key != "phone_voice_to_voice_ms" and t.get(key) is not None:
+                    figures[key].append(float(t[key]))
+    return figures
+
+
+def write_results(name: str, payload: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def print_table(title: str, stats: dict[str, dict[str, Any]]) -> None:
+    print(f"\n{title}")
+    print(f"  {'figure':<28}{'n':>5}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}")
+    for key, s in stats.items():
+        if s["n"]:
+            print(
+                f"  {key:<28}{s['n']:>5}{s['p50']:>9}{s['p95']:>9}{s['p99']:>9}{s['max']:>9}",
+                flush=True,
+            )
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
