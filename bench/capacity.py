@@ -1,0 +1,155 @@
+"""Capacity of one Voice Orchestrator process: concurrent calls stepped up.
+
+    python -m bench.capacity [--steps 10,25,50,100,200]
+
+At each step N calls run at once through the whole local deployment (realistic vendor
+latencies, tone voice so the simulators stay cheap). Measured on the orchestrator process only:
+CPU per call (% of one core), memory per call (RSS growth / N), event-loop lag (sampled from its
+/healthz during the step), and the orchestrator's own overhead p99 per turn. Reports the highest
+step that keeps overhead p99 under 50 ms. Writes bench/results/capacity.json and capacity.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from bench.harness import REALISTIC, RESULTS, BenchRun, percentiles, turn_figures, write_results
+
+TARGET_OVERHEAD_P99_MS = 50.0
+
+
+class Sampler:
+    """Samples the orchestrator's RSS and loop lag in a thread while a step runs."""
+
+    def __init__(self, pid: int, health_url: str) -> None:
+        self.proc = psutil.Process(pid)
+        self.health_url = health_url
+        self.rss: list[int] = []
+        self.lag_p99: list[float] = []
+        self.live: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=2) as client:
+            while not self._stop.is_set():
+                self.rss.append(self.proc.memory_info().rss)
+                try:
+                    health = client.get(self.health_url).json()
+                    self.lag_p99.append(float(health.get("loop_lag_p99_ms", 0.0)))
+                    self.live.append(int(health.get("live_calls", 0)))
+                except (httpx.HTTPError, ValueError):
+                    pass
+                self._stop.wait(0.5)
+
+    def __enter__(self) -> Sampler:
+        self.cpu0 = self.proc.cpu_times()
+        self.t0 = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        cpu1 = self.proc.cpu_times()
+        self.cpu_s = (cpu1.user - self.cpu0.user) + (cpu1.system - self.cpu0.system)
+        self.wall_s = time.monotonic() - self.t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--steps", default="10,25,50,100,200")
+    args = ap.parse_args()
+    steps = [int(s) for s in args.steps.split(",")]
+    sim_args = [a for kv in REALISTIC.items() for a in kv] + ["--speech", "tone"]
+    rows: list[dict[str, Any]] = []
+    raw: dict[str, list[float]] = {}
+    with BenchRun(Path(tempfile.mkdtemp(prefix="bench-capacity-")), sim_args) as bench:
+        orch = bench.deployment.processes["voice-orchestrator"]
+        assert orch.proc is not None
+        offset = 0
+        for n in steps:
+            print(f"\n### {n} concurrent calls", flush=True)
+            baseline = psutil.Process(orch.proc.pid).memory_info().rss
+            with Sampler(orch.proc.pid, orch.url + "/healthz") as sampler:
+                results = asyncio.run(bench.calls(["cooperative"] * n, offset=offset))
+            offset += n
+            figures = turn_figures(results)
+            overhead = percentiles(figures["own_overhead_ms"])
+            completed = sum(1 for r in results if r.call.get("outcome") == "promise_to_pay")
+            busy_s = sampler.wall_s
+            row = {
+                "concurrent_calls": n,
+                "calls_promise_to_pay": completed,
+                "peak_live_calls": max(sampler.live, default=0),
+                "cpu_percent_of_one_core": round(sampler.cpu_s / busy_s * 100, 1),
+                "cpu_percent_per_call": round(sampler.cpu_s / busy_s * 100 / n, 2),
+                "rss_baseline_mb": round(baseline / 2**20, 1),
+                "rss_peak_mb": round(max(sampler.rss, default=baseline) / 2**20, 1),
+                "memory_per_call_kb": round(
+                    (max(sampler.rss, default=baseline) - baseline) / n / 1024, 1
+                ),
+                "loop_lag_p99_ms_worst_window": max(sampler.lag_p99, default=0.0),
+                "own_overhead_ms": overhead,
+                "phone_voice_to_voice_ms": percentiles(figures["phone_voice_to_voice_ms"]),
+            }
+            raw[str(n)] = figures["own_overhead_ms"]
+            rows.append(row)
+            print(
+                f"  cpu {row['cpu_percent_of_one_core']}% of a core "
+                f"({row['cpu_percent_per_call']}%/call), rss +{row['memory_per_call_kb']} KB/call, "
+                f"loop lag p99 {row['loop_lag_p99_ms_worst_window']} ms, overhead p99 "
+                f"{overhead['p99']} ms, promises {completed}/{n}",
+                flush=True,
+            )
+    ok = [
+        r["concurrent_calls"]
+        for r in rows
+        if r["own_overhead_ms"]["p99"] is not None
+        and r["own_overhead_ms"]["p99"] < TARGET_OVERHEAD_P99_MS
+        and r["calls_promise_to_pay"] == r["concurrent_calls"]
+    ]
+    report = {
+        "steps": rows,
+        "highest_step_overhead_p99_under_50ms": max(ok, default=None),
+        "machine": {
+            "cpus": psutil.cpu_count(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30),
+        },
+    }
+    print(
+        f"\nhighest step with overhead p99 < 50 ms and every call completed: {max(ok, default=None)}"
+    )
+    print(f"wrote {write_results('capacity', report)}")
+    chart(raw, RESULTS / "capacity.png")
+
+
+def chart(raw: dict[str, list[float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    labels = list(raw)
+    ax.boxplot([raw[k] or [0.0] for k in labels], labels=labels, showfliers=True)
+    ax.axhline(TARGET_OVERHEAD_P99_MS, color="red", linestyle="--", label="50 ms")
+    ax.set_xlabel("concurrent calls in one orchestrator process")
+    ax.set_ylabel("own overhead per turn (ms)")
+    ax.set_title("Orchestrator overhead by load step")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+if __name__ == "__main__":
+    main()
