@@ -126,9 +126,8 @@ def main() -> None:
             "memory_gb": round(psutil.virtual_memory().total / 2**30),
         },
     }
-    print(
-        f"\nhighest step with overhead p99 < 50 ms and every call completed: {max(ok, default=None)}"
-    )
+    best = max(ok, default=None)
+    print(f"\nhighest step with overhead p99 < 50 ms and every call completed: {best}")
     print(f"wrote {write_results('capacity', report)}")
     chart(raw, RESULTS / "capacity.png")
 
