@@ -59,7 +59,7 @@ class TurnLatency(BaseModel):
     orchestrator_overhead_ms: Annotated[
         int | None,
         Field(
-            description="Time our own code added: voice_to_voice_ms minus stt_final_ms, llm_first_token_ms and tts_first_byte_ms.",
+            description="Time our own code added: voice_to_voice_ms minus every interval spent waiting on a vendor (STT final, each LLM request until a speakable sentence, TTS first byte).",
             ge=0,
         ),
     ]

@@ -97,7 +97,9 @@ class Demo:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         self.out = Path(args.output_dir or ROOT / "demo-output" / stamp).resolve()
         self.out.mkdir(parents=True, exist_ok=True)
-        self.deployment = LocalDeployment(self.out, real_vendors=args.real_vendors)
+        self.deployment = LocalDeployment(
+            self.out, real_vendors=args.real_vendors, sim_args=["--speech", args.voice]
+        )
         self.receiver = WebhookReceiver()
 
     # -- start ------------------------------------------------------------------------------
@@ -279,6 +281,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="use real Twilio, Deepgram, OpenAI and ElevenLabs (keys from env)",
     )
     p.add_argument("--phone", help="number to call (with --real-vendors)")
+    p.add_argument(
+        "--voice",
+        default="auto",
+        choices=["auto", "espeak", "tone"],
+        help="simulated debtor voice: espeak-ng speech when installed (auto), or a tone",
+    )
     p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the calls")
     p.add_argument("--output-dir", help="where logs, the WAV copy and the stack data go")
     p.add_argument("--keep", action="store_true", help="leave everything running until Ctrl-C")

@@ -1,0 +1,1 @@
+"""Voice Orchestrator: places calls and runs the live voice loop (Twilio, STT, LLM, TTS)."""

@@ -1,0 +1,26 @@
+"""Run the Voice Orchestrator: `python -m services.voice_orchestrator`."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from services.common.logging import configure_logging
+from services.common.settings import get_settings
+from services.voice_orchestrator.app import create_app
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging("voice-orchestrator", settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host="0.0.0.0",
+        port=settings.voice_orchestrator_port,
+        log_config=None,
+        # Twilio sends its own keep-alive traffic (media every 20 ms); ping only idle sockets.
+        ws_ping_interval=20.0,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,425 @@
+"""The Voice Orchestrator's FastAPI app: `/healthz`, Twilio status callbacks, `/media-stream`.
+
+The lifespan starts the `call-dispatch` consumer, the outbox relay (publishes `call.completed`)
+and the sweeper (ends calls whose session vanished). Vendor factories can be overridden, which is
+how tests inject failures; by default everything is built from settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl
+
+from deepgram import AsyncDeepgramClient
+from fastapi import FastAPI, Request, Response, WebSocket
+from openai import AsyncOpenAI
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from services.common.blobstore import BlobStore, GcsBlobStore
+from services.common.bus import IdempotentHandler, PubSubBus
+from services.common.db import create_engine, session_factory
+from services.common.logging import bind_call_id, get_logger
+from services.common.models import Call
+from services.common.outbox import OutboxRelay
+from services.common.settings import Settings, get_settings
+from services.common.topology import subscription_for
+from services.voice_orchestrator import calls
+from services.voice_orchestrator.core import Conversation, default_prompt_set
+from services.voice_orchestrator.dispatch import MEDIA_PATH, STATUS_PATH, Dispatcher
+from services.voice_orchestrator.finalize import end_without_session, persist_session_result
+from services.voice_orchestrator.session import CallSession, SessionTuning, TransportClosed
+from services.voice_orchestrator.vendors.deepgram import (
+    DeepgramStt,
+    SpeechToText,
+    deepgram_client,
+)
+from services.voice_orchestrator.vendors.elevenlabs import ElevenLabsTts, TextToSpeech
+from services.voice_orchestrator.vendors.openai_llm import (
+    LanguageModel,
+    OpenAiLlm,
+    openai_client,
+)
+from services.voice_orchestrator.vendors.twilio import (
+    SignatureVerifier,
+    Telephony,
+    TwilioTelephony,
+    parse_start,
+)
+
+log = get_logger(__name__)
+
+CONSUMER = "voice-orchestrator"
+START_TIMEOUT_S = 10.0
+SWEEP_INTERVAL_S = 60.0
+SHUTDOWN_DRAIN_S = 8.0
+
+# Twilio CallStatus → (our terminal status, outcome) for calls that never reached a person.
+UNANSWERED = {
+    "busy": ("busy", "no_answer"),
+    "no-answer": ("no_answer", "no_answer"),
+    "failed": ("failed", "failed"),
+    "canceled": ("canceled", "failed"),
+}
+
+
+@dataclass
+class Overrides:
+    """Test seams; None means "build from settings"."""
+
+    tuning: SessionTuning | None = None
+    telephony: Telephony | None = None
+    blobstore: BlobStore | None = None
+    # Called with (settings, call_id, call_sid) / (settings, call_id) / (settings, client, call_id).
+    stt_factory: Callable[[Settings, str, str], SpeechToText] | None = None
+    tts_factory: Callable[[Settings, str], TextToSpeech] | None = None
+    llm_factory: Callable[[Settings, AsyncOpenAI, str], LanguageModel] | None = None
+    run_consumer: bool = True
+    run_relay: bool = True
+    run_sweeper: bool = True
+
+
+@dataclass
+class Orchestrator:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    blobstore: BlobStore
+    telephony: Telephony
+    openai: AsyncOpenAI
+    deepgram: AsyncDeepgramClient
+    verifier: SignatureVerifier
+    tuning: SessionTuning
+    overrides: Overrides
+    cache: calls.SnapshotCache = field(default_factory=calls.SnapshotCache)
+    live: dict[str, CallSession] = field(default_factory=dict)
+    idle: asyncio.Event = field(default_factory=asyncio.Event)  # set while no call is live
+    relay: OutboxRelay | None = None
+
+    def stt(self, call_id: str, call_sid: str) -> SpeechToText:
+        if self.overrides.stt_factory is not None:
+            return self.overrides.stt_factory(self.settings, call_id, call_sid)
+        return DeepgramStt(self.settings, call_sid, client=self.deepgram)
+
+    def tts(self, call_id: str) -> TextToSpeech:
+        if self.overrides.tts_factory is not None:
+            return self.overrides.tts_factory(self.settings, call_id)
+        return ElevenLabsTts(self.settings)
+
+    def llm(self, call_id: str) -> LanguageModel:
+        if self.overrides.llm_factory is not None:
+            return self.overrides.llm_factory(self.settings, self.openai, call_id)
+        return OpenAiLlm(self.settings, self.openai, cache_key=call_id)
+
+
+class StarletteTransport:
+    """`MediaTransport` over a Starlette WebSocket."""
+
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+
+    async def send_text(self, data: str) -> None:
+        try:
+            await self.ws.send_text(data)
+        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+            raise TransportClosed(repr(exc)) from exc
+
+    async def receive_text(self) -> str:
+        try:
+            message = await self.ws.receive()
+        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+            raise TransportClosed(repr(exc)) from exc
+        if message["type"] == "websocket.disconnect":
+            raise TransportClosed("disconnected")
+        text = message.get("text")
+        if text is None:
+            data = message.get("bytes") or b""
+            text = data.decode()
+        return str(text)
+
+    async def close(self) -> None:
+        if self.ws.application_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await self.ws.close()
+
+
+def default_tuning(settings: Settings) -> SessionTuning:
+    return SessionTuning(barge_in_min_speech_ms=settings.barge_in_min_speech_ms)
+
+
+def create_app(settings: Settings | None = None, overrides: Overrides | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    overrides = overrides or Overrides()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        sessions = session_factory(engine)
+        # Read prompt files once, off the loop, before the first call needs them.
+        await asyncio.to_thread(default_prompt_set)
+        tuning = overrides.tuning or default_tuning(settings)
+        orch = Orchestrator(
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            blobstore=overrides.blobstore or GcsBlobStore(settings),
+            telephony=overrides.telephony or TwilioTelephony(settings),
+            # One client each per process: building one costs ~50 ms of blocking SSL setup.
+            openai=openai_client(settings),
+            deepgram=deepgram_client(settings),
+            verifier=SignatureVerifier(settings),
+            tuning=tuning,
+            overrides=overrides,
+        )
+        app.state.orch = orch
+        orch.idle.set()
+        _warm_up(orch)
+        # Everything alive now (SDK modules, their type tables: hundreds of thousands of objects)
+        # lives for the whole process. Freezing it keeps full GC passes from walking it: such a
+        # pass otherwise stalls the loop, and every live call's audio pacing, for ~200 ms.
+        gc.collect()
+        gc.freeze()
+        background: list[asyncio.Task[Any]] = []
+        bus: PubSubBus | None = None
+        if overrides.run_relay:
+            bus = PubSubBus(settings)
+            orch.relay = OutboxRelay(
+                sessions, bus, poll_interval=settings.outbox_poll_interval_seconds
+            )
+            background.append(asyncio.create_task(orch.relay.run(), name="outbox-relay"))
+        if overrides.run_consumer:
+            bus = bus or PubSubBus(settings)
+            dispatcher = Dispatcher(settings, orch.telephony, orch.cache)
+            handler = IdempotentHandler(CONSUMER, sessions, dispatcher.handle)
+            sub = subscription_for(settings, settings.pubsub_topic_call_dispatch).name
+            bus.subscribe(sub, handler)
+        if overrides.run_sweeper:
+            background.append(asyncio.create_task(_sweeper(orch), name="sweeper"))
+        log.info("voice_orchestrator_started")
+        try:
+            yield
+        finally:
+            # Let live calls finish their finalize (rows, blobs, outbox) before the pools close;
+            # a call cut short here is ended by the sweeper of another instance.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(orch.idle.wait(), SHUTDOWN_DRAIN_S)
+            if bus is not None:
+                bus.close()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await orch.telephony.aclose()
+            await orch.openai.close()
+            await engine.dispose()
+
+    app = FastAPI(title="Voice Orchestrator", lifespan=lifespan)
+
+    @app.get("/healthz")
+    async def healthz(request: Request) -> dict[str, Any]:
+        orch: Orchestrator = request.app.state.orch
+        return {"status": "ok", "live_calls": len(orch.live)}
+
+    @app.post(STATUS_PATH)
+    async def twilio_status(request: Request) -> Response:
+        orch: Orchestrator = request.app.state.orch
+        # Twilio posts application/x-www-form-urlencoded; parsed here without python-multipart.
+        params = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
+        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        signature = request.headers.get("x-twilio-signature", "")
+        if not orch.verifier.verify_http(path, params, signature):
+            log.warning("twilio_signature_rejected", path=request.url.path)
+            return Response(status_code=403)
+        try:
+            call_id = uuid.UUID(request.query_params.get("call_id", ""))
+        except ValueError:
+            return Response(status_code=400)
+        bind_call_id(str(call_id))
+        await _on_status(orch, call_id, params)
+        return Response(status_code=204)
+
+    @app.websocket(MEDIA_PATH)
+    async def media_stream(ws: WebSocket) -> None:
+        orch: Orchestrator = ws.app.state.orch
+        path = ws.url.path + (f"?{ws.url.query}" if ws.url.query else "")
+        if not orch.verifier.verify_websocket(path, ws.headers.get("x-twilio-signature", "")):
+            log.warning("twilio_signature_rejected", path=ws.url.path)
+            await ws.close(code=1008)  # before accept: the handshake is refused with 403
+            return
+        await ws.accept()
+        await _run_media_session(orch, StarletteTransport(ws))
+
+    return app
+
+
+def _warm_up(orch: Orchestrator) -> None:
+    """Trigger the SDKs' lazy imports now, not on the first live call (where the imports would
+    stall the event loop, and with it every other call's audio, for a few hundred ms)."""
+    import websockets.legacy.client  # noqa: F401  (the Deepgram SDK's socket)
+    from deepgram.core.unchecked_base_model import construct_type
+    from deepgram.listen.v1.socket_client import V1SocketClientResponse
+
+    _ = orch.openai.chat.completions
+    _ = orch.deepgram.listen.v1
+    construct_type(type_=V1SocketClientResponse, object_={"type": "SpeechStarted"})  # type: ignore[arg-type]
+    if isinstance(orch.telephony, TwilioTelephony):
+        _ = orch.telephony.client.api.v2010.account.calls
+
+
+async def _on_status(orch: Orchestrator, call_id: uuid.UUID, params: dict[str, str]) -> None:
+    status = params.get("CallStatus", "")
+    async with orch.sessions() as session, session.begin():
+        if status == "ringing":
+            await calls.mark_ringing(session, call_id)
+        elif status in ("in-progress", "answered"):
+            await calls.mark_answered(session, call_id)
+        elif status in UNANSWERED:
+            ours, outcome = UNANSWERED[status]
+            reason = None
+            if status in ("failed", "canceled"):
+                code = params.get("ErrorCode") or params.get("SipResponseCode") or "unknown"
+                reason = f"Twilio reported the call {status} ({code})"
+            await end_without_session(
+                session,
+                orch.settings,
+                call_id,
+                status=ours,
+                outcome=outcome,
+                failure_reason=reason,
+            )
+        elif status == "completed" and str(call_id) not in orch.live:
+            # Completed with no live session here: if no session ever started, the media
+            # stream never connected. (A session on another instance has a heartbeat.)
+            row = (
+                await session.execute(
+                    select(Call.heartbeat_at).where(Call.id == call_id).with_for_update()
+                )
+            ).first()
+            if row is not None and row[0] is None:
+                await end_without_session(
+                    session,
+                    orch.settings,
+                    call_id,
+                    status="completed",
+                    outcome="failed",
+                    failure_reason="the call was answered but the media stream never connected",
+                )
+    if orch.relay is not None:
+        orch.relay.wake()
+
+
+async def _run_media_session(orch: Orchestrator, transport: StarletteTransport) -> None:
+    try:
+        start_msg = await asyncio.wait_for(_wait_for_start(transport), START_TIMEOUT_S)
+    except (TimeoutError, TransportClosed, json.JSONDecodeError):
+        await transport.close()
+        return
+    started_at = asyncio.get_running_loop().time()
+    start = parse_start(start_msg)
+    try:
+        call_id = uuid.UUID(start.custom_parameters.get("call_id", ""))
+    except ValueError:
+        log.warning("media_stream_without_call_id")
+        await transport.close()
+        return
+    key = str(call_id)
+    bind_call_id(key)
+    facts = await calls.load_facts(orch.sessions, orch.settings, orch.cache, call_id)
+    if (
+        facts is None
+        or key in orch.live
+        or not await calls.claim_media_session(orch.sessions, call_id)
+    ):
+        log.warning("media_stream_rejected", known=facts is not None)
+        await transport.close()
+        return
+    session = CallSession(
+        call_id=key,
+        start=start,
+        transport=transport,
+        conversation=Conversation(facts, datetime.now(UTC)),
+        stt=orch.stt(key, start.call_sid),
+        tts=orch.tts(key),
+        llm=orch.llm(key),
+        telephony=orch.telephony,
+        tuning=orch.tuning,
+        heartbeat=lambda: calls.heartbeat(orch.sessions, call_id),
+        started_at=started_at,
+    )
+    orch.live[key] = session
+    orch.idle.clear()
+    try:
+        result = await session.run()
+        await persist_session_result(orch.sessions, orch.blobstore, orch.settings, result)
+    except Exception as exc:
+        log.exception("media_session_failed", error=repr(exc))
+        async with orch.sessions() as db, db.begin():
+            await end_without_session(
+                db,
+                orch.settings,
+                call_id,
+                status="completed",
+                outcome="failed",
+                failure_reason=f"internal error: {exc!r}"[:1000],
+            )
+    finally:
+        orch.live.pop(key, None)
+        if not orch.live:
+            orch.idle.set()
+        orch.cache.pop(key)
+        if orch.relay is not None:
+            orch.relay.wake()
+
+
+async def _wait_for_start(transport: StarletteTransport) -> dict[str, Any]:
+    while True:
+        msg = json.loads(await transport.receive_text())
+        if msg.get("event") == "start":
+            return dict(msg)
+
+
+async def _sweeper(orch: Orchestrator) -> None:
+    """End calls stuck in a live status whose session vanished (crash, lost instance)."""
+    stale = timedelta(seconds=orch.settings.call_sweeper_stale_seconds)
+    while True:
+        await asyncio.sleep(SWEEP_INTERVAL_S)
+        try:
+            cutoff = datetime.now(UTC) - stale
+            async with orch.sessions() as session, session.begin():
+                ids = (
+                    await session.scalars(
+                        select(Call.id).where(
+                            Call.status.in_(("dialing", "ringing", "in_progress")),
+                            or_(
+                                Call.heartbeat_at < cutoff,
+                                (Call.heartbeat_at.is_(None)) & (Call.started_at < cutoff),
+                            ),
+                        )
+                    )
+                ).all()
+                for call_id in ids:
+                    if str(call_id) in orch.live:
+                        continue
+                    await end_without_session(
+                        session,
+                        orch.settings,
+                        call_id,
+                        status="failed",
+                        outcome="failed",
+                        failure_reason="the call's session vanished (no heartbeat)",
+                    )
+            if ids and orch.relay is not None:
+                orch.relay.wake()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("sweeper_error", error=repr(exc))

@@ -1,0 +1,143 @@
+"""Database access for the live call: facts for the conversation, status moves, heartbeat.
+
+Every status change is a conditional UPDATE (`WHERE status IN (...)`), so redelivered messages,
+out-of-order Twilio callbacks and two instances racing can never move a call backwards or end it
+twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from generated.call_dispatch import CallDispatch
+from services.common.models import Call, Debtor
+from services.common.settings import Settings
+from services.voice_orchestrator.core import CallFacts, DelinquencyStage
+
+LIVE = ("dispatched", "dialing", "ringing", "in_progress")
+
+
+class SnapshotCache:
+    """Dispatch snapshots of calls placed by this instance (the debtor as frozen at dispatch).
+
+    Another instance receiving the media stream falls back to the debtors table.
+    """
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._items: OrderedDict[str, CallDispatch] = OrderedDict()
+        self.limit = limit
+
+    def put(self, msg: CallDispatch) -> None:
+        self._items[str(msg.call_id)] = msg
+        while len(self._items) > self.limit:
+            self._items.popitem(last=False)
+
+    def get(self, call_id: str) -> CallDispatch | None:
+        return self._items.get(call_id)
+
+    def pop(self, call_id: str) -> None:
+        self._items.pop(call_id, None)
+
+
+def facts_from_dispatch(msg: CallDispatch, settings: Settings) -> CallFacts:
+    d = msg.debtor
+    return CallFacts(
+        call_id=str(msg.call_id),
+        debtor_name=d.name,
+        company_name=settings.company_name,
+        agent_name=settings.agent_name,
+        stage=DelinquencyStage(msg.stage.value),
+        balance_minor=d.amount_owed.amount_minor,
+        currency=d.amount_owed.currency,
+        due_date=d.due_date,
+        timezone=d.timezone,
+        account_reference=d.account_reference or "",
+    )
+
+
+async def load_facts(
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    cache: SnapshotCache,
+    call_id: uuid.UUID,
+) -> CallFacts | None:
+    cached = cache.get(str(call_id))
+    if cached is not None:
+        return facts_from_dispatch(cached, settings)
+    async with sessions() as session:
+        row = (
+            await session.execute(
+                select(Call.stage, Debtor)
+                .join(Debtor, Debtor.id == Call.debtor_id)
+                .where(Call.id == call_id)
+            )
+        ).first()
+    if row is None:
+        return None
+    stage, debtor = row
+    return CallFacts(
+        call_id=str(call_id),
+        debtor_name=debtor.name,
+        company_name=settings.company_name,
+        agent_name=settings.agent_name,
+        stage=DelinquencyStage(stage),
+        balance_minor=debtor.amount_owed_minor,
+        currency=debtor.currency,
+        due_date=debtor.due_date,
+        timezone=debtor.timezone,
+        account_reference=debtor.account_reference or "",
+    )
+
+
+async def claim_media_session(
+    sessions: async_sessionmaker[AsyncSession], call_id: uuid.UUID
+) -> bool:
+    """The media stream started: the call is in progress and has a live session."""
+    async with sessions() as session, session.begin():
+        row = (
+            await session.execute(
+                update(Call)
+                .where(Call.id == call_id, Call.status.in_(("dialing", "ringing", "in_progress")))
+                .values(
+                    status="in_progress",
+                    answered_at=func.coalesce(Call.answered_at, func.now()),
+                    heartbeat_at=func.now(),
+                    updated_at=func.now(),
+                )
+                .returning(Call.id)
+            )
+        ).first()
+    return row is not None
+
+
+async def heartbeat(sessions: async_sessionmaker[AsyncSession], call_id: uuid.UUID) -> None:
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(Call)
+            .where(Call.id == call_id, Call.status == "in_progress")
+            .values(heartbeat_at=func.now())
+        )
+
+
+async def mark_ringing(session: AsyncSession, call_id: uuid.UUID) -> None:
+    await session.execute(
+        update(Call)
+        .where(Call.id == call_id, Call.status == "dialing")
+        .values(status="ringing", updated_at=func.now())
+    )
+
+
+async def mark_answered(session: AsyncSession, call_id: uuid.UUID) -> None:
+    await session.execute(
+        update(Call)
+        .where(Call.id == call_id, Call.status.in_(("dialing", "ringing")))
+        .values(
+            status="in_progress",
+            answered_at=func.coalesce(Call.answered_at, func.now()),
+            updated_at=func.now(),
+        )
+    )

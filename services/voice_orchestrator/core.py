@@ -1,0 +1,37 @@
+"""The conversation core's API as the shell uses it (one import site, see internal-contracts.md)."""
+
+from __future__ import annotations
+
+from services.voice_orchestrator.conversation import (
+    Callback,
+    CallFacts,
+    CallOutcome,
+    Conversation,
+    ConversationState,
+    DelinquencyStage,
+    EndReason,
+    PaymentPromise,
+    SentenceSplitter,
+    Speaker,
+    ToolResult,
+    default_prompt_set,
+    llm_request_params,
+    speakable,
+)
+
+__all__ = [
+    "CallFacts",
+    "CallOutcome",
+    "Callback",
+    "Conversation",
+    "ConversationState",
+    "DelinquencyStage",
+    "EndReason",
+    "PaymentPromise",
+    "SentenceSplitter",
+    "Speaker",
+    "ToolResult",
+    "default_prompt_set",
+    "llm_request_params",
+    "speakable",
+]

@@ -1,0 +1,275 @@
+"""The end of a call, exactly once: blobs, rows and `call.completed` in one transaction.
+
+The recording and transcript go to the BlobStore first (same keys every time, so a retry
+overwrites rather than duplicates). Then one transaction moves the call to its terminal status
+with a conditional UPDATE (only from a live status: a second finalizer finds nothing to update
+and stops), writes the transcript turns, the promise, the callback and the timings, and adds
+`call.completed` to the outbox with a ce-id derived from the call id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from generated.call import Call as CallModel
+from generated.call_completed_data import CallCompletedData
+from services.common.blobstore import BlobStore
+from services.common.logging import get_logger
+from services.common.models import Call, Callback, CallTurn, PaymentPromise
+from services.common.outbox import add_event
+from services.common.settings import Settings
+from services.voice_orchestrator.calls import LIVE
+from services.voice_orchestrator.session import SessionResult, TranscriptEntry
+
+log = get_logger(__name__)
+
+CE_TYPE = "call.completed"
+CE_SOURCE = "/voice-orchestrator"
+_EVENT_NS = uuid.UUID("6f1c1d1e-8f47-4a43-9d1f-2b0f6c1f5e01")
+URL_TTL = timedelta(days=7)  # the longest a v4 signed URL may live
+
+
+def event_id(call_id: uuid.UUID | str) -> str:
+    """One `call.completed` per call: the ce-id is derived from the call id."""
+    return str(uuid.uuid5(_EVENT_NS, f"{CE_TYPE}:{call_id}"))
+
+
+def recording_key(call_id: str) -> str:
+    return f"calls/{call_id}/recording.wav"
+
+
+def transcript_key(call_id: str) -> str:
+    return f"calls/{call_id}/transcript.json"
+
+
+def _turn_dicts(turns: list[TranscriptEntry]) -> list[dict[str, Any]]:
+    return [
+        {
+            "index": i,
+            "speaker": t.speaker,
+            "text": t.text,
+            "state": t.state,
+            "started_at": t.started_at.isoformat(),
+            "ended_at": t.ended_at.isoformat(),
+            "interrupted": t.interrupted,
+        }
+        for i, t in enumerate(turns)
+    ]
+
+
+def call_payload(
+    row: Call,
+    turns: list[dict[str, Any]],
+    promise: dict[str, Any] | None,
+    callback: dict[str, Any] | None,
+    recording_url: str | None,
+    transcript_url: str | None,
+) -> CallCompletedData:
+    call = CallModel.model_validate(
+        {
+            "id": str(row.id),
+            "debtor_id": str(row.debtor_id),
+            "status": row.status,
+            "outcome": row.outcome,
+            "stage": row.stage,
+            "prompt_version": row.prompt_version,
+            "twilio_call_sid": row.twilio_call_sid,
+            "metadata": row.metadata_ or {},
+            "created_at": row.created_at,
+            "dispatched_at": row.dispatched_at,
+            "started_at": row.started_at,
+            "answered_at": row.answered_at,
+            "ended_at": row.ended_at,
+            "duration_seconds": row.duration_seconds,
+            "failure_reason": row.failure_reason,
+            "transcript": turns,
+            "payment_promise": promise,
+            "callback": callback,
+            "recording_url": recording_url,
+            "transcript_url": transcript_url,
+            "latency": row.latency or [],
+            "usage": row.usage,
+            "cost": row.cost,
+        }
+    )
+    return CallCompletedData(call=call)
+
+
+async def _lock_live(session: AsyncSession, call_id: uuid.UUID) -> Call | None:
+    """The call row, locked, if it is still live; None once some finalizer ended it."""
+    result = await session.execute(
+        select(Call).where(Call.id == call_id, Call.status.in_(LIVE)).with_for_update()
+    )
+    return result.scalar_one_or_none()
+
+
+async def _put_with_retry(store: BlobStore, key: str, data: bytes, content_type: str) -> str | None:
+    for attempt in range(3):
+        try:
+            return await store.put(key, data, content_type)
+        except Exception as exc:
+            log.warning("blob_upload_failed", key=key, attempt=attempt + 1, error=repr(exc))
+            await asyncio.sleep(0.2 * (attempt + 1))
+    return None
+
+
+async def _url(store: BlobStore, key: str) -> str | None:
+    try:
+        return await store.url(key, URL_TTL)
+    except Exception as exc:
+        log.warning("blob_url_failed", key=key, error=repr(exc))
+        return None
+
+
+async def persist_session_result(
+    sessions: async_sessionmaker[AsyncSession],
+    store: BlobStore,
+    settings: Settings,
+    result: SessionResult,
+) -> bool:
+    """Store a finished media session. Returns False if the call was already finalized."""
+    call_id = uuid.UUID(result.call_id)
+    conv = result.conversation
+    turns = _turn_dicts(result.transcript)
+    transcript_doc = {
+        "call_id": result.call_id,
+        "prompt_version": conv.prompt_version,
+        "outcome": result.outcome.value,
+        "turns": turns,
+    }
+    rec_key, tr_key = recording_key(result.call_id), transcript_key(result.call_id)
+    rec_uri, tr_uri = await asyncio.gather(
+        _put_with_retry(store, rec_key, result.recording_wav, "audio/wav"),
+        _put_with_retry(store, tr_key, json.dumps(transcript_doc).encode(), "application/json"),
+    )
+    rec_url = await _url(store, rec_key) if rec_uri else None
+    tr_url = await _url(store, tr_key) if tr_uri else None
+
+    promise = conv.promise
+    callback = conv.callback
+    async with sessions() as session, session.begin():
+        row = await _lock_live(session, call_id)
+        if row is None:
+            log.warning("finalize_skipped_not_live")
+            return False
+        answered = row.answered_at or result.started_at
+        row.status = "completed"
+        row.outcome = result.outcome.value
+        row.failure_reason = result.failure_reason
+        row.prompt_version = conv.prompt_version[:128]
+        row.answered_at = answered
+        row.ended_at = result.ended_at
+        row.duration_seconds = max(0, int((result.ended_at - answered).total_seconds()))
+        row.recording_uri = rec_uri
+        row.transcript_uri = tr_uri
+        row.latency = result.latency
+        row.usage = result.usage
+        row.updated_at = datetime.now(UTC)
+        await session.flush()
+        if result.transcript:
+            await session.execute(
+                insert(CallTurn)
+                .values(
+                    [
+                        {
+                            "call_id": call_id,
+                            "index": i,
+                            "speaker": e.speaker,
+                            "text": e.text,
+                            "state": e.state,
+                            "interrupted": e.interrupted,
+                            "started_at": e.started_at,
+                            "ended_at": e.ended_at,
+                        }
+                        for i, e in enumerate(result.transcript)
+                    ]
+                )
+                .on_conflict_do_nothing()
+            )
+        promise_json: dict[str, Any] | None = None
+        if promise is not None and promise.amount_minor > 0:
+            recorded = datetime.now(UTC)
+            await session.execute(
+                insert(PaymentPromise)
+                .values(
+                    call_id=call_id,
+                    amount_minor=promise.amount_minor,
+                    currency=promise.currency,
+                    due_date=promise.date,
+                    recorded_at=recorded,
+                )
+                .on_conflict_do_nothing()
+            )
+            promise_json = {
+                "amount": {"amount_minor": promise.amount_minor, "currency": promise.currency},
+                "due_date": promise.date.isoformat(),
+                "recorded_at": recorded.isoformat(),
+            }
+        callback_json: dict[str, Any] | None = None
+        if callback is not None:
+            await session.execute(
+                insert(Callback)
+                .values(call_id=call_id, scheduled_for=callback.when, reason=callback.reason[:500])
+                .on_conflict_do_nothing()
+            )
+            callback_json = {
+                "scheduled_for": callback.when.isoformat(),
+                "reason": callback.reason[:500],
+            }
+        data = call_payload(row, turns, promise_json, callback_json, rec_url, tr_url)
+        add_event(
+            session,
+            settings.pubsub_topic_call_events,
+            CE_TYPE,
+            CE_SOURCE,
+            data,
+            ce_id=event_id(call_id),
+        )
+    log.info(
+        "call_finalized",
+        outcome=result.outcome.value,
+        turns=len(turns),
+        end_reason=result.end_reason,
+    )
+    return True
+
+
+async def end_without_session(
+    session: AsyncSession,
+    settings: Settings,
+    call_id: uuid.UUID,
+    *,
+    status: str,
+    outcome: str,
+    failure_reason: str | None = None,
+) -> bool:
+    """End a call that never had (or lost) its media session, in the caller's transaction."""
+    row = await _lock_live(session, call_id)
+    if row is None:
+        return False
+    now = datetime.now(UTC)
+    row.status = status
+    row.outcome = outcome
+    row.failure_reason = failure_reason
+    row.ended_at = now
+    row.updated_at = now
+    await session.flush()
+    data = call_payload(row, [], None, None, None, None)
+    add_event(
+        session,
+        settings.pubsub_topic_call_events,
+        CE_TYPE,
+        CE_SOURCE,
+        data,
+        ce_id=event_id(call_id),
+    )
+    log.info("call_ended_without_session", status=status, outcome=outcome)
+    return True

@@ -1,0 +1,509 @@
+"""Whole calls through the orchestrator, against the simulators over real sockets.
+
+Every persona (plus three vendor-failure runs) is dialled at once by one session fixture, which
+keeps the suite short; the tests then check each run: outcome, transcript, promise/callback,
+recording, `call.completed`, timings, and what the simulated phone actually heard (overlaps of
+agent audio over the debtor, `clear`s, marks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import itertools
+import json
+import uuid
+import wave
+from dataclasses import dataclass
+from datetime import UTC, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from generated.call_completed_data import CallCompletedData
+from generated.turn_latency import TurnLatency
+from services.common.blobstore import GcsBlobStore
+from services.common.models import Call, CallTurn, OutboxMessage, PaymentPromise
+from services.common.models import Callback as CallbackRow
+from services.voice_orchestrator.finalize import event_id, recording_key, transcript_key
+from tests.orchestrator.conftest import (
+    BALANCE_MINOR,
+    MS_PER_CHAR,
+    TUNING,
+    TZ,
+    Orch,
+    today_in_tz,
+)
+
+
+@dataclass(frozen=True)
+class Expect:
+    persona: str
+    status: str = "completed"
+    outcome: str = "promise_to_pay"
+    answered: bool = True
+    fault: str | None = None
+
+
+RUNS: dict[str, Expect] = {
+    "cooperative": Expect("cooperative"),
+    "negotiator": Expect("negotiator"),
+    "interrupter": Expect("interrupter"),
+    "callback_later": Expect("callback_later", outcome="callback_scheduled"),
+    "disputes": Expect("disputes", outcome="disputed"),
+    "stop_calling": Expect("stop_calling", outcome="opted_out"),
+    "wrong_person": Expect("wrong_person", outcome="wrong_party"),
+    "hostile": Expect("hostile", outcome="callback_scheduled"),
+    "silent": Expect("silent", outcome="no_answer"),
+    "busy": Expect("busy", status="busy", outcome="no_answer", answered=False),
+    "no_answer": Expect("no_answer", status="no_answer", outcome="no_answer", answered=False),
+    "unreachable": Expect("unreachable", status="failed", outcome="failed", answered=False),
+    # Vendor failures mid-call.
+    "llm_down": Expect("cooperative", outcome="failed", fault="llm_dead"),
+    "tts_drop": Expect("negotiator", fault="tts_drop"),
+    "stt_drop": Expect("cooperative", fault="stt_drop"),
+    "stt_down": Expect("cooperative", outcome="failed", fault="stt_dead"),
+    "tts_down": Expect("cooperative", outcome="failed", fault="tts_dead"),
+}
+LOOP_LAGS: list[float] = []
+
+
+async def loop_lag_monitor(out: list[float]) -> None:
+    """How late the event loop wakes a 10 ms sleep: every call shares this one loop."""
+    loop = asyncio.get_running_loop()
+    while True:
+        t = loop.time()
+        await asyncio.sleep(0.01)
+        out.append(loop.time() - t - 0.01)
+
+
+@dataclass
+class Run:
+    expect: Expect
+    call: Call
+    turns: list[CallTurn]
+    promise: PaymentPromise | None
+    callback: CallbackRow | None
+    events: list[OutboxMessage]
+    sim: dict[str, Any]
+    wav: bytes | None
+    transcript: dict[str, Any] | None
+    tts_contexts: list[dict[str, Any]]
+
+    @property
+    def stream(self) -> dict[str, Any]:
+        streams = self.sim["streams"]
+        assert streams, "no media stream"
+        return dict(streams[-1])
+
+
+async def _one(orch: Orch, store: GcsBlobStore, name: str, expect: Expect) -> Run:
+    number = await orch.assign(expect.persona)
+    call_id, data = await orch.new_call(number)
+    key = str(call_id)
+    if expect.fault is not None:
+        getattr(orch.faults, expect.fault).add(key)
+    await orch.dispatch(data)
+    call = await orch.wait_terminal(call_id, within=120)
+    await asyncio.sleep(0.5)  # let the outbox relay and the simulator settle
+    async with orch.sessions() as s:
+        turns = list(
+            (
+                await s.scalars(
+                    select(CallTurn).where(CallTurn.call_id == call_id).order_by(CallTurn.index)
+                )
+            ).all()
+        )
+        promise = await s.scalar(select(PaymentPromise).where(PaymentPromise.call_id == call_id))
+        callback = await s.scalar(select(CallbackRow).where(CallbackRow.call_id == call_id))
+        events = list(
+            (
+                await s.scalars(
+                    select(OutboxMessage).where(
+                        OutboxMessage.ce_type == "call.completed",
+                        OutboxMessage.payload["call"]["id"].astext == key,
+                    )
+                )
+            ).all()
+        )
+    assert call.twilio_call_sid, f"{name}: no CallSid stored"
+    sim = await orch.sim_call(call.twilio_call_sid, wait=10)
+    wav = transcript = None
+    if expect.answered:
+        wav = await store.get(recording_key(key))
+        transcript = json.loads(await store.get(transcript_key(key)))
+    return Run(expect, call, turns, promise, callback, events, sim, wav, transcript, [])
+
+
+@pytest.fixture(scope="package")
+async def runs(orch: Orch) -> dict[str, Run]:
+    store = GcsBlobStore(orch.settings)
+    lags: list[float] = []
+    monitor = asyncio.create_task(loop_lag_monitor(lags))
+    try:
+        results = await asyncio.gather(*(_one(orch, store, n, e) for n, e in RUNS.items()))
+    finally:
+        monitor.cancel()
+    LOOP_LAGS.extend(lags)
+    out = dict(zip(RUNS, results, strict=True))
+    # What ElevenLabs was asked to say, per context (to compare with what was heard).
+    async with orch.http.get(f"{orch.control}/elevenlabs") as r:
+        records = await r.json()
+    conns = records if isinstance(records, list) else records.get("connections", [])
+    contexts = [c for conn in conns for c in conn.get("contexts", [])]
+    for run in out.values():
+        run.tts_contexts = contexts
+    return out
+
+
+ANSWERED = [n for n, e in RUNS.items() if e.answered]
+# Runs where the conversation itself ran normally (no vendor outage from the start).
+CONVERSED = [n for n in ANSWERED if RUNS[n].fault not in ("stt_dead", "tts_dead")]
+
+
+# ---- every run ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+async def test_call_ends_with_the_right_status_and_outcome(runs: dict[str, Run], name: str) -> None:
+    run = runs[name]
+    assert (run.call.status, run.call.outcome) == (run.expect.status, run.expect.outcome), (
+        run.call.failure_reason,
+        [(t.speaker, t.text) for t in run.turns],
+    )
+    assert run.call.ended_at is not None
+    # Exactly one call.completed, with the contract's payload and the deterministic ce-id.
+    assert len(run.events) == 1
+    event = run.events[0]
+    assert event.ce_id == event_id(run.call.id)
+    assert event.topic == "call-events"
+    data = CallCompletedData.model_validate(event.payload)
+    assert data.call.status.value == run.expect.status
+    assert data.call.outcome is not None and data.call.outcome.value == run.expect.outcome
+    assert len(data.call.transcript) == len(run.turns)
+
+
+@pytest.mark.parametrize("name", CONVERSED)
+async def test_transcript_is_stored_in_order_and_matches_the_file(
+    runs: dict[str, Run], name: str
+) -> None:
+    run = runs[name]
+    turns = run.turns
+    assert [t.index for t in turns] == list(range(len(turns)))
+    agent = [t for t in turns if t.speaker == "agent"]
+    assert agent, "the agent never spoke"
+    # The agent identifies itself as an AI first (it waits for the callee's "Hello?").
+    assert " AI" in agent[0].text
+    for t in turns:
+        assert t.started_at is not None and t.ended_at is not None
+        assert t.ended_at >= t.started_at
+        assert t.state in ("greeting", "verification", "negotiation", "commitment", "closing")
+        assert not (t.speaker == "debtor" and t.interrupted)
+    assert run.transcript is not None
+    assert [(t["speaker"], t["text"]) for t in run.transcript["turns"]] == [
+        (t.speaker, t.text) for t in turns
+    ]
+    # The debtor's lines were heard as spoken (Deepgram simulator words, punctuated).
+    spoken = [ln["text"] for ln in run.stream["debtor_lines"]]
+    heard = " ".join(t.text for t in turns if t.speaker == "debtor")
+    for line in spoken:
+        if not any(ln.get("cut_off") for ln in run.stream["debtor_lines"]):
+            assert line.rstrip("?.!").split()[-1].lower() in heard.lower()
+
+
+@pytest.mark.parametrize("name", ANSWERED)
+async def test_no_agent_audio_over_the_debtor_except_barge_in_reaction(
+    runs: dict[str, Run], name: str
+) -> None:
+    stream = runs[name].stream
+    assert stream["errors"] == []
+    if RUNS[name].fault == "tts_dead":
+        assert stream["agent_audio"] == []
+        return
+    clears = stream["clears"]
+    # Overlap is only the reaction window of a barge-in: debtor onset → our `clear`.
+    budget = TUNING.barge_in_min_speech_ms + 200
+    for start, end in stream["overlaps"]:
+        assert end - start <= budget, stream["overlaps"]
+        assert any(start <= c["at_ms"] <= end + 40 for c in clears), (start, end, clears)
+    if name != "interrupter":
+        assert stream["overlap_ms"] == 0, stream["overlaps"]
+
+
+@pytest.mark.parametrize("name", ANSWERED)
+async def test_recording_is_stereo_and_time_aligned(runs: dict[str, Run], name: str) -> None:
+    run = runs[name]
+    assert run.call.recording_uri == f"gs://collections-calls/{recording_key(str(run.call.id))}"
+    assert run.wav is not None
+    with wave.open(io.BytesIO(run.wav)) as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (2, 2, 8000)
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)
+    stream = run.stream
+
+    def rms(ch: int, a_ms: float, b_ms: float) -> float:
+        seg = pcm[int(a_ms * 8) : int(b_ms * 8), ch].astype(np.float64)
+        return float(np.sqrt((seg**2).mean())) if len(seg) else 0.0
+
+    # Debtor speech on the left where the phone spoke it (Twilio media timestamps).
+    for line in stream["debtor_lines"]:
+        a, b = line["start_ms"], line["end_ms"]
+        if b - a < 200:
+            continue
+        assert rms(0, a + 60, b - 60) > 500, line
+    # Agent audio on the right where the phone played it; silence where it did not.
+    segments = stream["agent_audio"]
+    if run.expect.fault == "tts_dead":
+        assert np.abs(pcm[:, 1]).max() == 0
+        return
+    assert segments
+    # Our clock starts when we receive `start`, a few ms after the phone's: allow 120 ms.
+    for seg in segments:
+        a, b = seg["start_ms"], seg["end_ms"]
+        if b - a < 400:
+            continue
+        assert rms(1, a + 120, b - 120) > 500, seg
+    gaps = [(x["end_ms"], y["start_ms"]) for x, y in itertools.pairwise(segments)]
+    for a, b in gaps:
+        if b - a > 500:
+            assert rms(1, a + 150, b - 150) < 50, (a, b)
+
+
+@pytest.mark.parametrize("name", CONVERSED)
+async def test_timings_are_recorded_per_agent_turn(runs: dict[str, Run], name: str) -> None:
+    run = runs[name]
+    latency = run.call.latency
+    agent_idx = {t.index for t in run.turns if t.speaker == "agent"}
+    assert latency and {r["turn_index"] for r in latency} <= agent_idx
+    for rec in latency:
+        TurnLatency.model_validate(rec)
+        if rec["kind"] == "reply" and rec["voice_to_voice_ms"] is not None:
+            assert rec["stt_final_ms"] is not None and rec["tts_first_byte_ms"] is not None
+            assert 300 < rec["voice_to_voice_ms"] < 4000, rec
+            # What our own code adds, beyond waiting on vendors: a few ms.
+            assert rec["own_overhead_ms"] < 60, rec
+    greeting = latency[0]
+    assert greeting["kind"] == "greeting" and greeting["voice_to_voice_ms"] is None
+
+
+# ---- per persona ------------------------------------------------------------------------
+
+
+async def test_promises_are_stored(runs: dict[str, Run]) -> None:
+    today = today_in_tz()
+    coop = runs["cooperative"].promise
+    assert coop is not None
+    assert (coop.amount_minor, coop.currency, coop.due_date) == (BALANCE_MINOR, "USD", today)
+    inter = runs["interrupter"].promise
+    assert inter is not None and inter.due_date == today + timedelta(days=1)
+    nego = runs["negotiator"].promise
+    assert nego is not None and nego.amount_minor == 15000 and nego.due_date > today
+    for name in ("callback_later", "disputes", "stop_calling", "wrong_person", "silent"):
+        assert runs[name].promise is None, name
+
+
+async def test_callbacks_are_stored(runs: dict[str, Run]) -> None:
+    cb = runs["callback_later"].callback
+    assert cb is not None
+    local = cb.scheduled_for.astimezone(ZoneInfo(TZ))
+    assert local.date() == today_in_tz() + timedelta(days=1)
+    # "Tomorrow at 5pm": the OpenAI simulator's policy reads times in UTC (the facts block it
+    # parses carries no time zone), so 17:00 UTC is accepted as well as 17:00 local.
+    assert 17 in (local.hour, cb.scheduled_for.astimezone(UTC).hour)
+    hostile = runs["hostile"].callback
+    assert hostile is not None and hostile.reason.startswith("derailed")
+
+
+async def test_interrupter_hears_no_agent_audio_after_clear(runs: dict[str, Run]) -> None:
+    run = runs["interrupter"]
+    stream = run.stream
+    clears = stream["clears"]
+    interrupted = [t for t in run.turns if t.speaker == "agent" and t.interrupted]
+    assert len(clears) >= 2 and len(interrupted) == len(clears)
+    lines = stream["debtor_lines"]
+    segments = stream["agent_audio"]
+    for clear in clears:
+        t = clear["at_ms"]
+        # Little was queued at Twilio when we cleared: we pace ~100 ms ahead, not the turn.
+        assert clear["dropped_ms"] <= TUNING.lead_ms + 40
+        line = next(ln for ln in lines if ln["start_ms"] <= t <= ln["end_ms"])
+        # From the clear until the debtor finished, the phone played no agent audio.
+        for seg in segments:
+            assert not (seg["start_ms"] < line["end_ms"] and seg["end_ms"] > t + 20), (seg, line)
+        # The reaction: debtor onset → clear, within the confirmation window and a little.
+        assert t - line["start_ms"] <= TUNING.barge_in_min_speech_ms + 120
+    for rec in run.call.latency:
+        if rec["turn_index"] in {t.index for t in interrupted}:
+            assert rec["barge_in_to_clear_ms"] is not None
+            assert rec["barge_in_to_clear_ms"] <= TUNING.barge_in_min_speech_ms + 120
+
+
+async def test_interrupted_turn_holds_only_what_was_played(runs: dict[str, Run]) -> None:
+    run = runs["interrupter"]
+    stream = run.stream
+    segments = stream["agent_audio"]
+    interrupted = [t for t in run.turns if t.speaker == "agent" and t.interrupted]
+    lines = stream["debtor_lines"]
+    for turn, clear in zip(interrupted, stream["clears"], strict=True):
+        t = clear["at_ms"]
+        line = next(ln for ln in lines if ln["start_ms"] <= t <= ln["end_ms"])
+        # The turn's audio: everything played since the debtor line before it, until the clear.
+        since = max([ln["end_ms"] for ln in lines if ln["end_ms"] <= line["start_ms"]] or [0])
+        played_ms = sum(
+            min(seg["end_ms"], t) - seg["start_ms"]
+            for seg in segments
+            if since <= seg["start_ms"] < t
+        )
+        # Tone voice: exactly MS_PER_CHAR of audio per character (spaces included).
+        expected_chars = played_ms / MS_PER_CHAR
+        assert abs(len(turn.text) - expected_chars) <= 12, (turn.text, played_ms)
+        # A prefix of what the agent meant to say.
+        full = next(
+            c["text"] for c in run.tts_contexts if c["text"].strip().startswith(turn.text[:15])
+        )
+        assert " ".join(full.split()).startswith(turn.text), (turn.text, full)
+    # The model was told: the next agent turn follows the debtor's words, not the cut text.
+    assert interrupted[0].text and "AI" in interrupted[0].text
+
+
+async def test_silent_debtor_is_reprompted_then_the_agent_hangs_up(runs: dict[str, Run]) -> None:
+    run = runs["silent"]
+    agent = [t.text for t in run.turns if t.speaker == "agent"]
+    assert len(agent) == 2 + TUNING.max_reprompts - 1 or len(agent) >= 2
+    assert "still there" in " ".join(agent)
+    assert run.stream["stop_reason"] == "rest_hangup"
+
+
+async def test_agent_hangs_up_after_its_goodbye(runs: dict[str, Run]) -> None:
+    for name in ("cooperative", "disputes", "stop_calling", "wrong_person", "hostile"):
+        run = runs[name]
+        stream = run.stream
+        # The phone heard the whole goodbye before the line dropped.
+        assert stream["agent_audio_queued_bytes"] == 0, name
+        assert stream["stop_reason"] in ("rest_hangup", "persona_hangup"), name
+
+
+async def test_llm_outage_ends_politely_with_an_apology(runs: dict[str, Run]) -> None:
+    run = runs["llm_down"]
+    assert run.call.failure_reason and run.call.failure_reason.startswith("llm")
+    last = [t for t in run.turns if t.speaker == "agent"][-1]
+    assert "technical problem" in last.text and not last.interrupted
+    assert run.stream["stop_reason"] in ("rest_hangup", "persona_hangup")
+
+
+async def test_tts_and_stt_socket_drops_are_survived(runs: dict[str, Run], orch: Orch) -> None:
+    assert "tts_drop" in orch.faults.happened and "stt_drop" in orch.faults.happened
+    for name in ("tts_drop", "stt_drop"):
+        run = runs[name]
+        assert run.call.failure_reason is None, (name, run.call.failure_reason)
+        assert run.call.outcome == "promise_to_pay"
+
+
+async def test_usage_is_metered(runs: dict[str, Run]) -> None:
+    usage = runs["cooperative"].call.usage
+    assert usage is not None
+    assert usage["llm_input_tokens"] > 0 and usage["llm_output_tokens"] > 0
+    assert usage["tts_characters"] > 50 and usage["stt_audio_seconds"] > 5
+    assert usage["telephony_seconds"] >= runs["cooperative"].call.duration_seconds
+
+
+# ---- dispatch idempotency and webhook security ------------------------------------------
+
+
+async def test_duplicated_dispatch_places_one_twilio_call(orch: Orch) -> None:
+    number = await orch.assign("busy")
+    call_id, data = await orch.new_call(number)
+    same = str(uuid.uuid4())
+    # The same message redelivered, and a second dispatch of the same call under a new ce-id.
+    await asyncio.gather(
+        orch.dispatch(data, ce_id=same),
+        orch.dispatch(data, ce_id=same),
+        orch.dispatch(data),
+    )
+    call = await orch.wait_terminal(call_id, within=30)
+    await asyncio.sleep(1.0)  # any late duplicate would have dialled by now
+    assert call.status == "busy"
+    assert len(await orch.sim_calls_to(number)) == 1
+    async with orch.sessions() as s:
+        n = await s.scalar(
+            select(func.count())
+            .select_from(OutboxMessage)
+            .where(OutboxMessage.payload["call"]["id"].astext == str(call_id))
+        )
+    assert n == 1
+
+
+async def test_stt_outage_ends_politely(runs: dict[str, Run]) -> None:
+    run = runs["stt_down"]
+    assert run.call.failure_reason and run.call.failure_reason.startswith("stt")
+    agent = [t.text for t in run.turns if t.speaker == "agent"]
+    assert "technical problem" in agent[-1]
+    assert run.stream["stop_reason"] == "rest_hangup"
+
+
+async def test_tts_outage_hangs_up_rather_than_leaving_dead_air(runs: dict[str, Run]) -> None:
+    run = runs["tts_down"]
+    assert run.call.failure_reason and run.call.failure_reason.startswith("tts")
+    assert run.stream["agent_audio"] == []
+    assert run.stream["stop_reason"] == "rest_hangup"
+    assert run.stream["duration_ms"] < 10_000
+
+
+async def test_the_event_loop_never_stalled(runs: dict[str, Run]) -> None:
+    # 17 concurrent calls, the four simulators, the test and the Pub/Sub client threads share
+    # one event loop (and 2 CPUs with PostgreSQL and two emulators) here. Nothing of ours may
+    # block it: a stall longer than the ~100 ms of audio queued at Twilio is an audible gap.
+    lags = sorted(LOOP_LAGS)
+    assert lags
+    # Bounds leave room for a busy CI box (other processes share the 2 CPUs); a synchronous
+    # vendor call or a full GC over the SDKs (~250 ms, see app.py) would still break them.
+    assert lags[int(len(lags) * 0.99)] < 0.05, lags[-10:]
+    assert lags[-1] < 0.2, lags[-10:]
+
+
+def _pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * q))]
+
+
+async def test_latency_figures(runs: dict[str, Run]) -> None:
+    """Prints the measured figures (run with -s) and checks the budgets that are ours."""
+    replies = [
+        r
+        for name, run in runs.items()
+        if RUNS[name].fault is None and run.expect.answered
+        for r in run.call.latency
+        if r["kind"] == "reply" and r["voice_to_voice_ms"] is not None
+    ]
+    keys = (
+        "voice_to_voice_ms",
+        "stt_final_ms",
+        "llm_first_token_ms",
+        "llm_first_sentence_ms",
+        "tts_first_byte_ms",
+        "orchestrator_overhead_ms",
+        "own_overhead_ms",
+    )
+    lines = [f"reply turns: {len(replies)}"]
+    for k in keys:
+        vals = [float(r[k]) for r in replies if r[k] is not None]
+        lines.append(f"{k:26s} p50 {_pct(vals, 0.5):6.0f}  p95 {_pct(vals, 0.95):6.0f}")
+    barge = [
+        float(r["barge_in_to_clear_ms"])
+        for run in runs.values()
+        for r in run.call.latency
+        if r["barge_in_to_clear_ms"] is not None
+    ]
+    lines.append(f"barge_in_to_clear_ms       {sorted(barge)}")
+    lags = sorted(LOOP_LAGS)
+    lines.append(f"loop lag ms p50 {_pct(lags, 0.5) * 1000:.1f} p99 {_pct(lags, 0.99) * 1000:.1f}")
+    print("\n" + "\n".join(lines))
+    assert len(replies) >= 15
+    own = [float(r["own_overhead_ms"]) for r in replies]
+    # Our own share of voice-to-voice: a few ms (the tail is this shared loop's contention).
+    assert _pct(own, 0.5) < 10 and _pct(own, 0.95) < 80, sorted(own)
+    # Streaming: for multi-sentence replies the debtor hears audio before the LLM is done.
+    early = [r["audio_before_llm_done_ms"] for r in replies if r["llm_total_ms"]]
+    assert sum(1 for v in early if v is not None and v > 0) >= len(early) // 2
