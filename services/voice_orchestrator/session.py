@@ -586,11 +586,21 @@ class CallSession:
             self._reprompts = 0
             started = onset if onset is not None else now
             ended = speech_end if speech_end is not None else now
-            self.transcript.append(
-                TranscriptEntry(
-                    "debtor", text, self.conv.state.value, self._wall(started), self._wall(ended)
+            last = self.transcript[-1] if self.transcript else None
+            if last is not None and last.speaker == "debtor":
+                # The debtor went on after a pause that dropped our reply: one turn, not two.
+                last.text = f"{last.text} {text}"
+                last.ended_at = self._wall(ended)
+            else:
+                self.transcript.append(
+                    TranscriptEntry(
+                        "debtor",
+                        text,
+                        self.conv.state.value,
+                        self._wall(started),
+                        self._wall(ended),
+                    )
                 )
-            )
             self.conv.add_debtor_turn(text)
         self._debtor_onset = None
         trigger = speech_end or self._stt_final_at or now

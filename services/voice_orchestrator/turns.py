@@ -90,6 +90,9 @@ class TurnPolicy:
         self._speech_confirmed = False  # current debtor speech already acted upon
         self.interrupted = False  # the agent was cut off and has not answered since
         self.cancellable = True  # whether debtor speech may drop the reply being prepared
+        # A reply was dropped because the debtor kept talking; its words are already in the
+        # conversation, so the next end of turn must answer even if no new words arrive.
+        self.reply_dropped = False
 
     # ---- gate ---------------------------------------------------------------------------
     def can_speak(self) -> bool:
@@ -170,7 +173,7 @@ class TurnPolicy:
         """
         if self.phase is not AgentPhase.IDLE or self.user_vad or self.stt_active:
             return []
-        if self.pending:
+        if self.pending or self.reply_dropped:
             return self._end_of_turn()
         if self.interrupted:
             self.interrupted = False
@@ -191,17 +194,20 @@ class TurnPolicy:
         if self.phase is AgentPhase.THINKING and self.cancellable:
             self._speech_confirmed = True
             self.phase = AgentPhase.IDLE
+            self.reply_dropped = True
             return [CancelPending(reason)]
         return []
 
     def _end_of_turn(self) -> list[Action]:
-        if not self.pending:
+        if not self.pending and not self.reply_dropped:
             return []
         if self.phase is not AgentPhase.IDLE:
             # A reply is already in flight for earlier words; the new words wait for the next
             # end of turn (they arrived without confirmed speech, e.g. a late final).
             return []
+        # Empty text after a dropped reply: answer what the conversation already holds.
         text = " ".join(self.pending)
+        self.reply_dropped = False
         self.pending = []
         self.phase = AgentPhase.THINKING
         self.cancellable = True

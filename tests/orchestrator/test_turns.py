@@ -133,6 +133,34 @@ def test_debtor_continuing_drops_the_pending_reply() -> None:
     assert p.stt_final("Who is this?", False, True) == [StartResponse("Who is this?")]
 
 
+def test_a_dropped_reply_is_answered_even_when_no_new_words_follow() -> None:
+    """A pause inside one sentence ("Yes, [pause] speaking.") finalizes early; the rest of the
+    sentence drops the reply. If the last final carries no new words, the agent must still
+    answer (seen with espeak voices: the call stalled with both sides waiting)."""
+    p = TurnPolicy()
+    p.vad_start(0)
+    p.vad_end()
+    assert p.stt_final("Yes, speaking.", False, True) == [StartResponse("Yes, speaking.")]
+    p.vad_start(700)
+    assert p.vad_voiced(240) == [CancelPending("vad")]
+    assert p.vad_end() == [SendFinalize()]
+    assert p.stt_final("", False, True) == [StartResponse("")]
+    assert p.phase is AgentPhase.THINKING
+    # Nothing left over: a later empty final does not start another reply.
+    p.response_finished()
+    assert p.stt_final("", True, False) == []
+
+
+def test_a_dropped_reply_is_answered_after_silence_if_no_final_comes() -> None:
+    p = TurnPolicy()
+    p.vad_start(0)
+    assert p.stt_final("Yes.", True, False) == [StartResponse("Yes.")]
+    p.vad_start(500)
+    assert p.vad_voiced(300) == [CancelPending("vad")]
+    p.vad_end()
+    assert p.silence_timeout() == [StartResponse("")]
+
+
 def test_the_greeting_is_not_cancelled_by_hello() -> None:
     p = TurnPolicy()
     p.response_started(cancellable=False)
