@@ -51,7 +51,7 @@ class WebhookEndpointCreate(BaseModel):
     url: Annotated[
         str,
         Field(
-            description="Absolute http(s) URL that will receive signed POSTs. Use https in production.",
+            description="Absolute http(s) URL (RFC 3986, ASCII) that will receive signed POSTs. Production deployments accept only https URLs of public hosts; http is accepted by local deployments only.",
             max_length=2048,
             pattern="^https?://",
         ),

@@ -21,14 +21,15 @@ class Money(BaseModel):
     amount_minor: Annotated[
         int,
         Field(
-            description="Amount in the minor unit of `currency`, e.g. 45000 = USD 450.00.",
+            description="Amount in the minor unit of `currency`, e.g. 45000 = USD 450.00. At most 2^53 - 1, so every JSON parser reads it exactly.",
             ge=0,
+            le=9007199254740991,
         ),
     ]
     currency: Annotated[
         str,
         Field(
-            description="ISO 4217 alphabetic currency code, upper case.",
+            description="ISO 4217 alphabetic currency code, upper case. Servers reject codes that are not in ISO 4217.",
             pattern="^[A-Z]{3}$",
         ),
     ]

@@ -15,7 +15,7 @@ PhoneNumber = TypeAliasType(
     Annotated[
         str,
         Field(
-            description="A phone number in E.164 format: '+', country code, subscriber number, no spaces.",
+            description="A phone number in E.164 format: '+', country code, subscriber number, no spaces. The pattern only checks the shape; servers additionally reject numbers that cannot exist (libphonenumber's validity check), e.g. the fictional +1 555 01xx range.",
             examples=["+14155550123"],
             pattern="^\\+[1-9]\\d{6,14}$",
             title="PhoneNumber",

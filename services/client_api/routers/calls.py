@@ -1,0 +1,270 @@
+"""Call triggers (`POST /v1/debtors/{id}/calls`) and call history (`/v1/calls`)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated
+
+import structlog
+from fastapi import APIRouter, Header, Path, Query, Request, Response
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from generated.call import Call
+from generated.call_requested import CallRequested
+from generated.call_status import CallStatus
+from generated.client_api import CallPage, CallTriggerRequest
+from services.client_api.deps import BlobsDep, RuntimeDep, SessionDep, SettingsDep
+from services.client_api.errors import constraint_name
+from services.client_api.mapping import call_load_options, call_to_model, load_call
+from services.client_api.pagination import page
+from services.client_api.problems import (
+    CALL_ALREADY_ACTIVE,
+    IDEMPOTENCY_KEY_REUSED,
+    ProblemError,
+    not_found,
+    validation_error,
+)
+from services.client_api.responses import (
+    BAD_REQUEST,
+    CONFLICT,
+    NOT_FOUND,
+    TOO_LARGE,
+    UNAUTHORIZED,
+    UNPROCESSABLE,
+    CursorQuery,
+    LimitQuery,
+)
+from services.client_api.strict import strictly
+from services.client_api.validation import storable_text_errors, text_errors
+from services.common import models
+from services.common.blobstore import BlobStore
+from services.common.logging import get_logger
+from services.common.outbox import add_event
+
+log = get_logger(__name__)
+
+router = APIRouter(tags=["Calls"])
+
+SOURCE = "/client-api"
+CE_TYPE_CALL_REQUESTED = "call.requested"
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Repeating a request with the same key and body returns the first result.",
+    ),
+]
+
+
+def fingerprint(debtor_id: uuid.UUID, body: CallTriggerRequest) -> str:
+    """What makes two triggers "the same request": the debtor and the body's meaning (no body,
+    `{}` and `{"metadata": {}}` are the same request)."""
+    canonical = json.dumps(
+        {"debtor_id": str(debtor_id), "body": body.model_dump(mode="json")},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _key_reused() -> ProblemError:
+    return ProblemError(
+        409,
+        IDEMPOTENCY_KEY_REUSED,
+        "This Idempotency-Key was used with another request; use a new key.",
+    )
+
+
+def _already_active() -> ProblemError:
+    return ProblemError(
+        409, CALL_ALREADY_ACTIVE, "The debtor has a call queued or in progress already."
+    )
+
+
+async def _replay(session: AsyncSession, key: str, fp: str) -> models.Call | None:
+    """The call a previous request with this key created, if any (409 if it was another
+    request)."""
+    previous: models.Call | None = await session.scalar(
+        select(models.Call).where(models.Call.idempotency_key == key).options(*call_load_options())
+    )
+    if previous is not None and previous.request_fingerprint != fp:
+        raise _key_reused()
+    return previous
+
+
+@router.post(
+    "/v1/debtors/{debtor_id}/calls",
+    operation_id="triggerCall",
+    status_code=202,
+    response_model=Call,
+    responses={
+        **BAD_REQUEST,
+        **UNAUTHORIZED,
+        **NOT_FOUND,
+        **CONFLICT,
+        **TOO_LARGE,
+        **UNPROCESSABLE,
+    },
+)
+async def trigger_call(
+    debtor_id: Annotated[uuid.UUID, Path(description="The debtor's id.")],
+    session: SessionDep,
+    runtime: RuntimeDep,
+    settings: SettingsDep,
+    blobs: BlobsDep,
+    http_request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+    body: CallTriggerRequest | None = None,
+) -> Call:
+    if body is not None:
+        body = await strictly(http_request, CallTriggerRequest) or body
+    request = body or CallTriggerRequest()
+    errors = storable_text_errors(request)
+    if idempotency_key is not None:
+        errors += text_errors(idempotency_key, "header.Idempotency-Key")
+    if errors:
+        raise validation_error(errors)
+    fp = fingerprint(debtor_id, request)
+
+    if idempotency_key is not None:
+        previous = await _replay(session, idempotency_key, fp)
+        if previous is not None:
+            return await _replayed(previous, blobs, response)
+
+    debtor = await session.get(models.Debtor, debtor_id)
+    if debtor is None:
+        raise not_found("debtor")
+    live = await session.scalar(
+        select(models.Call.id).where(
+            models.Call.debtor_id == debtor_id,
+            models.Call.status.in_(models.LIVE_CALL_STATUSES),
+        )
+    )
+    if live is not None:
+        # The live call may be the one a concurrent retry with this key just created.
+        if idempotency_key is not None:
+            previous = await _replay(session, idempotency_key, fp)
+            if previous is not None:
+                return await _replayed(previous, blobs, response)
+        raise _already_active()
+
+    now = datetime.now(UTC)
+    call = models.Call(
+        id=uuid.uuid4(),
+        debtor_id=debtor_id,
+        status="queued",
+        stage=debtor.stage,
+        idempotency_key=idempotency_key,
+        request_fingerprint=fp if idempotency_key is not None else None,
+        metadata_=dict(request.metadata),
+    )
+    session.add(call)
+    # The call row and its `call.requested` event commit together (transactional outbox).
+    add_event(
+        session,
+        settings.pubsub_topic_call_requests,
+        CE_TYPE_CALL_REQUESTED,
+        SOURCE,
+        CallRequested(
+            call_id=call.id,
+            debtor_id=debtor_id,
+            requested_at=now,
+            idempotency_key=idempotency_key,
+        ),
+    )
+    try:
+        await session.commit()
+    except IntegrityError as exc:
+        await session.rollback()
+        name = constraint_name(exc)
+        if name == "uq_calls_idempotency_key" and idempotency_key is not None:
+            # A concurrent request with the same key won the race: answer as its replay.
+            previous = await _replay(session, idempotency_key, fp)
+            if previous is not None:
+                return await _replayed(previous, blobs, response)
+        if name == "uq_calls_one_live_per_debtor":
+            # Same key racing may hit this index first; the winner is then a replay.
+            if idempotency_key is not None:
+                previous = await _replay(session, idempotency_key, fp)
+                if previous is not None:
+                    return await _replayed(previous, blobs, response)
+            raise _already_active() from exc
+        if name is not None and name.startswith("fk_"):
+            raise not_found("debtor") from exc  # deleted meanwhile
+        raise
+    runtime.relay.wake()
+    with structlog.contextvars.bound_contextvars(call_id=str(call.id)):
+        log.info("call_requested", debtor_id=str(debtor_id), idempotent=idempotency_key is not None)
+    row = await load_call(session, call.id)
+    assert row is not None
+    response.headers["Location"] = f"/v1/calls/{row.id}"
+    return await call_to_model(row, blobs)
+
+
+async def _replayed(previous: models.Call, blobs: BlobStore, response: Response) -> Call:
+    with structlog.contextvars.bound_contextvars(call_id=str(previous.id)):
+        log.info("call_request_replayed")
+    response.headers["Location"] = f"/v1/calls/{previous.id}"
+    response.headers["Idempotent-Replayed"] = "true"
+    return await call_to_model(previous, blobs)
+
+
+@router.get(
+    "/v1/calls",
+    operation_id="listCalls",
+    response_model=CallPage,
+    responses={**BAD_REQUEST, **UNAUTHORIZED, **UNPROCESSABLE},
+)
+async def list_calls(
+    session: SessionDep,
+    blobs: BlobsDep,
+    debtor_id: Annotated[uuid.UUID | None, Query(description="Only calls to this debtor.")] = None,
+    status: Annotated[
+        CallStatus | None, Query(description="Only calls currently in this status.")
+    ] = None,
+    limit: LimitQuery = 20,
+    cursor: CursorQuery = None,
+) -> CallPage:
+    stmt = select(models.Call).options(*call_load_options())
+    if debtor_id is not None:
+        stmt = stmt.where(models.Call.debtor_id == debtor_id)
+    if status is not None:
+        stmt = stmt.where(models.Call.status == status.value)
+    rows, next_cursor = await page(
+        session,
+        stmt,
+        models.Call,
+        kind="calls",
+        filters={"debtor_id": debtor_id, "status": status.value if status else None},
+        limit=limit,
+        cursor=cursor,
+    )
+    return CallPage(data=[await call_to_model(r, blobs) for r in rows], next_cursor=next_cursor)
+
+
+@router.get(
+    "/v1/calls/{call_id}",
+    operation_id="getCall",
+    response_model=Call,
+    responses={**UNAUTHORIZED, **NOT_FOUND, **UNPROCESSABLE},
+)
+async def get_call(
+    call_id: Annotated[uuid.UUID, Path(description="The call's id.")],
+    session: SessionDep,
+    blobs: BlobsDep,
+) -> Call:
+    row = await load_call(session, call_id)
+    if row is None:
+        raise not_found("call")
+    with structlog.contextvars.bound_contextvars(call_id=str(call_id)):
+        log.debug("call_read")
+    return await call_to_model(row, blobs)

@@ -1,0 +1,136 @@
+"""`/v1/webhook-endpoints` (register, list) and `/v1/webhook-deliveries` (the delivery log)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from generated.client_api import (
+    WebhookDeliveryPage,
+    WebhookDeliveryStatus,
+    WebhookEndpointCreate,
+    WebhookEndpointCreated,
+    WebhookEndpointPage,
+    WebhookEventType,
+)
+from services.client_api.deps import SessionDep, SettingsDep
+from services.client_api.mapping import delivery_to_model, endpoint_to_model
+from services.client_api.pagination import page
+from services.client_api.problems import validation_error
+from services.client_api.responses import (
+    BAD_REQUEST,
+    TOO_LARGE,
+    UNAUTHORIZED,
+    UNPROCESSABLE,
+    CursorQuery,
+    LimitQuery,
+)
+from services.client_api.strict import strictly
+from services.client_api.validation import webhook_endpoint_errors
+from services.client_api.webhooks.secrets import encrypt_secret, new_secret
+from services.common import models
+from services.common.logging import get_logger
+
+log = get_logger(__name__)
+
+router = APIRouter(tags=["Webhooks"])
+
+
+@router.post(
+    "/v1/webhook-endpoints",
+    operation_id="createWebhookEndpoint",
+    status_code=201,
+    response_model=WebhookEndpointCreated,
+    responses={**BAD_REQUEST, **UNAUTHORIZED, **TOO_LARGE, **UNPROCESSABLE},
+)
+async def create_webhook_endpoint(
+    body: WebhookEndpointCreate, session: SessionDep, settings: SettingsDep, request: Request
+) -> WebhookEndpointCreated:
+    body = await strictly(request, WebhookEndpointCreate) or body
+    errors = webhook_endpoint_errors(body, settings)
+    if errors:
+        raise validation_error(errors)
+    secret = new_secret()
+    events = [e.value for e in body.events]
+    row = models.WebhookEndpoint(
+        id=uuid.uuid4(),
+        url=body.url,
+        description=body.description,
+        events=events,
+        secret_ciphertext=encrypt_secret(secret, settings),
+        active=True,
+    )
+    session.add(row)
+    await session.commit()
+    await session.refresh(row)
+    log.info("webhook_endpoint_created", endpoint_id=str(row.id), events=events)
+    # The only response that ever carries the secret.
+    return WebhookEndpointCreated(**endpoint_to_model(row).model_dump(), secret=secret)
+
+
+@router.get(
+    "/v1/webhook-endpoints",
+    operation_id="listWebhookEndpoints",
+    response_model=WebhookEndpointPage,
+    responses={**BAD_REQUEST, **UNAUTHORIZED, **UNPROCESSABLE},
+)
+async def list_webhook_endpoints(
+    session: SessionDep, limit: LimitQuery = 20, cursor: CursorQuery = None
+) -> WebhookEndpointPage:
+    rows, next_cursor = await page(
+        session,
+        select(models.WebhookEndpoint),
+        models.WebhookEndpoint,
+        kind="webhook-endpoints",
+        filters={},
+        limit=limit,
+        cursor=cursor,
+    )
+    return WebhookEndpointPage(data=[endpoint_to_model(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get(
+    "/v1/webhook-deliveries",
+    operation_id="listWebhookDeliveries",
+    response_model=WebhookDeliveryPage,
+    responses={**BAD_REQUEST, **UNAUTHORIZED, **UNPROCESSABLE},
+)
+async def list_webhook_deliveries(
+    session: SessionDep,
+    event: Annotated[
+        WebhookEventType | None, Query(description="Only deliveries of this event type.")
+    ] = None,
+    status: Annotated[
+        WebhookDeliveryStatus | None, Query(description="Only deliveries in this status.")
+    ] = None,
+    endpoint_id: Annotated[
+        uuid.UUID | None, Query(description="Only deliveries to this endpoint.")
+    ] = None,
+    limit: LimitQuery = 20,
+    cursor: CursorQuery = None,
+) -> WebhookDeliveryPage:
+    stmt = select(models.WebhookDelivery).options(selectinload(models.WebhookDelivery.attempts))
+    if event is not None:
+        stmt = stmt.where(models.WebhookDelivery.event_type == event.value)
+    if status is not None:
+        stmt = stmt.where(models.WebhookDelivery.status == status.value)
+    if endpoint_id is not None:
+        stmt = stmt.where(models.WebhookDelivery.endpoint_id == endpoint_id)
+    rows, next_cursor = await page(
+        session,
+        stmt,
+        models.WebhookDelivery,
+        kind="webhook-deliveries",
+        filters={
+            "event": event.value if event else None,
+            "status": status.value if status else None,
+            "endpoint_id": endpoint_id,
+        },
+        limit=limit,
+        cursor=cursor,
+    )
+    return WebhookDeliveryPage(data=[delivery_to_model(r) for r in rows], next_cursor=next_cursor)

@@ -1,0 +1,237 @@
+"""Every persona through all three services, each its own process, over real sockets.
+
+One deployment (PostgreSQL, Pub/Sub and GCS emulators, simulators, Client API, Call Scheduler,
+Voice Orchestrator) and one webhook receiver; every persona's call is placed at once through the
+REST API, then each is checked: status and outcome, promise or callback, transcript in order and
+identical in the stored transcript object, a valid stereo WAV as long as the call, exactly one
+signed `call.completed` webhook, and no agent audio over the debtor beyond a barge-in reaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import tempfile
+import wave
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from scripts.calls import (
+    assign_persona,
+    create_debtor,
+    fictional_number,
+    trigger_call,
+    wait_terminal,
+)
+from scripts.deployment import API_KEY, LocalDeployment
+from scripts.webhook_receiver import ReceivedWebhook, WebhookReceiver
+
+BALANCE = 45_000
+# Longest stretch of agent audio the phone may hear over the debtor: the barge-in reaction
+# (onset → clear, target p95 150 ms) plus Twilio-side buffering of one pacing window.
+MAX_OVERLAP_PER_BARGE_IN_MS = 400
+
+
+@dataclass(frozen=True)
+class Expect:
+    status: str = "completed"
+    outcome: str = "promise_to_pay"
+    answered: bool = True
+
+
+EXPECT: dict[str, Expect] = {
+    "cooperative": Expect(),
+    "negotiator": Expect(),
+    "interrupter": Expect(),
+    "wrong_person": Expect(outcome="wrong_party"),
+    "disputes": Expect(outcome="disputed"),
+    "callback_later": Expect(outcome="callback_scheduled"),
+    "hostile": Expect(outcome="callback_scheduled"),
+    "stop_calling": Expect(outcome="opted_out"),
+    "silent": Expect(outcome="no_answer"),
+    "no_answer": Expect(status="no_answer", outcome="no_answer", answered=False),
+    "busy": Expect(status="busy", outcome="no_answer", answered=False),
+}
+
+
+@dataclass
+class Run:
+    persona: str
+    call: dict[str, Any]
+    sim: dict[str, Any]
+    hooks: list[ReceivedWebhook]
+    transcript_object: dict[str, Any] | None
+    wav: bytes | None
+
+
+@pytest.fixture(scope="module")
+def runs() -> Iterator[dict[str, Run]]:
+    out = Path(tempfile.mkdtemp(prefix="e2e-"))
+    # Tone voice: deterministic and cheap (CI has no espeak-ng); realistic-ish vendor latencies.
+    deployment = LocalDeployment(out, sim_args=["--speech", "tone", "--ms-per-char", "45"])
+    receiver = WebhookReceiver()
+    deployment.start()
+    receiver.start()
+    try:
+        yield asyncio.run(_place_all(deployment, receiver))
+    finally:
+        receiver.stop()
+        deployment.stop()
+
+
+async def _place_all(deployment: LocalDeployment, receiver: WebhookReceiver) -> dict[str, Run]:
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    sim_url = deployment.sim_url
+    assert sim_url is not None
+    async with (
+        httpx.AsyncClient(base_url=deployment.api_url, headers=headers, timeout=30) as api,
+        httpx.AsyncClient(base_url=sim_url, timeout=30) as sim,
+        httpx.AsyncClient(timeout=30) as plain,
+    ):
+        endpoint = (await api.post("/v1/webhook-endpoints", json={"url": receiver.url})).json()
+        receiver.secret = endpoint["secret"]
+        ids: dict[str, str] = {}
+        for i, persona in enumerate(EXPECT):
+            phone = fictional_number(900 + i)
+            await assign_persona(sim, phone, persona)
+            debtor = await create_debtor(api, phone, amount_minor=BALANCE)
+            ids[persona] = (await trigger_call(api, debtor["id"]))["id"]
+        views = await wait_terminal(api, list(ids.values()), timeout_s=240)
+        await receiver.wait_for(len(ids), timeout_s=30)
+        await asyncio.sleep(1.0)  # a duplicate webhook, if any, would arrive now
+        runs = {}
+        for persona, cid in ids.items():
+            call = views[cid]
+            sid = call.get("twilio_call_sid")
+            snap = (await sim.get(f"/_sim/calls/{sid}?wait=10")).json() if sid else {}
+            hooks = [
+                h
+                for h in receiver.received
+                if h.payload.get("data", {}).get("call", {}).get("id") == cid
+            ]
+            obj = wav = None
+            if call.get("transcript_url"):
+                obj = (await plain.get(call["transcript_url"])).json()
+            if call.get("recording_url"):
+                wav = (await plain.get(call["recording_url"])).content
+            runs[persona] = Run(persona, call, snap, hooks, obj, wav)
+        return runs
+
+
+PERSONAS = list(EXPECT)
+
+
+@pytest.mark.parametrize("persona", PERSONAS)
+def test_status_and_outcome(runs: dict[str, Run], persona: str) -> None:
+    run, want = runs[persona], EXPECT[persona]
+    assert run.call["status"] == want.status, run.call
+    assert run.call["outcome"] == want.outcome, run.call
+    assert (run.call.get("answered_at") is not None) == want.answered
+
+
+def test_promises_and_callbacks_stored(runs: dict[str, Run]) -> None:
+    full = runs["cooperative"].call["payment_promise"]
+    assert full["amount"] == {"amount_minor": BALANCE, "currency": "USD"}
+    partial = runs["negotiator"].call["payment_promise"]
+    assert partial["amount"]["amount_minor"] == 15_000  # "I could do 150 dollars"
+    assert partial["due_date"] > full["due_date"]  # "next Friday", later than today
+    for persona in ("callback_later", "hostile"):
+        cb = runs[persona].call["callback"]
+        assert cb is not None and cb["scheduled_for"] and cb["reason"]
+    for persona in ("wrong_person", "disputes", "stop_calling", "silent", "busy", "no_answer"):
+        assert runs[persona].call["payment_promise"] is None
+
+
+@pytest.mark.parametrize("persona", [p for p in PERSONAS if EXPECT[p].answered])
+def test_transcript_in_order_and_in_the_transcript_object(
+    runs: dict[str, Run], persona: str
+) -> None:
+    run = runs[persona]
+    turns = run.call["transcript"]
+    assert turns, "answered call without a transcript"
+    assert [t["index"] for t in turns] == list(range(len(turns)))
+    starts = [t["started_at"] for t in turns]
+    assert starts == sorted(starts)
+    assert any(t["speaker"] == "agent" for t in turns)
+    assert run.transcript_object is not None
+    stored = run.transcript_object.get("turns", run.transcript_object.get("transcript"))
+    assert [(t["speaker"], t["text"]) for t in stored] == [(t["speaker"], t["text"]) for t in turns]
+    # Every line the debtor finished saying is in the stored transcript, word for word.
+    heard = _words(" ".join(t["text"] for t in turns if t["speaker"] == "debtor"))
+    for line in run.sim["streams"][-1]["debtor_lines"]:
+        if line["end_ms"] is not None and not line["cut_off"]:
+            assert _words(line["text"]) <= heard, (line["text"], heard)
+
+
+def _words(text: str) -> set[str]:
+    return {w.strip(".,?!'\"").lower() for w in text.split()} - {""}
+
+
+@pytest.mark.parametrize("persona", [p for p in PERSONAS if EXPECT[p].answered])
+def test_recording_is_stereo_wav_as_long_as_the_call(runs: dict[str, Run], persona: str) -> None:
+    run = runs[persona]
+    assert run.wav is not None
+    with wave.open(io.BytesIO(run.wav)) as w:
+        assert w.getnchannels() == 2
+        assert w.getframerate() == 8000
+        assert w.getsampwidth() == 2
+        seconds = w.getnframes() / w.getframerate()
+    stream_s = run.sim["streams"][-1]["duration_ms"] / 1000
+    assert abs(seconds - stream_s) < 1.5, (seconds, stream_s)
+
+
+@pytest.mark.parametrize("persona", PERSONAS)
+def test_exactly_one_signed_webhook(runs: dict[str, Run], persona: str) -> None:
+    run = runs[persona]
+    assert len(run.hooks) == 1, [h.headers.get("webhook-id") for h in run.hooks]
+    hook = run.hooks[0]
+    assert hook.signature_valid
+    assert hook.payload["type"] == "call.completed"
+    assert hook.payload["data"]["call"]["outcome"] == run.call["outcome"]
+    assert {"webhook-id", "webhook-timestamp", "webhook-signature"} <= set(hook.headers)
+
+
+@pytest.mark.parametrize("persona", [p for p in PERSONAS if EXPECT[p].answered])
+def test_no_agent_audio_over_the_debtor(runs: dict[str, Run], persona: str) -> None:
+    stream = run_stream(runs[persona])
+    clears = len(stream["clears"])
+    for start, end in stream["overlaps"]:
+        # Any overlap must be a barge-in the agent reacted to with a clear.
+        assert end - start <= MAX_OVERLAP_PER_BARGE_IN_MS, stream["overlaps"]
+        assert any(start <= c["at_ms"] <= end + 100 for c in stream["clears"]), (start, end)
+    if persona != "interrupter":
+        assert stream["overlap_ms"] == 0 or clears > 0
+
+
+def test_interrupter_was_cut_off_and_heard_nothing_after_clear(runs: dict[str, Run]) -> None:
+    run = runs["interrupter"]
+    stream = run_stream(run)
+    assert stream["clears"], "the interrupter barged in but no clear was sent"
+    assert any(t["interrupted"] for t in run.call["transcript"] if t["speaker"] == "agent")
+    for clear in stream["clears"]:
+        line = next(
+            (
+                ln
+                for ln in stream["debtor_lines"]
+                if ln["start_ms"] <= clear["at_ms"] <= (ln["end_ms"] or 1e12)
+            ),
+            None,
+        )
+        if line is None:
+            continue
+        played_after = [
+            s for s in stream["agent_audio"] if clear["at_ms"] < s["start_ms"] < line["end_ms"]
+        ]
+        assert played_after == [], (clear, line, played_after)
+
+
+def run_stream(run: Run) -> dict[str, Any]:
+    streams = run.sim.get("streams") or []
+    assert streams, json.dumps(run.sim)[:500]
+    return streams[-1]  # type: ignore[no-any-return]
