@@ -21,10 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from generated.call import Call as CallModel
 from generated.call_completed_data import CallCompletedData
+from generated.call_usage import CallUsage
 from services.common.blobstore import BlobStore
 from services.common.logging import get_logger
 from services.common.models import Call, Callback, CallTurn, PaymentPromise
 from services.common.outbox import add_event
+from services.common.pricing import Prices, cost_of
 from services.common.settings import Settings
 from services.voice_orchestrator.calls import LIVE
 from services.voice_orchestrator.session import SessionResult, TranscriptEntry
@@ -172,6 +174,9 @@ async def persist_session_result(
         row.transcript_uri = tr_uri
         row.latency = result.latency
         row.usage = result.usage
+        row.cost = cost_of(
+            CallUsage.model_validate(result.usage), Prices.from_settings(settings)
+        ).model_dump()
         row.updated_at = datetime.now(UTC)
         await session.flush()
         if result.transcript:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import math
 import tempfile
 import wave
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
+from generated.call_usage import CallUsage
 from scripts.calls import (
     assign_persona,
     create_debtor,
@@ -31,6 +33,8 @@ from scripts.calls import (
 )
 from scripts.deployment import API_KEY, LocalDeployment
 from scripts.webhook_receiver import ReceivedWebhook, WebhookReceiver
+from services.common.pricing import Prices, cost_of
+from services.common.settings import Settings
 
 BALANCE = 45_000
 # Longest stretch of agent audio the phone may hear over the debtor: the barge-in reaction
@@ -105,11 +109,16 @@ async def _place_all(deployment: LocalDeployment, receiver: WebhookReceiver) -> 
         views = await wait_terminal(api, list(ids.values()), timeout_s=240)
         await receiver.wait_for(len(ids), timeout_s=30)
         await asyncio.sleep(1.0)  # a duplicate webhook, if any, would arrive now
+        records = {
+            vendor: (await sim.get(f"/_sim/{vendor}")).json()
+            for vendor in ("deepgram", "elevenlabs", "openai")
+        }
         runs = {}
         for persona, cid in ids.items():
             call = views[cid]
             sid = call.get("twilio_call_sid")
             snap = (await sim.get(f"/_sim/calls/{sid}?wait=10")).json() if sid else {}
+            snap["_vendor_records"] = records
             hooks = [
                 h
                 for h in receiver.received
@@ -235,3 +244,36 @@ def run_stream(run: Run) -> dict[str, Any]:
     streams = run.sim.get("streams") or []
     assert streams, json.dumps(run.sim)[:500]
     return streams[-1]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("persona", ["cooperative", "negotiator", "interrupter", "hostile"])
+def test_usage_matches_what_crossed_the_sockets_and_cost_adds_up(
+    runs: dict[str, Run], persona: str
+) -> None:
+    """Usage is metered from what the orchestrator actually sent: the simulators' own records
+    (audio seconds at Deepgram, characters at ElevenLabs, tokens OpenAI reported) agree."""
+    run = runs[persona]
+    usage, cost = run.call["usage"], run.call["cost"]
+    records = run.sim["_vendor_records"]
+    sid, call_id = run.call["twilio_call_sid"], run.call["id"]
+    dg_seconds = sum(r["audio_seconds"] for r in records["deepgram"] if sid in r["tags"])
+    assert usage["stt_audio_seconds"] == math.ceil(dg_seconds - 1e-9)
+    chars = sum(
+        c["characters"]
+        for conn in records["elevenlabs"]
+        for c in conn["contexts"]
+        if c["context_id"].startswith(sid[-8:])
+    )
+    assert usage["tts_characters"] == chars
+    mine = [r for r in records["openai"] if r["params"].get("prompt_cache_key") == call_id]
+    assert mine
+    assert usage["llm_input_tokens"] == sum(r["usage"]["prompt_tokens"] for r in mine)
+    assert usage["llm_output_tokens"] == sum(r["usage"]["completion_tokens"] for r in mine)
+    assert usage["llm_cached_input_tokens"] == sum(
+        (r["usage"].get("prompt_tokens_details") or {}).get("cached_tokens", 0) for r in mine
+    )
+    expected = cost_of(CallUsage.model_validate(usage), Prices.from_settings(Settings()))
+    assert cost == expected.model_dump()
+    assert cost["total_micro_usd"] == sum(
+        cost[k] for k in ("telephony_micro_usd", "stt_micro_usd", "llm_micro_usd", "tts_micro_usd")
+    )

@@ -161,7 +161,8 @@ class ElevenLabsTts:
     async def send_text(self, context_id: str, text: str, *, flush: bool = True) -> None:
         # The protocol wants text to end with a space; flush makes it speak now.
         text = text if text.endswith(" ") else text + " "
-        self.characters += len(text.strip())
+        # Metered as sent (trailing space included); the " " that opens a context is not text.
+        self.characters += len(text)
         await self._send({"text": text, "context_id": context_id, "flush": flush})
 
     async def close_context(self, context_id: str) -> None:
