@@ -255,6 +255,44 @@ class Health(BaseModel):
     status: Literal["ok"]
 
 
+class CostStats(BaseModel):
+    """
+    What calls cost over a time range, and what that buys: cost per connected call and per promise to pay. Amounts are integer micro-USD (1 USD = 1,000,000); per-unit figures are rounded to the nearest micro-dollar and null when there is nothing to divide by.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    from_: Annotated[
+        AwareDatetime,
+        Field(
+            alias="from",
+            description="Start of the range (inclusive), by call creation time.",
+        ),
+    ]
+    to: Annotated[AwareDatetime, Field(description="End of the range (exclusive).")]
+    calls: Annotated[int, Field(description="Calls created in the range.", ge=0)]
+    connected_calls: Annotated[
+        int, Field(description="Calls the debtor answered.", ge=0)
+    ]
+    promises: Annotated[
+        int, Field(description="Calls that ended with outcome `promise_to_pay`.", ge=0)
+    ]
+    total_cost_micro_usd: Annotated[
+        int, Field(description="Sum of the calls' total cost.", ge=0)
+    ]
+    cost_per_connected_call_micro_usd: Annotated[
+        int | None, Field(description="total_cost_micro_usd / connected_calls.", ge=0)
+    ]
+    cost_per_promise_micro_usd: Annotated[
+        int | None,
+        Field(
+            description="total_cost_micro_usd / promises: the cost per successful collection.",
+            ge=0,
+        ),
+    ]
+
+
 class DebtorCreate(BaseModel):
     """
     A debtor to create. Unknown properties are rejected.

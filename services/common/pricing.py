@@ -66,3 +66,10 @@ def format_usd(micro_usd: int) -> str:
     sign = "-" if micro_usd < 0 else ""
     whole, frac = divmod(abs(micro_usd), 1_000_000)
     return f"{sign}${whole}.{frac:06d}"
+
+
+def per_unit(total_micro_usd: int, units: int) -> int | None:
+    """Total divided by a count, rounded half up to a whole micro-dollar; None for no units."""
+    if units <= 0:
+        return None
+    return (total_micro_usd * 2 + units) // (units * 2)

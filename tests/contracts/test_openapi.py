@@ -23,6 +23,7 @@ OPERATIONS = {
     ("post", "/v1/webhook-endpoints"): "createWebhookEndpoint",
     ("get", "/v1/webhook-endpoints"): "listWebhookEndpoints",
     ("get", "/v1/webhook-deliveries"): "listWebhookDeliveries",
+    ("get", "/v1/stats/cost"): "getCostStats",
     ("get", "/healthz"): "health",
 }
 
@@ -37,6 +38,7 @@ RESPONSES = {
     "createWebhookEndpoint": ("201", "WebhookEndpointCreated", {"400", "401", "413", "422"}),
     "listWebhookEndpoints": ("200", "WebhookEndpointPage", {"400", "401", "422"}),
     "listWebhookDeliveries": ("200", "WebhookDeliveryPage", {"400", "401", "422"}),
+    "getCostStats": ("200", "CostStats", {"400", "401", "422"}),
     "health": ("200", "Health", set()),
 }
 
