@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import shutil
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -298,8 +299,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args  # fmt: skip
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM stops everything we started, like Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
     demo = Demo(args)
     code = 1
     try:

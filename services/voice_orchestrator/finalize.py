@@ -19,10 +19,10 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from generated.call import Call as CallModel
 from generated.call_completed_data import CallCompletedData
 from generated.call_usage import CallUsage
 from services.common.blobstore import BlobStore
+from services.common.call_view import build_call, call_load_options
 from services.common.logging import get_logger
 from services.common.models import Call, Callback, CallTurn, PaymentPromise
 from services.common.outbox import add_event
@@ -67,41 +67,23 @@ def _turn_dicts(turns: list[TranscriptEntry]) -> list[dict[str, Any]]:
     ]
 
 
-def call_payload(
-    row: Call,
-    turns: list[dict[str, Any]],
-    promise: dict[str, Any] | None,
-    callback: dict[str, Any] | None,
-    recording_url: str | None,
-    transcript_url: str | None,
+async def completed_payload(
+    session: AsyncSession,
+    call_id: uuid.UUID,
+    recording_url: str | None = None,
+    transcript_url: str | None = None,
 ) -> CallCompletedData:
-    call = CallModel.model_validate(
-        {
-            "id": str(row.id),
-            "debtor_id": str(row.debtor_id),
-            "status": row.status,
-            "outcome": row.outcome,
-            "stage": row.stage,
-            "prompt_version": row.prompt_version,
-            "twilio_call_sid": row.twilio_call_sid,
-            "metadata": row.metadata_ or {},
-            "created_at": row.created_at,
-            "dispatched_at": row.dispatched_at,
-            "started_at": row.started_at,
-            "answered_at": row.answered_at,
-            "ended_at": row.ended_at,
-            "duration_seconds": row.duration_seconds,
-            "failure_reason": row.failure_reason,
-            "transcript": turns,
-            "payment_promise": promise,
-            "callback": callback,
-            "recording_url": recording_url,
-            "transcript_url": transcript_url,
-            "latency": row.latency or [],
-            "usage": row.usage,
-            "cost": row.cost,
-        }
+    """The `call.completed` body: the same Call the REST API shows (services.common.call_view),
+    read back inside the finalizing transaction so it holds exactly what was stored."""
+    await session.flush()
+    row = await session.scalar(
+        select(Call)
+        .where(Call.id == call_id)
+        .options(*call_load_options())
+        .execution_options(populate_existing=True)
     )
+    assert row is not None
+    call = build_call(row, recording_url=recording_url, transcript_url=transcript_url)
     return CallCompletedData(call=call)
 
 
@@ -199,7 +181,6 @@ async def persist_session_result(
                 )
                 .on_conflict_do_nothing()
             )
-        promise_json: dict[str, Any] | None = None
         if promise is not None and promise.amount_minor > 0:
             recorded = datetime.now(UTC)
             await session.execute(
@@ -213,23 +194,13 @@ async def persist_session_result(
                 )
                 .on_conflict_do_nothing()
             )
-            promise_json = {
-                "amount": {"amount_minor": promise.amount_minor, "currency": promise.currency},
-                "due_date": promise.date.isoformat(),
-                "recorded_at": recorded.isoformat(),
-            }
-        callback_json: dict[str, Any] | None = None
         if callback is not None:
             await session.execute(
                 insert(Callback)
                 .values(call_id=call_id, scheduled_for=callback.when, reason=callback.reason[:500])
                 .on_conflict_do_nothing()
             )
-            callback_json = {
-                "scheduled_for": callback.when.isoformat(),
-                "reason": callback.reason[:500],
-            }
-        data = call_payload(row, turns, promise_json, callback_json, rec_url, tr_url)
+        data = await completed_payload(session, call_id, rec_url, tr_url)
         add_event(
             session,
             settings.pubsub_topic_call_events,
@@ -266,8 +237,7 @@ async def end_without_session(
     row.failure_reason = failure_reason
     row.ended_at = now
     row.updated_at = now
-    await session.flush()
-    data = call_payload(row, [], None, None, None, None)
+    data = await completed_payload(session, call_id)
     add_event(
         session,
         settings.pubsub_topic_call_events,

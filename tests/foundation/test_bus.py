@@ -24,10 +24,19 @@ def bus(settings: Settings) -> PubSubBus:
     b.close()
 
 
+def fresh_topic(bus: PubSubBus) -> str:
+    """A topic of its own per test: made-up bodies on the real topics would reach the services
+    that later tests start."""
+    topic = f"test-topic-{uuid.uuid4().hex[:8]}"
+    bus.publisher.create_topic(name=bus.topic_path(topic))
+    return topic
+
+
 async def test_publish_carries_cloudevent_attributes(bus: PubSubBus, settings: Settings) -> None:
-    sub = temp_subscription(bus, settings.pubsub_topic_call_requests)
+    topic = fresh_topic(bus)
+    sub = temp_subscription(bus, topic)
     event = CloudEvent.create("call.requested", "/tests", {"call_id": "c1"})
-    await bus.publish(settings.pubsub_topic_call_requests, event)
+    await bus.publish(topic, event)
     [msg] = await pull(bus, sub, 1)
     attrs = dict(msg.message.attributes)
     assert attrs["ce-id"] == event.id
@@ -43,7 +52,7 @@ async def test_duplicate_delivery_changes_database_once(
 ) -> None:
     async with sessions() as s, s.begin():
         await s.execute(text("CREATE TABLE IF NOT EXISTS bus_test_effects (ce_id text, n int)"))
-    topic = settings.pubsub_topic_call_events
+    topic = fresh_topic(bus)
     sub = temp_subscription(bus, topic)
     handled = asyncio.Event()
     calls = 0
@@ -100,7 +109,7 @@ def _debtor() -> Debtor:
 async def test_outbox_publishes_committed_and_never_rolled_back(
     bus: PubSubBus, settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    topic = settings.pubsub_topic_webhook_deliveries
+    topic = fresh_topic(bus)
     sub = temp_subscription(bus, topic)
 
     async with sessions() as s, s.begin():
@@ -136,7 +145,7 @@ async def test_outbox_publishes_committed_and_never_rolled_back(
 async def test_relay_run_loop_publishes_new_rows(
     bus: PubSubBus, settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    topic = settings.pubsub_topic_call_dispatch
+    topic = fresh_topic(bus)
     sub = temp_subscription(bus, topic)
     relay = OutboxRelay(sessions, bus, poll_interval=0.05)
     task = asyncio.create_task(relay.run())

@@ -3,15 +3,20 @@ is redelivered."""
 
 from __future__ import annotations
 
-import asyncio
+import tempfile
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
+from pathlib import Path
 
+import pytest
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from generated.call_dispatch import CallDispatch
 from generated.call_requested import CallRequested
+from scripts.localstack import LocalStack
+from scripts.processes import ServiceProcess
 from services.call_scheduler.app import create_app
 from services.call_scheduler.policy import CallRequestView, Dispatch, Skip, decide
 from services.common.bus import CloudEvent, PubSubBus
@@ -19,6 +24,23 @@ from services.common.models import Call, Debtor
 from services.common.settings import Settings
 from services.voice_orchestrator.conversation import DelinquencyStage, default_prompt_set
 from tests.helpers import pull, temp_subscription
+
+
+@pytest.fixture(scope="module")
+def scheduler(stack: LocalStack) -> Iterator[ServiceProcess]:
+    """The scheduler as its own process, as deployed: restarting a streaming-pull consumer
+    inside one process can strand messages at the emulator for a lease period."""
+    proc = ServiceProcess(
+        "call-scheduler",
+        "services.call_scheduler",
+        env=stack.env(),
+        log_path=Path(tempfile.mkdtemp(prefix="scheduler-test-")) / "scheduler.log",
+    )
+    proc.env["CALL_SCHEDULER_PORT"] = str(proc.port)
+    proc.start()
+    proc.wait_healthy(timeout=60)
+    yield proc
+    proc.stop()
 
 
 def test_policy_dispatches_only_queued_calls_of_known_debtors() -> None:
@@ -50,7 +72,7 @@ async def _queued_call(sessions: async_sessionmaker[AsyncSession]) -> tuple[Debt
 
 
 async def test_redelivered_requests_dispatch_once(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+    scheduler: ServiceProcess, settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     bus = PubSubBus(settings)
     dispatch_sub = temp_subscription(bus, settings.pubsub_topic_call_dispatch)
@@ -58,16 +80,14 @@ async def test_redelivered_requests_dispatch_once(
     request = CallRequested(
         call_id=call.id, debtor_id=debtor.id, requested_at=datetime.now(UTC), idempotency_key=None
     )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        event = CloudEvent.create("call.requested", "/tests", request)
-        for _ in range(3):  # the same message redelivered
-            await bus.publish(settings.pubsub_topic_call_requests, event)
-        # ... and a second request for the same call under another ce-id
-        await bus.publish(
-            settings.pubsub_topic_call_requests, CloudEvent.create("call.requested", "/t", request)
-        )
-        msgs = await pull(bus, dispatch_sub, 2, wait_s=6)
+    event = CloudEvent.create("call.requested", "/tests", request)
+    for _ in range(3):  # the same message redelivered
+        await bus.publish(settings.pubsub_topic_call_requests, event)
+    # ... and a second request for the same call under another ce-id
+    await bus.publish(
+        settings.pubsub_topic_call_requests, CloudEvent.create("call.requested", "/t", request)
+    )
+    msgs = await pull(bus, dispatch_sub, 2, wait_s=8)
     bus.close()
 
     dispatches = [
@@ -90,27 +110,24 @@ async def test_redelivered_requests_dispatch_once(
 
 
 async def test_unknown_call_dispatches_nothing(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+    scheduler: ServiceProcess, settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     bus = PubSubBus(settings)
     dispatch_sub = temp_subscription(bus, settings.pubsub_topic_call_dispatch)
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        await bus.publish(
-            settings.pubsub_topic_call_requests,
-            CloudEvent.create(
-                "call.requested",
-                "/tests",
-                CallRequested(
-                    call_id=uuid.uuid4(),
-                    debtor_id=uuid.uuid4(),
-                    requested_at=datetime.now(UTC),
-                    idempotency_key=None,
-                ),
+    await bus.publish(
+        settings.pubsub_topic_call_requests,
+        CloudEvent.create(
+            "call.requested",
+            "/tests",
+            CallRequested(
+                call_id=uuid.uuid4(),
+                debtor_id=uuid.uuid4(),
+                requested_at=datetime.now(UTC),
+                idempotency_key=None,
             ),
-        )
-        msgs = await pull(bus, dispatch_sub, 1, wait_s=3)
-        await asyncio.sleep(0)
+        ),
+    )
+    msgs = await pull(bus, dispatch_sub, 1, wait_s=3)
     bus.close()
     assert msgs == []
 
