@@ -30,6 +30,7 @@ from services.common.blobstore import BlobStore, GcsBlobStore
 from services.common.bus import IdempotentHandler, PubSubBus
 from services.common.db import create_engine, session_factory
 from services.common.logging import bind_call_id, get_logger
+from services.common.looplag import LoopLagMonitor
 from services.common.models import Call
 from services.common.outbox import OutboxRelay
 from services.common.settings import Settings, get_settings
@@ -205,6 +206,7 @@ def create_app(settings: Settings | None = None, overrides: Overrides | None = N
             bus.subscribe(sub, handler)
         if overrides.run_sweeper:
             background.append(asyncio.create_task(_sweeper(orch), name="sweeper"))
+        background.append(asyncio.create_task(lag.run(), name="loop-lag"))
         log.info("voice_orchestrator_started")
         try:
             yield
@@ -222,12 +224,14 @@ def create_app(settings: Settings | None = None, overrides: Overrides | None = N
             await orch.openai.close()
             await engine.dispose()
 
+    # A blocked loop delays every live call's audio: health reports how late it wakes.
+    lag = LoopLagMonitor()
     app = FastAPI(title="Voice Orchestrator", lifespan=lifespan)
 
     @app.get("/healthz")
     async def healthz(request: Request) -> dict[str, Any]:
         orch: Orchestrator = request.app.state.orch
-        return {"status": "ok", "live_calls": len(orch.live)}
+        return {"status": "ok", "live_calls": len(orch.live), **lag.snapshot()}
 
     @app.post(STATUS_PATH)
     async def twilio_status(request: Request) -> Response:
