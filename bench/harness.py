@@ -144,7 +144,6 @@ def turn_figures(results: list[CallResult]) -> dict[str, list[float]]:
         "stt_final_ms": [],
         "llm_first_token_ms": [],
         "tts_first_byte_ms": [],
-        "own_overhead_ms": [],
         "orchestrator_overhead_ms": [],
         "barge_in_to_clear_ms": [],
     }

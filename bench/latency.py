@@ -67,7 +67,7 @@ def chart(report: dict[str, Any], path: Path) -> None:
     for profile, data in profiles.items():
         raw = data["raw"]
         axes[0].hist(raw.get("phone_voice_to_voice_ms", []), bins=30, alpha=0.6, label=profile)
-        axes[1].hist(raw.get("own_overhead_ms", []), bins=30, alpha=0.6, label=profile)
+        axes[1].hist(raw.get("orchestrator_overhead_ms", []), bins=30, alpha=0.6, label=profile)
     axes[0].set_title("voice-to-voice as heard on the phone (ms)")
     axes[1].set_title("orchestrator's own overhead (ms)")
     for ax in axes:

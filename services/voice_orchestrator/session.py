@@ -343,8 +343,11 @@ class CallSession:
         ended = datetime.now(UTC)
         wav = await asyncio.to_thread(self.recorder.to_wav)
         llm_usage = self.llm.usage
+        own_seconds = max(0, int((ended - self.t0_wall).total_seconds() + 0.999))
+        twilio_seconds = await self._twilio_duration()
         usage = {
-            "telephony_seconds": max(0, int((ended - self.t0_wall).total_seconds() + 0.999)),
+            # Billed from Twilio's own duration; our stream clock only if Twilio has none yet.
+            "telephony_seconds": own_seconds if twilio_seconds is None else twilio_seconds,
             "stt_audio_seconds": int(self.stt.audio_seconds + 0.999),
             "llm_input_tokens": llm_usage.input_tokens,
             "llm_cached_input_tokens": llm_usage.cached_input_tokens,
@@ -365,6 +368,22 @@ class CallSession:
             usage=usage,
             end_reason=self.end_reason,
         )
+
+    async def _twilio_duration(self) -> int | None:
+        """Twilio's duration for the call: it appears once Twilio has completed the call,
+        moments after the stream stops, so ask a few times, briefly."""
+        for attempt in range(4):
+            try:
+                seconds = await asyncio.wait_for(
+                    self.telephony.call_duration(self.start.call_sid), 2.0
+                )
+            except Exception as exc:
+                log.warning("twilio_duration_unavailable", error=repr(exc))
+                return None
+            if seconds is not None:
+                return seconds
+            await asyncio.sleep(0.25 * (attempt + 1))
+        return None
 
     # ---- Twilio inbound ---------------------------------------------------------------------
     async def _reader(self) -> None:
@@ -863,6 +882,13 @@ class CallSession:
                 continue
             if not turn.playing and (turn.held or not self.policy.can_speak()):
                 # Never start talking over the debtor (or before the greeting is released).
+                await asyncio.sleep(0.01)
+                continue
+            if turn.playing and self.policy.user_vad:
+                # Duck: the debtor just made a sound. Feed Twilio nothing new until the policy
+                # decides: a confirmed barge-in clears the rest, a cough lets us carry on. The
+                # debtor hears at most the lead already queued instead of the whole
+                # confirmation window.
                 await asyncio.sleep(0.01)
                 continue
             now_ms = self._stream_ms()

@@ -256,6 +256,7 @@ def test_usage_matches_what_crossed_the_sockets_and_cost_adds_up(
     usage, cost = run.call["usage"], run.call["cost"]
     records = run.sim["_vendor_records"]
     sid, call_id = run.call["twilio_call_sid"], run.call["id"]
+    assert usage["telephony_seconds"] == int(run.sim["duration"])  # Twilio's own duration
     dg_seconds = sum(r["audio_seconds"] for r in records["deepgram"] if sid in r["tags"])
     assert usage["stt_audio_seconds"] == math.ceil(dg_seconds - 1e-9)
     chars = sum(

@@ -32,6 +32,10 @@ class Telephony(Protocol):
 
     async def hangup(self, call_sid: str) -> None: ...
 
+    async def call_duration(self, call_sid: str) -> int | None:
+        """Twilio's billable duration in seconds once the call is completed, else None."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -63,6 +67,12 @@ class TwilioTelephony:
 
     async def hangup(self, call_sid: str) -> None:
         await self.client.calls(call_sid).update_async(status="completed")
+
+    async def call_duration(self, call_sid: str) -> int | None:
+        call = await self.client.calls(call_sid).fetch_async()
+        if call.status != "completed" or call.duration in (None, ""):
+            return None
+        return int(call.duration)
 
     async def aclose(self) -> None:
         await self._http.close()
