@@ -19,6 +19,8 @@ def main() -> None:
         log_config=None,
         # Twilio sends its own keep-alive traffic (media every 20 ms); ping only idle sockets.
         ws_ping_interval=20.0,
+        # Base64 μ-law compresses poorly; deflating every 20 ms frame cost CPU (py-spy).
+        ws_per_message_deflate=False,
     )
 
 

@@ -12,7 +12,7 @@ import contextlib
 import gc
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -90,6 +90,14 @@ class Overrides:
     run_sweeper: bool = True
 
 
+def _heartbeat_fn(
+    batcher: calls.HeartbeatBatcher | None, call_id: uuid.UUID
+) -> Callable[[], Awaitable[None]] | None:
+    if batcher is None:
+        return None
+    return lambda: batcher.beat(call_id)
+
+
 @dataclass
 class Orchestrator:
     settings: Settings
@@ -106,6 +114,7 @@ class Orchestrator:
     live: dict[str, CallSession] = field(default_factory=dict)
     idle: asyncio.Event = field(default_factory=asyncio.Event)  # set while no call is live
     relay: OutboxRelay | None = None
+    heartbeats: calls.HeartbeatBatcher | None = None
 
     def stt(self, call_id: str, call_sid: str) -> SpeechToText:
         if self.overrides.stt_factory is not None:
@@ -207,6 +216,8 @@ def create_app(settings: Settings | None = None, overrides: Overrides | None = N
         if overrides.run_sweeper:
             background.append(asyncio.create_task(_sweeper(orch), name="sweeper"))
         background.append(asyncio.create_task(lag.run(), name="loop-lag"))
+        orch.heartbeats = calls.HeartbeatBatcher(sessions)
+        background.append(asyncio.create_task(orch.heartbeats.run(), name="heartbeats"))
         log.info("voice_orchestrator_started")
         try:
             yield
@@ -356,7 +367,7 @@ async def _run_media_session(orch: Orchestrator, transport: StarletteTransport) 
         llm=orch.llm(key),
         telephony=orch.telephony,
         tuning=orch.tuning,
-        heartbeat=lambda: calls.heartbeat(orch.sessions, call_id),
+        heartbeat=_heartbeat_fn(orch.heartbeats, call_id),
         started_at=started_at,
     )
     orch.live[key] = session

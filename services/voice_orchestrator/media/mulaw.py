@@ -6,6 +6,8 @@ transcodes; decoding is only needed for the VAD's energy and for the WAV recordi
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import numpy.typing as npt
 
@@ -56,6 +58,14 @@ ABS_TABLE: npt.NDArray[np.float32] = np.abs(DECODE_TABLE.astype(np.float32))
 SQUARE_TABLE: npt.NDArray[np.float64] = DECODE_TABLE.astype(np.float64) ** 2
 
 
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    try:
+        import audioop as _audioop
+    except ImportError:  # Python 3.13+
+        _audioop = None  # type: ignore[assignment]
+
+
 def decode(data: bytes) -> npt.NDArray[np.int16]:
     """μ-law bytes → int16 PCM samples."""
     return DECODE_TABLE[np.frombuffer(data, dtype=np.uint8)]
@@ -67,7 +77,14 @@ def encode(pcm: npt.NDArray[np.int16]) -> bytes:
 
 
 def rms(data: bytes) -> float:
-    """Root mean square of μ-law audio, in int16 units (0..32124)."""
+    """Root mean square of μ-law audio, in int16 units (0..32124).
+
+    Runs for every inbound 20 ms frame of every call: the C `audioop` takes ~0.6 µs where numpy
+    took ~17 µs (its per-call overhead dominates on 160 samples; it was the top self-time entry
+    in a py-spy profile at 100 calls). numpy remains the fallback where audioop is gone (3.13+).
+    """
     if not data:
         return 0.0
+    if _audioop is not None:
+        return float(_audioop.rms(_audioop.ulaw2lin(data, 2), 2))
     return float(np.sqrt(SQUARE_TABLE[np.frombuffer(data, dtype=np.uint8)].mean()))

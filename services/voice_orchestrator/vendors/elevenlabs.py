@@ -189,7 +189,11 @@ class ElevenLabsTts:
             busy = bool(self._open_contexts)
             try:
                 async with connect(
-                    self.url(), additional_headers=headers, max_size=None, open_timeout=5
+                    self.url(),
+                    additional_headers=headers,
+                    max_size=None,
+                    open_timeout=5,
+                    compression=None,  # audio in base64: deflate costs CPU, saves little
                 ) as ws:
                     self._ws = ws
                     self._connected.set()
