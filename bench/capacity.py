@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import tempfile
 import threading
 import time
@@ -68,7 +69,12 @@ class Sampler:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", default="10,25,50,100,200")
+    ap.add_argument("--chart-only", action="store_true", help="redraw the chart from the JSON")
     args = ap.parse_args()
+    if args.chart_only:
+        steps_json = json.loads((RESULTS / "capacity.json").read_text())["steps"]
+        chart(steps_json, RESULTS / "capacity.png")
+        return
     steps = [int(s) for s in args.steps.split(",")]
     sim_args = [a for kv in REALISTIC.items() for a in kv] + ["--speech", "tone"]
     rows: list[dict[str, Any]] = []
@@ -129,21 +135,27 @@ def main() -> None:
     best = max(ok, default=None)
     print(f"\nhighest step with overhead p99 < 50 ms and every call completed: {best}")
     print(f"wrote {write_results('capacity', report)}")
-    chart(raw, RESULTS / "capacity.png")
+    chart(rows, RESULTS / "capacity.png")
 
 
-def chart(raw: dict[str, list[float]], path: Path) -> None:
+def chart(steps: list[dict[str, Any]], path: Path) -> None:
+    """Overhead percentiles and loop lag by load step (from the JSON, so it can be redrawn)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    xs = [s["concurrent_calls"] for s in steps]
     fig, ax = plt.subplots(figsize=(8, 4))
-    labels = list(raw)
-    ax.boxplot([raw[k] or [0.0] for k in labels], labels=labels, showfliers=True)
-    ax.axhline(TARGET_OVERHEAD_P99_MS, color="red", linestyle="--", label="50 ms")
+    for q, style in (("p50", "o-"), ("p95", "s-"), ("p99", "^-")):
+        ax.plot(xs, [s["orchestrator_overhead_ms"][q] for s in steps], style, label=f"overhead {q}")
+    ax.plot(xs, [s["loop_lag_p99_ms_worst_window"] for s in steps], "x--", label="loop lag p99")
+    ax.axhline(TARGET_OVERHEAD_P99_MS, color="red", linestyle=":", label="50 ms")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(xs, [str(x) for x in xs])
     ax.set_xlabel("concurrent calls in one orchestrator process")
-    ax.set_ylabel("own overhead per turn (ms)")
+    ax.set_ylabel("ms per turn")
     ax.set_title("Orchestrator overhead by load step")
     ax.legend()
     fig.tight_layout()
