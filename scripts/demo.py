@@ -31,20 +31,10 @@ from scripts.calls import TERMINAL, assign_persona, create_debtor, fictional_num
 from scripts.deployment import API_KEY, LocalDeployment
 from scripts.localstack import ROOT, StackError
 from scripts.webhook_receiver import WebhookReceiver
+from simulators.personas import load_personas
 
-PERSONAS = [
-    "cooperative",
-    "negotiator",
-    "wrong_person",
-    "disputes",
-    "callback_later",
-    "hostile",
-    "stop_calling",
-    "interrupter",
-    "silent",
-    "no_answer",
-    "busy",
-]
+# The personas the simulated phone network knows (simulators/personas/*.yaml).
+PERSONAS = sorted(load_personas())
 LATENCY_FIELDS = [
     ("voice_to_voice_ms", "voice-to-voice"),
     ("stt_final_ms", "STT final"),
