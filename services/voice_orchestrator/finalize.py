@@ -87,6 +87,26 @@ async def completed_payload(
     return CallCompletedData(call=call)
 
 
+async def publish_completed(
+    session: AsyncSession,
+    settings: Settings,
+    call_id: uuid.UUID,
+    recording_url: str | None = None,
+    transcript_url: str | None = None,
+) -> None:
+    """`call.completed` through the outbox, in the finalizing transaction; its ce-id derives
+    from the call id, so however often a call is ended there is one event."""
+    data = await completed_payload(session, call_id, recording_url, transcript_url)
+    add_event(
+        session,
+        settings.pubsub_topic_call_events,
+        CE_TYPE,
+        CE_SOURCE,
+        data,
+        ce_id=event_id(call_id),
+    )
+
+
 async def _lock_live(session: AsyncSession, call_id: uuid.UUID) -> Call | None:
     """The call row, locked, if it is still live; None once some finalizer ended it."""
     result = await session.execute(
@@ -200,15 +220,7 @@ async def persist_session_result(
                 .values(call_id=call_id, scheduled_for=callback.when, reason=callback.reason[:500])
                 .on_conflict_do_nothing()
             )
-        data = await completed_payload(session, call_id, rec_url, tr_url)
-        add_event(
-            session,
-            settings.pubsub_topic_call_events,
-            CE_TYPE,
-            CE_SOURCE,
-            data,
-            ce_id=event_id(call_id),
-        )
+        await publish_completed(session, settings, call_id, rec_url, tr_url)
     log.info(
         "call_finalized",
         outcome=result.outcome.value,
@@ -237,14 +249,6 @@ async def end_without_session(
     row.failure_reason = failure_reason
     row.ended_at = now
     row.updated_at = now
-    data = await completed_payload(session, call_id)
-    add_event(
-        session,
-        settings.pubsub_topic_call_events,
-        CE_TYPE,
-        CE_SOURCE,
-        data,
-        ce_id=event_id(call_id),
-    )
+    await publish_completed(session, settings, call_id)
     log.info("call_ended_without_session", status=status, outcome=outcome)
     return True
