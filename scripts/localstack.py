@@ -279,6 +279,7 @@ class LocalStack:
             # Short redelivery backoff locally so a nacked message comes back within a second.
             "PUBSUB_MIN_BACKOFF_SECONDS": "1",
             "PUBSUB_MAX_BACKOFF_SECONDS": "10",
+            "PUBSUB_ACK_DEADLINE_SECONDS": "10",
         }
 
     def start(self, progress: bool = False) -> None:

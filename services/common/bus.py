@@ -5,8 +5,8 @@ A message's attributes are the CloudEvents context (`ce-id`, `ce-type`, `ce-sour
 `IdempotentHandler` records it in `processed_messages` in the same transaction as the handler's
 own writes, so a redelivered message changes the database once.
 
-Consumers run either as streaming-pull subscribers (local stack, workers) or behind a push
-endpoint (Cloud Run); both call the same handler.
+Consumers run either as pull consumers (`services.common.consumer`: local stack, workers) or
+behind a push endpoint (Cloud Run); both call the same handler.
 """
 
 from __future__ import annotations
@@ -20,12 +20,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import grpc
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
+from google.pubsub_v1.services.subscriber import SubscriberAsyncClient
+from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcAsyncIOTransport
 from pydantic import BaseModel
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.common.consumer import ConsumerState, PullConsumer
 from services.common.logging import get_logger
 from services.common.models import ProcessedMessage
 from services.common.settings import Settings
@@ -99,7 +103,7 @@ def _use_emulator(settings: Settings) -> None:
 
 
 class PubSubBus:
-    """Publisher and streaming-pull subscriber on the official google-cloud-pubsub client."""
+    """Publisher (batching client library) and pull consumers (async client) on Pub/Sub."""
 
     def __init__(self, settings: Settings) -> None:
         _use_emulator(settings)
@@ -108,8 +112,10 @@ class PubSubBus:
         self.publisher = pubsub_v1.PublisherClient(
             batch_settings=pubsub_v1.types.BatchSettings(max_latency=0.005)
         )
+        # Synchronous client for administration and tests (create, pull, ack).
         self.subscriber = pubsub_v1.SubscriberClient()
-        self._futures: list[Any] = []
+        self._async_subscriber: SubscriberAsyncClient | None = None
+        self._consumers: list[tuple[PullConsumer, asyncio.Task[None]]] = []
 
     def topic_path(self, topic: str) -> str:
         return self.publisher.topic_path(self.project, topic)
@@ -122,44 +128,51 @@ class PubSubBus:
         message_id: str = await asyncio.wrap_future(future)
         return message_id
 
+    def _consumer_client(self) -> SubscriberAsyncClient:
+        # Created on first use, inside the running loop the consumers live on.
+        if self._async_subscriber is None:
+            if self.settings.pubsub_emulator_host:
+                channel = grpc.aio.insecure_channel(self.settings.pubsub_emulator_host)
+                transport = SubscriberGrpcAsyncIOTransport(channel=channel)
+                self._async_subscriber = SubscriberAsyncClient(transport=transport)
+            else:
+                self._async_subscriber = SubscriberAsyncClient()
+        return self._async_subscriber
+
     def subscribe(
         self, subscription: str, handler: EventHandler, *, max_messages: int = 100
     ) -> None:
-        """Run `handler` for each message on the event loop; ack on success, nack on error."""
-        loop = asyncio.get_running_loop()
-
-        def on_done(message: Any, fut: asyncio.Future[None] | Any) -> None:
-            exc = fut.exception()
-            if exc is None:
-                message.ack()
-            else:
-                log.warning(
-                    "message_handler_failed", error=repr(exc), ce_id=message.attributes.get("ce-id")
-                )
-                message.nack()
-
-        def callback(message: Any) -> None:
-            try:
-                event = CloudEvent.from_message(dict(message.attributes), message.data)
-            except (ValueError, json.JSONDecodeError) as exc:
-                # A malformed message will never succeed; ack it so it does not loop forever.
-                log.error("malformed_message_dropped", error=str(exc), subscription=subscription)
-                message.ack()
-                return
-            fut: Any = asyncio.run_coroutine_threadsafe(handler(event), loop)
-            fut.add_done_callback(lambda f: on_done(message, f))
-
-        streaming = self.subscriber.subscribe(
+        """Run `handler` for each message on this loop; ack on success, nack on error."""
+        consumer = PullConsumer(
+            self._consumer_client(),
             self.subscription_path(subscription),
-            callback=callback,
-            flow_control=pubsub_v1.types.FlowControl(max_messages=max_messages),
+            parse=CloudEvent.from_message,
+            handle=handler,
+            max_outstanding=max_messages,
+            ack_deadline_s=self.settings.pubsub_ack_deadline_seconds,
         )
-        self._futures.append(streaming)
+        task = asyncio.create_task(consumer.run(), name=f"consume:{subscription}")
+        self._consumers.append((consumer, task))
+
+    def consumer_states(self) -> list[ConsumerState]:
+        return [c.state for c, _ in self._consumers]
+
+    async def aclose(self, drain_s: float = 5.0) -> None:
+        """Stop pulling, let running handlers finish, then close the clients."""
+        for _, task in self._consumers:
+            task.cancel()
+        await asyncio.gather(*(t for _, t in self._consumers), return_exceptions=True)
+        for consumer, _ in self._consumers:
+            await consumer.drain(drain_s)
+        self._consumers.clear()
+        if self._async_subscriber is not None:
+            await self._async_subscriber.transport.close()
+            self._async_subscriber = None
+        self.close()
 
     def close(self) -> None:
-        for fut in self._futures:
-            fut.cancel()
-        self._futures.clear()
+        for _, task in self._consumers:
+            task.cancel()
         self.subscriber.close()
         self.publisher.stop()
 
@@ -235,7 +248,7 @@ def _create_subscription(
     request = {
         "name": subscriber.subscription_path(project, spec.name),
         "topic": publisher.topic_path(project, spec.topic),
-        "ack_deadline_seconds": 30,
+        "ack_deadline_seconds": settings.pubsub_ack_deadline_seconds,
         "retry_policy": {
             "minimum_backoff": {"seconds": settings.pubsub_min_backoff_seconds},
             "maximum_backoff": {"seconds": settings.pubsub_max_backoff_seconds},

@@ -73,17 +73,21 @@ class ServiceRuntime:
         )
 
     async def stop(self) -> None:
-        self.bus.close()
+        await self.bus.aclose()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.engine.dispose()
 
-    async def health(self) -> dict[str, str]:
-        """Readiness: the database answers."""
+    async def health(self) -> dict[str, Any]:
+        """Readiness: the database answers and every consumer's last pull worked."""
+        report: dict[str, Any] = {"status": "ok", "service": self.name}
         try:
             async with self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
         except Exception as exc:
-            return {"status": "degraded", "database": repr(exc)}
-        return {"status": "ok", "service": self.name}
+            report.update(status="degraded", database=repr(exc))
+        failing = {s.subscription: s.error for s in self.bus.consumer_states() if s.error}
+        if failing:
+            report.update(status="degraded", pubsub=failing)
+        return report

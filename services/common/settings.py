@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     pubsub_max_delivery_attempts: int = 10
     pubsub_min_backoff_seconds: int = 10
     pubsub_max_backoff_seconds: int = 600
+    # A message a consumer took and never settled (it crashed) is redelivered after this long.
+    pubsub_ack_deadline_seconds: int = 30
     # "pull": streaming-pull subscribers in each process (local stack, always-on workers);
     # "push": Pub/Sub pushes to /pubsub/push/<subscription> (Cloud Run).
     pubsub_delivery: Literal["pull", "push"] = "pull"

@@ -114,6 +114,7 @@ class Orchestrator:
     live: dict[str, CallSession] = field(default_factory=dict)
     idle: asyncio.Event = field(default_factory=asyncio.Event)  # set while no call is live
     relay: OutboxRelay | None = None
+    bus: PubSubBus | None = None
     heartbeats: calls.HeartbeatBatcher | None = None
 
     def stt(self, call_id: str, call_sid: str) -> SpeechToText:
@@ -213,6 +214,7 @@ def create_app(settings: Settings | None = None, overrides: Overrides | None = N
             handler = IdempotentHandler(CONSUMER, sessions, dispatcher.handle)
             sub = subscription_for(settings, settings.pubsub_topic_call_dispatch).name
             bus.subscribe(sub, handler)
+        orch.bus = bus
         if overrides.run_sweeper:
             background.append(asyncio.create_task(_sweeper(orch), name="sweeper"))
         background.append(asyncio.create_task(lag.run(), name="loop-lag"))
@@ -227,7 +229,7 @@ def create_app(settings: Settings | None = None, overrides: Overrides | None = N
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(orch.idle.wait(), SHUTDOWN_DRAIN_S)
             if bus is not None:
-                bus.close()
+                await bus.aclose()
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
@@ -242,7 +244,14 @@ def create_app(settings: Settings | None = None, overrides: Overrides | None = N
     @app.get("/healthz")
     async def healthz(request: Request) -> dict[str, Any]:
         orch: Orchestrator = request.app.state.orch
-        return {"status": "ok", "live_calls": len(orch.live), **lag.snapshot()}
+        states = orch.bus.consumer_states() if orch.bus else []
+        failing = {s.subscription: s.error for s in states if s.error}
+        return {
+            "status": "degraded" if failing else "ok",
+            "live_calls": len(orch.live),
+            **({"pubsub": failing} if failing else {}),
+            **lag.snapshot(),
+        }
 
     @app.post(STATUS_PATH)
     async def twilio_status(request: Request) -> Response:
