@@ -162,3 +162,39 @@ async def test_relay_run_loop_publishes_new_rows(
 def test_malformed_message_is_rejected() -> None:
     with pytest.raises(ValueError):
         CloudEvent.from_message({"ce-type": "x"}, b"{}")
+
+
+async def test_a_row_that_cannot_be_published_blocks_nothing(
+    bus: PubSubBus, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A row for a topic that does not exist (yet) backs off; rows behind it go out; once the
+    topic exists the row is published too. Nothing is dropped."""
+    missing = f"test-topic-missing-{uuid.uuid4().hex[:8]}"
+    good_topic = fresh_topic(bus)
+    good_sub = temp_subscription(bus, good_topic)
+    async with sessions() as s, s.begin():
+        stuck = add_event(s, missing, "webhook.delivery_requested", "/tests", {"k": "stuck"})
+        good = add_event(s, good_topic, "webhook.delivery_requested", "/tests", {"k": "good"})
+
+    relay = OutboxRelay(sessions, bus)
+    for _ in range(5):
+        await relay.publish_pending()
+    [msg] = await pull(bus, good_sub, 1, wait_s=5)
+    assert msg.message.attributes["ce-id"] == good.id
+    async with sessions() as s:
+        row = await s.scalar(select(OutboxMessage).where(OutboxMessage.ce_id == stuck.id))
+        assert row is not None and row.published_at is None
+        assert row.attempts >= 1 and row.next_attempt_at is not None
+        assert "NotFound" in (row.last_error or "")
+
+    bus.publisher.create_topic(name=bus.topic_path(missing))
+    missing_sub = temp_subscription(bus, missing)
+    for _ in range(100):
+        await relay.publish_pending()
+        async with sessions() as s:
+            row = await s.scalar(select(OutboxMessage).where(OutboxMessage.ce_id == stuck.id))
+        if row is not None and row.published_at is not None:
+            break
+        await asyncio.sleep(0.1)
+    [late] = await pull(bus, missing_sub, 1, wait_s=5)
+    assert late.message.attributes["ce-id"] == stuck.id
