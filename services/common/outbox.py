@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.common import failpoints
 from services.common.bus import CloudEvent, Publisher
 from services.common.logging import get_logger
 from services.common.models import OutboxMessage
@@ -94,6 +95,7 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
+            failpoints.hit("outbox.before_publish")
             results = await asyncio.gather(
                 *(self._publish(row) for row in rows), return_exceptions=True
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uvicorn
 
+from services.common import failpoints
 from services.common.logging import configure_logging
 from services.common.settings import get_settings
 
@@ -11,6 +12,7 @@ from services.common.settings import get_settings
 def run(app_path: str, service: str, port: int) -> None:
     settings = get_settings()
     configure_logging(service, settings.log_level)
+    failpoints.arm(settings)
     uvicorn.run(
         app_path,
         factory=True,

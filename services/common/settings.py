@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -87,7 +87,8 @@ class Settings(BaseSettings):
     openai_reasoning_effort: str = "minimal"
     openai_verbosity: str = "low"
     openai_max_completion_tokens: int = 200
-    openai_timeout_seconds: float = 8.0
+    openai_timeout_seconds: float = 8.0  # per attempt: connect, and each read of the stream
+    openai_max_retries: int = 2  # by the SDK, before the response starts (429, 5xx, timeout)
 
     # ElevenLabs
     elevenlabs_api_key: SecretStr = SecretStr("local-elevenlabs-key")
@@ -109,10 +110,19 @@ class Settings(BaseSettings):
     barge_in_min_speech_ms: int = 200
     call_sweeper_stale_seconds: int = 900
 
+    # Crash tests only: named places where the process kills itself (services.common.failpoints).
+    failpoints: str = ""
+
     # Service ports (local stack)
     client_api_port: int = Field(default=8001)
     call_scheduler_port: int = Field(default=8002)
     voice_orchestrator_port: int = Field(default=8003)
+
+    @model_validator(mode="after")
+    def _no_failpoints_in_production(self) -> Settings:
+        if self.failpoints and self.environment == "production":
+            raise ValueError("FAILPOINTS must be empty in production")
+        return self
 
     @property
     def is_local(self) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uvicorn
 
+from services.common import failpoints
 from services.common.logging import configure_logging
 from services.common.settings import get_settings
 from services.voice_orchestrator.app import create_app
@@ -12,6 +13,7 @@ from services.voice_orchestrator.app import create_app
 def main() -> None:
     settings = get_settings()
     configure_logging("voice-orchestrator", settings.log_level)
+    failpoints.arm(settings)
     uvicorn.run(
         create_app(settings),
         host="0.0.0.0",

@@ -31,6 +31,7 @@ from generated.call_completed_event import CallCompletedEvent
 from generated.webhook_delivery_requested import WebhookDeliveryRequested
 from services.client_api.webhooks.schedule import retry_delay
 from services.client_api.webhooks.secrets import decrypt_secret
+from services.common import failpoints
 from services.common.bus import CloudEvent, EventHandler
 from services.common.logging import get_logger
 from services.common.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -139,6 +140,7 @@ class DeliveryWorker:
                 headers=headers,
                 timeout=self.settings.webhook_timeout_seconds,
             )
+            failpoints.hit("webhook.during_post")
             status_code = resp.status_code
             if not 200 <= status_code < 300:
                 error = error_kind = f"HTTP {status_code}"

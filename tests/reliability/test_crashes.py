@@ -1,0 +1,266 @@
+"""kill -9 at chosen points, then restart: nothing committed is lost, nothing is done twice.
+
+One deployment (own PostgreSQL, Pub/Sub and GCS emulators, simulators, the three services as
+processes) for the module. Processes die by SIGKILL: either from outside at a moment the test
+picks (mid-call) or from inside at a failpoint (`services.common.failpoints`), for moments an
+outside signal cannot hit (after a commit and before the publish that follows it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from scripts.calls import (
+    TERMINAL,
+    assign_persona,
+    create_debtor,
+    fictional_number,
+    trigger_call,
+    wait_terminal,
+)
+from scripts.deployment import API_KEY, LocalDeployment
+from scripts.processes import ServiceProcess
+from scripts.webhook_receiver import WebhookReceiver
+from services.common.db import create_engine, session_factory
+from services.common.models import Call, OutboxMessage, WebhookAttempt, WebhookDelivery
+
+SWEEPER_STALE_S = 6
+
+
+@dataclass
+class Env:
+    deployment: LocalDeployment
+    receiver: WebhookReceiver
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    api: httpx.AsyncClient
+    sim: httpx.AsyncClient
+
+    def proc(self, name: str) -> ServiceProcess:
+        return self.deployment.processes[name]
+
+
+@pytest.fixture(scope="module")
+def deployment() -> Iterator[LocalDeployment]:
+    d = LocalDeployment(
+        Path(tempfile.mkdtemp(prefix="crash-")),
+        sim_args=["--speech", "tone", "--ms-per-char", "30"],
+        service_env={"CALL_SWEEPER_STALE_SECONDS": str(SWEEPER_STALE_S)},
+    )
+    d.start()
+    try:
+        yield d
+    finally:
+        d.stop()
+
+
+@pytest.fixture
+async def env(deployment: LocalDeployment) -> AsyncIterator[Env]:
+    receiver = WebhookReceiver()
+    receiver.start()
+    engine = create_engine(deployment.stack.settings())
+    sim_url = deployment.sim_url
+    assert sim_url is not None
+    async with (
+        httpx.AsyncClient(
+            base_url=deployment.api_url,
+            headers={"Authorization": f"Bearer {API_KEY}"},
+            timeout=30,
+        ) as api,
+        httpx.AsyncClient(base_url=sim_url, timeout=30) as sim,
+    ):
+        # Only this test's receiver gets this test's events.
+        for ep in (await api.get("/v1/webhook-endpoints")).json()["data"]:
+            await _deactivate(engine, ep["id"])
+        endpoint = (await api.post("/v1/webhook-endpoints", json={"url": receiver.url})).json()
+        receiver.secret = endpoint["secret"]
+        yield Env(deployment, receiver, engine, session_factory(engine), api, sim)
+    receiver.stop()
+    await engine.dispose()
+    # Leave every service up for the next test, without failpoints.
+    for proc in deployment.processes.values():
+        if proc.proc is None or proc.proc.poll() is not None:
+            await restart(proc)
+
+
+async def _deactivate(engine: AsyncEngine, endpoint_id: str) -> None:
+    from sqlalchemy import text
+
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE webhook_endpoints SET active = false WHERE id = :id"), {"id": endpoint_id}
+        )
+
+
+async def restart(proc: ServiceProcess, **env: str) -> None:
+    proc.stop()
+    proc.env.pop("FAILPOINTS", None)
+    proc.env.update(env)
+    proc.start()
+    await asyncio.to_thread(proc.wait_healthy, 60)
+
+
+async def wait_dead(proc: ServiceProcess, within_s: float) -> int:
+    assert proc.proc is not None
+    deadline = time.monotonic() + within_s
+    while proc.proc.poll() is None and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
+    code = proc.proc.poll()
+    assert code is not None, f"{proc.name} did not die within {within_s} s"
+    return code
+
+
+async def place(env: Env, persona: str, n: int) -> tuple[str, str]:
+    phone = fictional_number(n)
+    await assign_persona(env.sim, phone, persona)
+    debtor = await create_debtor(env.api, phone)
+    return phone, (await trigger_call(env.api, debtor["id"]))["id"]
+
+
+async def twilio_calls_to(env: Env, phone: str) -> list[dict[str, Any]]:
+    return [c for c in (await env.sim.get("/_sim/calls")).json() if c["to"] == phone]
+
+
+def hooks_for(env: Env, call_id: str) -> list[Any]:
+    return [
+        h
+        for h in env.receiver.received
+        if h.payload.get("data", {}).get("call", {}).get("id") == call_id
+    ]
+
+
+async def test_every_service_killed_after_commit_before_publish(env: Env) -> None:
+    """The trigger commits (call row + outbox row); each service's relay claims the row and dies
+    before publishing, one after the other. Nothing is published, nothing is lost: after a
+    restart the row goes out once, the call is placed once and reported once."""
+    names = ("client-api", "call-scheduler", "voice-orchestrator")
+    await asyncio.gather(*(restart(env.proc(n), FAILPOINTS="outbox.before_publish") for n in names))
+
+    phone = fictional_number(401)
+    await assign_persona(env.sim, phone, "cooperative")
+    debtor = await create_debtor(env.api, phone)
+    # The API's own relay may die before the 202 is written: the commit happened regardless.
+    with contextlib.suppress(httpx.RemoteProtocolError):
+        await trigger_call(env.api, debtor["id"])
+    async with env.sessions() as s:
+        call_id = str(await s.scalar(select(Call.id).where(Call.debtor_id == debtor["id"])))
+    for name in names:
+        assert await wait_dead(env.proc(name), within_s=30) == -9
+
+    async with env.sessions() as s:
+        rows = (
+            await s.scalars(
+                select(OutboxMessage).where(OutboxMessage.payload["call_id"].astext == call_id)
+            )
+        ).all()
+    assert [(r.ce_type, r.published_at) for r in rows] == [("call.requested", None)]
+    assert await twilio_calls_to(env, phone) == []
+
+    await asyncio.gather(*(restart(env.proc(n)) for n in names))
+    view = (await wait_terminal(env.api, [call_id], timeout_s=120))[call_id]
+    assert view["status"] == "completed" and view["outcome"] == "promise_to_pay"
+    await env.receiver.wait_for(1, timeout_s=30)
+    await asyncio.sleep(2)  # a duplicate would arrive now
+    assert len(await twilio_calls_to(env, phone)) == 1
+    hooks = hooks_for(env, call_id)
+    assert len(hooks) == 1 and hooks[0].signature_valid
+
+
+async def test_orchestrator_killed_mid_call_is_ended_by_the_sweeper(env: Env) -> None:
+    """The orchestrator dies with a call live. The phone network hangs up when the media stream
+    drops; the restarted orchestrator's sweeper ends the call `failed` once its heartbeat is
+    stale, and the client gets its one `call.completed`."""
+    phone, call_id = await place(env, "negotiator", 402)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        view = (await env.api.get(f"/v1/calls/{call_id}")).json()
+        if view["status"] == "in_progress":
+            break
+        await asyncio.sleep(0.2)
+    assert view["status"] == "in_progress"
+    await asyncio.sleep(3)  # a few turns into the conversation
+    orch = env.proc("voice-orchestrator")
+    orch.kill()
+    killed_at = time.monotonic()
+
+    # The debtor is not left on a dead line.
+    [twilio_call] = await twilio_calls_to(env, phone)
+    snap = (await env.sim.get(f"/_sim/calls/{twilio_call['sid']}?wait=15")).json()
+    assert snap["status"] == "completed"
+
+    await restart(orch)
+    view = (await wait_terminal(env.api, [call_id], timeout_s=60))[call_id]
+    ended_after = time.monotonic() - killed_at
+    assert view["status"] == "failed" and view["outcome"] == "failed"
+    assert "no heartbeat" in (view.get("failure_reason") or "")
+    # Bounded: staleness plus one sweep interval plus the restart, with room for a slow CI.
+    assert ended_after < SWEEPER_STALE_S * 2 + 60
+    await env.receiver.wait_for(1, timeout_s=30)
+    await asyncio.sleep(2)
+    hooks = hooks_for(env, call_id)
+    assert len(hooks) == 1 and hooks[0].payload["data"]["call"]["outcome"] == "failed"
+    assert len(await twilio_calls_to(env, phone)) == 1
+
+
+async def test_client_api_killed_mid_webhook_delivery_resumes(env: Env) -> None:
+    """The Client API dies after the receiver got the POST and before it recorded the attempt.
+    The attempt's transaction never committed and its message was never acked: after a restart
+    the delivery is made again with the same webhook-id, recorded once, and succeeds."""
+    api = env.proc("client-api")
+    await restart(api, FAILPOINTS="webhook.during_post")
+    _, call_id = await place(env, "busy", 403)
+    assert await wait_dead(api, within_s=60) == -9
+    first = await env.receiver.wait_for(1, timeout_s=5)
+    assert len(first) == 1
+
+    async with env.sessions() as s:
+        [delivery] = (
+            await s.scalars(
+                select(WebhookDelivery).where(
+                    WebhookDelivery.payload["data"]["call"]["id"].astext == call_id
+                )
+            )
+        ).all()
+        assert delivery.status == "pending" and delivery.attempt_count == 0
+
+    await restart(api)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        async with env.sessions() as s:
+            row = await s.get(WebhookDelivery, delivery.id)
+            assert row is not None
+            if row.status != "pending":
+                break
+        await asyncio.sleep(0.5)
+    assert row.status == "succeeded"
+    hooks = hooks_for(env, call_id)
+    assert len(hooks) >= 2  # at least once: the receiver saw the first POST too
+    assert {h.headers["webhook-id"] for h in hooks} == {hooks[0].headers["webhook-id"]}
+    assert all(h.signature_valid for h in hooks)
+    async with env.sessions() as s:
+        attempts = (
+            await s.scalars(select(WebhookAttempt).where(WebhookAttempt.delivery_id == delivery.id))
+        ).all()
+        deliveries = (
+            await s.scalars(
+                select(WebhookDelivery).where(
+                    WebhookDelivery.payload["data"]["call"]["id"].astext == call_id
+                )
+            )
+        ).all()
+    assert [(a.attempt, a.status_code) for a in attempts] == [(1, 200)]
+    assert len(deliveries) == 1
+    view = (await env.api.get(f"/v1/calls/{call_id}")).json()
+    assert view["status"] in TERMINAL
