@@ -100,12 +100,14 @@ class Postgres:
         import pwd
 
         pw = pwd.getpwnam(PG_SYSTEM_USER)
-        for path in [self.data_dir, *self.data_dir.parents]:
+        for path in self.data_dir.parents:
             if path == Path("/"):
                 break
             with contextlib.suppress(PermissionError):
                 path.chmod(path.stat().st_mode | 0o005)
         os.chown(self.data_dir, pw.pw_uid, pw.pw_gid)
+        # PostgreSQL refuses a data directory others can read (on restart, after initdb).
+        self.data_dir.chmod(0o700)
         # Group too: a process left in group root would hit the group bits of 0700 temp dirs.
         return {"user": PG_SYSTEM_USER, "group": PG_SYSTEM_USER, "extra_groups": []}
 
@@ -221,6 +223,11 @@ class PubSubEmulator:
     def stop(self, sig: int = signal.SIGTERM) -> None:
         _stop_process(self.proc, sig)
         self.proc = None
+
+    def restart(self) -> None:
+        """Same port, empty state: the emulator keeps nothing across restarts."""
+        self.stop()
+        self.start()
 
 
 @dataclass

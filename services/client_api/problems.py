@@ -11,9 +11,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from generated.client_api import Problem, ProblemFieldError
@@ -34,6 +36,8 @@ DUPLICATE_EXTERNAL_ID = "urn:problem:duplicate-external-id"
 CALL_ALREADY_ACTIVE = "urn:problem:call-already-active"
 IDEMPOTENCY_KEY_REUSED = "urn:problem:idempotency-key-reused"
 PAYLOAD_TOO_LARGE = "urn:problem:payload-too-large"
+SERVICE_UNAVAILABLE = "urn:problem:service-unavailable"
+RETRY_AFTER_S = 5
 
 _TITLES = {
     VALIDATION: "Validation failed",
@@ -45,6 +49,7 @@ _TITLES = {
     CALL_ALREADY_ACTIVE: "Call already active",
     IDEMPOTENCY_KEY_REUSED: "Idempotency-Key reused",
     PAYLOAD_TOO_LARGE: "Payload too large",
+    SERVICE_UNAVAILABLE: "Service unavailable",
 }
 _TYPE_BY_STATUS = {401: UNAUTHORIZED, 404: NOT_FOUND, 413: PAYLOAD_TOO_LARGE}
 _GENERIC_TITLES = {
@@ -198,7 +203,40 @@ async def request_validation_handler(request: Request, exc: Exception) -> JSONRe
     )
 
 
+def _database_unreachable(exc: BaseException | None) -> bool:
+    """A lost or refused database connection (restart, failover), anywhere in the cause chain."""
+    while exc is not None:
+        if isinstance(exc, OSError | asyncpg.exceptions.CannotConnectNowError):
+            return True
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return True
+        if isinstance(exc, asyncpg.exceptions.ConnectionDoesNotExistError | InterfaceError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+async def dependency_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Database errors, answered here rather than by Starlette's last-resort handler, which
+    re-raises and so makes the server drop the client's keep-alive connection."""
+    if not _database_unreachable(exc):
+        return _internal_error(request, exc)
+    # The transaction never committed: nothing changed, so a retry is safe.
+    log.warning("database_unavailable", path=request.url.path, error_type=type(exc).__name__)
+    return problem_response(
+        request,
+        503,
+        SERVICE_UNAVAILABLE,
+        "The database is unreachable for a moment; nothing was changed. Retry later.",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
 async def unhandled_exception_handler(request: Request, exc: Exception) -> JSONResponse:
+    return _internal_error(request, exc)
+
+
+def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     # Only the type and where it was raised: messages of driver errors can carry row values
     # (names, numbers), which must never reach a log line.
     tb = exc.__traceback__
@@ -213,4 +251,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, problem_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_exception_handler)
     app.add_exception_handler(RequestValidationError, request_validation_handler)
+    for dependency_error in (OSError, DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        app.add_exception_handler(dependency_error, dependency_error_handler)
     app.add_exception_handler(Exception, unhandled_exception_handler)

@@ -29,16 +29,16 @@ OPERATIONS = {
 
 # operationId -> (success status, response schema component, error statuses it must declare)
 RESPONSES = {
-    "createDebtor": ("201", "Debtor", {"400", "401", "409", "413", "422"}),
-    "listDebtors": ("200", "DebtorPage", {"400", "401", "422"}),
-    "getDebtor": ("200", "Debtor", {"401", "404", "422"}),
-    "triggerCall": ("202", "Call", {"400", "401", "404", "409", "413", "422"}),
-    "listCalls": ("200", "CallPage", {"400", "401", "422"}),
-    "getCall": ("200", "Call", {"401", "404", "422"}),
-    "createWebhookEndpoint": ("201", "WebhookEndpointCreated", {"400", "401", "413", "422"}),
-    "listWebhookEndpoints": ("200", "WebhookEndpointPage", {"400", "401", "422"}),
-    "listWebhookDeliveries": ("200", "WebhookDeliveryPage", {"400", "401", "422"}),
-    "getCostStats": ("200", "CostStats", {"400", "401", "422"}),
+    "createDebtor": ("201", "Debtor", {"400", "401", "409", "413", "422", "503"}),
+    "listDebtors": ("200", "DebtorPage", {"400", "401", "422", "503"}),
+    "getDebtor": ("200", "Debtor", {"401", "404", "422", "503"}),
+    "triggerCall": ("202", "Call", {"400", "401", "404", "409", "413", "422", "503"}),
+    "listCalls": ("200", "CallPage", {"400", "401", "422", "503"}),
+    "getCall": ("200", "Call", {"401", "404", "422", "503"}),
+    "createWebhookEndpoint": ("201", "WebhookEndpointCreated", {"400", "401", "413", "422", "503"}),
+    "listWebhookEndpoints": ("200", "WebhookEndpointPage", {"400", "401", "422", "503"}),
+    "listWebhookDeliveries": ("200", "WebhookDeliveryPage", {"400", "401", "422", "503"}),
+    "getCostStats": ("200", "CostStats", {"400", "401", "422", "503"}),
     "health": ("200", "Health", set()),
 }
 
