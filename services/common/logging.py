@@ -1,8 +1,10 @@
 """Structured JSON logging (structlog) with the call id bound and personal data redacted.
 
 Bind a call id once per task with `bind_call_id(call_id)`; every log line in that task carries
-it. A redaction processor strips phone numbers, and keys that carry personal data or money
-(`phone`, `name`, `amount*`, secrets) are dropped, so a log line can never leak them.
+it. A redaction processor strips phone numbers and secrets (webhook signing secrets, bearer
+tokens) from every string, nested ones and rendered exceptions included, and keys that carry
+personal data or money (`phone`, `name`, `amount*`, secrets) are dropped, so a log line can never
+leak them.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ _SENSITIVE_KEY_PARTS = (
     "to_number",
     "from_number",
 )
+_SECRET_RES = (
+    (re.compile(r"whsec_[A-Za-z0-9+/=_-]+"), "whsec_[redacted]"),
+    (re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 [redacted]"),
+)
 _ALLOWED_KEYS = {"event", "level", "logger", "timestamp", "service", "call_id", "logger_name"}
 
 
@@ -42,6 +48,22 @@ def _is_sensitive_key(key: str) -> bool:
     return any(part in k for part in _SENSITIVE_KEY_PARTS)
 
 
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        value = _PHONE_RE.sub("[phone]", value)
+        for rx, replacement in _SECRET_RES:
+            value = rx.sub(replacement, value)
+        return value
+    if isinstance(value, dict):
+        return {
+            k: "[redacted]" if isinstance(k, str) and _is_sensitive_key(k) else _scrub(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_scrub(v) for v in value]
+    return value
+
+
 def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key in list(event_dict):
         if key in _ALLOWED_KEYS and key != "event":
@@ -49,9 +71,7 @@ def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapp
         if _is_sensitive_key(key):
             event_dict[key] = "[redacted]"
             continue
-        value = event_dict[key]
-        if isinstance(value, str):
-            event_dict[key] = _PHONE_RE.sub("[phone]", value)
+        event_dict[key] = _scrub(event_dict[key])
     return event_dict
 
 
@@ -62,14 +82,12 @@ def configure_logging(service: str, level: str = "INFO", stream: TextIO | None =
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        # Exceptions are rendered to text first, so their messages are redacted too.
+        structlog.processors.format_exc_info,
         redact,
     ]
     structlog.configure(
-        processors=[
-            *shared,
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
-        ],
+        processors=[*shared, structlog.processors.JSONRenderer()],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(file=out),
         # Not cached: reconfiguring (tests, workers) must reach loggers bound at import time.
@@ -80,7 +98,6 @@ def configure_logging(service: str, level: str = "INFO", stream: TextIO | None =
         structlog.stdlib.ProcessorFormatter(
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.format_exc_info,
                 structlog.processors.JSONRenderer(),
             ],
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],

@@ -1,139 +1,32 @@
 """Every persona through all three services, each its own process, over real sockets.
 
 One deployment (PostgreSQL, Pub/Sub and GCS emulators, simulators, Client API, Call Scheduler,
-Voice Orchestrator) and one webhook receiver; every persona's call is placed at once through the
-REST API, then each is checked: status and outcome, promise or callback, transcript in order and
-identical in the stored transcript object, a valid stereo WAV as long as the call, exactly one
-signed `call.completed` webhook, and no agent audio over the debtor beyond a barge-in reaction.
+Voice Orchestrator) and one webhook receiver, shared by the whole package (harness.py,
+conftest.py); every persona's call is placed at once through the REST API, then each is
+checked: status and outcome, promise or callback, transcript in order and identical in the
+stored transcript object, a valid stereo WAV as long as the call, exactly one signed
+`call.completed` webhook, and no agent audio over the debtor beyond a barge-in reaction.
 """
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import math
-import tempfile
 import wave
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from generated.call_usage import CallUsage
-from scripts.calls import (
-    assign_persona,
-    create_debtor,
-    fictional_number,
-    trigger_call,
-    wait_terminal,
-)
-from scripts.deployment import API_KEY, LocalDeployment
-from scripts.webhook_receiver import ReceivedWebhook, WebhookReceiver
 from services.common.pricing import Prices, cost_of
 from services.common.settings import Settings
 
-BALANCE = 45_000
+from .harness import BALANCE, EXPECT, PERSONAS, Run
+
 # Longest stretch of agent audio the phone may hear over the debtor: the barge-in reaction
 # (onset → clear, target p95 150 ms) plus Twilio-side buffering of one pacing window.
 MAX_OVERLAP_PER_BARGE_IN_MS = 400
-
-
-@dataclass(frozen=True)
-class Expect:
-    status: str = "completed"
-    outcome: str = "promise_to_pay"
-    answered: bool = True
-
-
-EXPECT: dict[str, Expect] = {
-    "cooperative": Expect(),
-    "negotiator": Expect(),
-    "interrupter": Expect(),
-    "wrong_person": Expect(outcome="wrong_party"),
-    "disputes": Expect(outcome="disputed"),
-    "callback_later": Expect(outcome="callback_scheduled"),
-    "hostile": Expect(outcome="callback_scheduled"),
-    "stop_calling": Expect(outcome="opted_out"),
-    "silent": Expect(outcome="no_answer"),
-    "no_answer": Expect(status="no_answer", outcome="no_answer", answered=False),
-    "busy": Expect(status="busy", outcome="no_answer", answered=False),
-}
-
-
-@dataclass
-class Run:
-    persona: str
-    call: dict[str, Any]
-    sim: dict[str, Any]
-    hooks: list[ReceivedWebhook]
-    transcript_object: dict[str, Any] | None
-    wav: bytes | None
-
-
-@pytest.fixture(scope="module")
-def runs() -> Iterator[dict[str, Run]]:
-    out = Path(tempfile.mkdtemp(prefix="e2e-"))
-    # Tone voice: deterministic and cheap (CI has no espeak-ng); realistic-ish vendor latencies.
-    deployment = LocalDeployment(out, sim_args=["--speech", "tone", "--ms-per-char", "45"])
-    receiver = WebhookReceiver()
-    deployment.start()
-    receiver.start()
-    try:
-        yield asyncio.run(_place_all(deployment, receiver))
-    finally:
-        receiver.stop()
-        deployment.stop()
-
-
-async def _place_all(deployment: LocalDeployment, receiver: WebhookReceiver) -> dict[str, Run]:
-    headers = {"Authorization": f"Bearer {API_KEY}"}
-    sim_url = deployment.sim_url
-    assert sim_url is not None
-    async with (
-        httpx.AsyncClient(base_url=deployment.api_url, headers=headers, timeout=30) as api,
-        httpx.AsyncClient(base_url=sim_url, timeout=30) as sim,
-        httpx.AsyncClient(timeout=30) as plain,
-    ):
-        endpoint = (await api.post("/v1/webhook-endpoints", json={"url": receiver.url})).json()
-        receiver.secret = endpoint["secret"]
-        ids: dict[str, str] = {}
-        for i, persona in enumerate(EXPECT):
-            phone = fictional_number(900 + i)
-            await assign_persona(sim, phone, persona)
-            debtor = await create_debtor(api, phone, amount_minor=BALANCE)
-            ids[persona] = (await trigger_call(api, debtor["id"]))["id"]
-        views = await wait_terminal(api, list(ids.values()), timeout_s=240)
-        await receiver.wait_for(len(ids), timeout_s=30)
-        await asyncio.sleep(1.0)  # a duplicate webhook, if any, would arrive now
-        records = {
-            vendor: (await sim.get(f"/_sim/{vendor}")).json()
-            for vendor in ("deepgram", "elevenlabs", "openai")
-        }
-        runs = {}
-        for persona, cid in ids.items():
-            call = views[cid]
-            sid = call.get("twilio_call_sid")
-            snap = (await sim.get(f"/_sim/calls/{sid}?wait=10")).json() if sid else {}
-            snap["_vendor_records"] = records
-            hooks = [
-                h
-                for h in receiver.received
-                if h.payload.get("data", {}).get("call", {}).get("id") == cid
-            ]
-            obj = wav = None
-            if call.get("transcript_url"):
-                obj = (await plain.get(call["transcript_url"])).json()
-            if call.get("recording_url"):
-                wav = (await plain.get(call["recording_url"])).content
-            runs[persona] = Run(persona, call, snap, hooks, obj, wav)
-        return runs
-
-
-PERSONAS = list(EXPECT)
 
 
 @pytest.mark.parametrize("persona", PERSONAS)
@@ -150,10 +43,18 @@ def test_promises_and_callbacks_stored(runs: dict[str, Run]) -> None:
     partial = runs["negotiator"].call["payment_promise"]
     assert partial["amount"]["amount_minor"] == 15_000  # "I could do 150 dollars"
     assert partial["due_date"] > full["due_date"]  # "next Friday", later than today
-    for persona in ("callback_later", "hostile"):
+    for persona in ("callback_later", "hostile", "injector"):
         cb = runs[persona].call["callback"]
         assert cb is not None and cb["scheduled_for"] and cb["reason"]
-    for persona in ("wrong_person", "disputes", "stop_calling", "silent", "busy", "no_answer"):
+    for persona in (
+        "wrong_person",
+        "disputes",
+        "stop_calling",
+        "silent",
+        "busy",
+        "no_answer",
+        "injector",
+    ):
         assert runs[persona].call["payment_promise"] is None
 
 

@@ -24,6 +24,7 @@ REQUIRED = {
     "silent",
     "no_answer",
     "busy",
+    "injector",
 }
 
 
@@ -35,6 +36,9 @@ def test_builtin_personas_load_with_unique_suffixes() -> None:
     assert personas["no_answer"].answer == "no-answer" and personas["busy"].answer == "busy"
     assert personas["hostile"].loop_from is not None
     assert any(ln.after == "agent_start" for ln in personas["interrupter"].lines)
+    # Instructions instead of answers, from before the identity is confirmed.
+    lines = [ln.text for ln in personas["injector"].lines]
+    assert "Yes, speaking." in lines and lines.index("Yes, speaking.") > 1
 
 
 async def test_number_mapping() -> None:
