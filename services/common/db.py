@@ -18,6 +18,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_size,
         pool_pre_ping=True,
+        # Error messages must not carry row values (names, numbers) into logs or failure reasons.
+        hide_parameters=True,
     )
 
 

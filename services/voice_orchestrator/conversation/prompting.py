@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import string
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,13 @@ def default_prompt_set() -> PromptSet:
     return load_prompt_set()
 
 
+def one_line(value: str, limit: int = 200) -> str:
+    """Client-supplied text as one plain line: a newline or control character in a debtor's name
+    must not open a new `key: value` row (or a fake `###` section) in what the model reads."""
+    cleaned = "".join(" " if unicodedata.category(c)[0] in "CZ" else c for c in value)
+    return " ".join(cleaned.split())[:limit]
+
+
 def template_values(facts: CallFacts, now: dt.datetime) -> dict[str, str]:
     today = facts.local_today(now)
     late_days = facts.days_past_due(now)
@@ -98,7 +106,7 @@ def template_values(facts: CallFacts, now: dt.datetime) -> dict[str, str]:
     return {
         "agent_name": facts.agent_name,
         "company_name": facts.company_name,
-        "debtor_name": facts.debtor_name,
+        "debtor_name": one_line(facts.debtor_name),
         "timezone": facts.timezone,
         "utc_offset": f"{offset[:3]}:{offset[3:]}",
         "today_spoken": spoken_date(today, weekday=True),
@@ -129,7 +137,7 @@ def call_facts_block(
         ("stage", facts.stage.value),
         ("company", facts.company_name),
         ("agent_name", facts.agent_name),
-        ("debtor_name", facts.debtor_name),
+        ("debtor_name", one_line(facts.debtor_name)),
         ("balance_minor", debt(str(facts.balance_minor))),
         ("currency", facts.currency),
         ("balance_spoken", debt(spoken_amount(facts.balance_minor, facts.currency))),
