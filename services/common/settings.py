@@ -119,9 +119,16 @@ class Settings(BaseSettings):
     voice_orchestrator_port: int = Field(default=8003)
 
     @model_validator(mode="after")
-    def _no_failpoints_in_production(self) -> Settings:
+    def _production_guards(self) -> Settings:
         if self.failpoints and self.environment == "production":
             raise ValueError("FAILPOINTS must be empty in production")
+        if (
+            self.environment == "production"
+            and self.pubsub_delivery == "push"
+            and not (self.pubsub_push_token and self.pubsub_push_token.get_secret_value())
+        ):
+            # Without it anyone who finds the URL could inject events.
+            raise ValueError("PUBSUB_PUSH_TOKEN is required for push delivery in production")
         return self
 
     @property
