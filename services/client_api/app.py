@@ -104,7 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.include_router(health.router)
     app.include_router(_v1_router())
-    # Production (Cloud Run): Pub/Sub pushes both subscriptions here instead of streaming pull.
+    # Production (Cloud Run): Pub/Sub pushes both subscriptions here instead of pull consumers.
     app.include_router(push_router(settings))
 
     @app.get("/openapi.json", include_in_schema=False)

@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     pubsub_max_backoff_seconds: int = 600
     # A message a consumer took and never settled (it crashed) is redelivered after this long.
     pubsub_ack_deadline_seconds: int = 30
-    # "pull": streaming-pull subscribers in each process (local stack, always-on workers);
+    # "pull": pull consumers in each process (local stack, always-on workers);
     # "push": Pub/Sub pushes to /pubsub/push/<subscription> (Cloud Run).
     pubsub_delivery: Literal["pull", "push"] = "pull"
     # Token that Pub/Sub push subscriptions present (production push mode).
