@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-
 from scripts.calls import create_debtor, fictional_number, wait_terminal
 from services.common.bus import ensure_topology
 from tests.reliability.conftest import Env, hooks_for, place, twilio_calls_to
