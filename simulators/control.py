@@ -1,5 +1,6 @@
 """The simulators' control API (``/_sim/...`` on the Twilio port): what every simulator
-received, persona assignment, and a few levers for tests (make the debtor speak or hang up)."""
+received, persona assignment, and a few levers for tests (make the debtor speak or hang up,
+make a vendor fail)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from simulators.common.audio import wav_bytes
+from simulators.faults import FaultError
 from simulators.network import NETWORK_KEY, PhoneNetwork, wait_until
 from simulators.personas import PersonaError
 from simulators.twilio.call import SimCall
@@ -203,6 +205,28 @@ async def openai_records(request: web.Request) -> web.Response:
     return web.json_response(list(_network(request).records.openai))
 
 
+async def add_faults(request: web.Request) -> web.Response:
+    """``{"openai": {...} | [...], "deepgram": ..., "elevenlabs": ...}`` (simulators/faults.py)."""
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text="expected a JSON body") from exc
+    try:
+        rules = _network(request).faults.add(body, PhoneNetwork.normalize_number)
+    except FaultError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from exc
+    return web.json_response({"rules": [r.snapshot() for r in rules]}, status=201)
+
+
+async def list_faults(request: web.Request) -> web.Response:
+    return web.json_response(_network(request).faults.snapshot())
+
+
+async def clear_faults(request: web.Request) -> web.Response:
+    _network(request).faults.clear()
+    return web.Response(status=204)
+
+
 async def reset(request: web.Request) -> web.Response:
     _network(request).reset()
     return web.Response(status=204)
@@ -224,4 +248,7 @@ def add_control_routes(app: web.Application) -> None:
     r.add_post("/_sim/transcripts", add_transcripts)
     r.add_get("/_sim/elevenlabs", elevenlabs_records)
     r.add_get("/_sim/openai", openai_records)
+    r.add_post("/_sim/faults", add_faults)
+    r.add_get("/_sim/faults", list_faults)
+    r.add_delete("/_sim/faults", clear_faults)
     r.add_post("/_sim/reset", reset)

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from simulators.common.speech import Speech, SpeechMode, Synthesizer
 from simulators.config import SimConfig
+from simulators.faults import FaultRule, Faults
 from simulators.personas import Persona, load_personas, parse_persona
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ class Utterance:
     speech: Speech
     started_at: float
     ended_at: float | None = None
+    connections: int = 0  # Deepgram connections that transcribed it (a reconnect: 2)
 
 
 @dataclass(slots=True)
@@ -72,6 +74,7 @@ class PhoneNetwork:
         self.transcripts: dict[str, deque[str]] = {}
         self.auth_tokens: dict[str, str] = {}  # Twilio account SID -> auth token (learned)
         self.records = Records()
+        self.faults = Faults()
         self._suffixes: dict[str, Persona] = {
             p.number_suffix: p for p in self.personas.values() if p.number_suffix
         }
@@ -127,6 +130,15 @@ class PhoneNetwork:
                 return utt
         return None
 
+    def fault_scope_matches(self, rule: FaultRule, tags: list[str]) -> bool:
+        """A Deepgram fault's scope: the connection's ``tag``, or the To number of its call."""
+        if rule.tag is not None and rule.tag not in tags:
+            return False
+        if rule.number is not None:
+            calls = [self.calls.get(t) for t in tags]
+            return any(c is not None and self.normalize_number(c.to) == rule.number for c in calls)
+        return True
+
     def next_scripted_transcript(self, tag: str) -> str | None:
         queue = self.transcripts.get(tag)
         return queue.popleft() if queue else None
@@ -135,12 +147,13 @@ class PhoneNetwork:
         return await self.synth.synth(text, "debtor")
 
     def reset(self) -> None:
-        """Forget finished calls and all records (live calls keep running)."""
+        """Forget finished calls, all records and faults (live calls keep running)."""
         for sid in [sid for sid, c in self.calls.items() if c.finished]:
             del self.calls[sid]
             self.utterances.pop(sid, None)
         self.records = Records()
         self.transcripts.clear()
+        self.faults.clear()
 
 
 async def wait_until(predicate: Any, within: float, interval: float = 0.02) -> bool:

@@ -19,6 +19,7 @@ from simulators.deepgram.transcriber import ListenOptions, OptionsError, Transcr
 from simulators.network import NETWORK_KEY
 
 _IDLE_CLOSE_REASON = "NET-0001"  # what Deepgram sends when no audio arrived in time
+_INTERNAL_ERROR_REASON = "NET-0000"  # Deepgram's own failure (a fault from /_sim/faults)
 
 
 class ConnectionRecord:
@@ -32,6 +33,7 @@ class ConnectionRecord:
         self.closed_at: datetime | None = None
         self.close_code: int | None = None
         self.close_reason = ""
+        self.fault: int | None = None  # the /_sim/faults rule that closed this connection
         self.bytes_received = 0
         self.audio_messages = 0
         self.bytes_per_second = 8000
@@ -47,6 +49,7 @@ class ConnectionRecord:
             "closed_at": self.closed_at.isoformat() if self.closed_at else None,
             "close_code": self.close_code,
             "close_reason": self.close_reason,
+            "fault": self.fault,
             "audio_messages": self.audio_messages,
             "bytes_received": self.bytes_received,
             "audio_seconds": round(self.bytes_received / self.bytes_per_second, 3),
@@ -92,6 +95,24 @@ async def listen(request: web.Request) -> web.StreamResponse:
         opts = ListenOptions.from_query(request.query)
     except OptionsError as exc:
         return _error(400, str(exc), request_id)
+    faults = network.faults
+    tags = list(opts.tags)
+    for rule in faults.candidates("deepgram", "status"):
+        if network.fault_scope_matches(rule, tags) and rule.take():
+            faults.log(rule, request_id=request_id, tags=tags)
+            return web.json_response(
+                {
+                    "err_code": "SERVICE_UNAVAILABLE" if rule.value >= 500 else "Bad Request",
+                    "err_msg": "The service is temporarily unavailable. Please try again.",
+                    "request_id": request_id,
+                },
+                status=int(rule.value),
+            )
+    drops = [
+        r
+        for r in faults.candidates("deepgram", "drop_after_s", "drop_after_words")
+        if network.fault_scope_matches(r, tags)
+    ]
     ws = web.WebSocketResponse(
         protocols=(subprotocol,) if subprotocol else (), max_msg_size=0, autoping=True
     )
@@ -105,23 +126,38 @@ async def listen(request: web.Request) -> web.StreamResponse:
     transcriber = Transcriber(opts, network, request_id, cfg.deepgram_vad_threshold)
     loop = asyncio.get_running_loop()
     latency = cfg.deepgram_latency_ms / 1000
-    outbox: asyncio.Queue[tuple[float, dict[str, Any]] | None] = asyncio.Queue()
+    outbox: asyncio.Queue[tuple[float, dict[str, Any], int] | None] = asyncio.Queue()
     last_activity = loop.time()
 
     def emit(messages: list[dict[str, Any]]) -> None:
         due = loop.time() + latency
         for m in messages:
-            outbox.put_nowait((due, m))
+            outbox.put_nowait((due, m, transcriber.words_out))
+
+    async def drop(kind: str) -> bool:
+        """A fault rule of this kind fires: close the socket as Deepgram does on an error."""
+        for rule in drops:
+            if rule.kind == kind and rule.take():
+                faults.log(rule, request_id=request_id, tags=tags, close_code=rule.close_code)
+                record.close_reason = _INTERNAL_ERROR_REASON
+                record.close_code = rule.close_code  # ours, whatever the client answers
+                record.fault = rule.id
+                await ws.close(code=rule.close_code, message=_INTERNAL_ERROR_REASON.encode())
+                return True
+        return False
 
     async def sender() -> None:
         # One sender keeps messages in order; each waits out its own due time.
         while (item := await outbox.get()) is not None:
-            due, msg = item
+            due, msg, words = item
             delay = due - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
             record.sent.append(msg)
             await ws.send_str(json.dumps(msg))
+            if any(r.kind == "drop_after_words" and words >= r.value for r in drops):
+                if await drop("drop_after_words"):
+                    return
 
     async def watchdog() -> None:
         while not ws.closed:
@@ -147,6 +183,10 @@ async def listen(request: web.Request) -> web.StreamResponse:
                 out = transcriber.feed(msg.data)
                 if out:
                     emit(out)
+                heard_s = record.bytes_received / record.bytes_per_second
+                if any(r.kind == "drop_after_s" and heard_s >= r.value for r in drops):
+                    if await drop("drop_after_s"):
+                        break
             elif msg.type == WSMsgType.TEXT:
                 try:
                     data = json.loads(msg.data)
@@ -178,7 +218,8 @@ async def listen(request: web.Request) -> web.StreamResponse:
         if not ws.closed:
             await ws.close()
         record.closed_at = datetime.now(UTC)
-        record.close_code = ws.close_code
+        if record.close_code is None:
+            record.close_code = ws.close_code
     return ws
 
 

@@ -121,6 +121,7 @@ class _Active:
     duration: float
     scripted: bool
     finalized: int = 0
+    reported: int = 0  # words sent so far (interim or final)
     utterance_key: int = 0
 
 
@@ -154,6 +155,9 @@ class Transcriber:
         self._last_word_end: float | None = None
         self._utterance_end_sent = True
         self.created = datetime.now(UTC)
+        self.words_out = 0  # words transcribed on this connection (interim or final)
+        self._batch_end = 0.0  # loop time the audio being fed ends (for mid-line binds)
+        self._batch_left = 0
 
     @property
     def stream_time(self) -> float:
@@ -171,6 +175,9 @@ class Transcriber:
             return []
         whole = data[: n * fb]
         out: list[dict[str, Any]] = []
+        # The last frame is (about) now; earlier ones of a batch (a reconnect's replay) older.
+        self._batch_end = asyncio.get_running_loop().time()
+        self._batch_left = n
         if self.opts.encoding == "mulaw" and is_silence(whole):
             # Fast path: Twilio sends 0xFF frames whenever nobody speaks.
             for _ in range(n):
@@ -187,6 +194,7 @@ class Transcriber:
     def _frame(self, voiced: bool, out: list[dict[str, Any]]) -> None:
         t_start = self.stream_time
         self.frames += 1
+        self._batch_left -= 1
         t_end = self.stream_time
         if voiced:
             if not self.in_speech:
@@ -242,13 +250,23 @@ class Transcriber:
                 break
         if utt is not None:
             self._used.add(id(utt))
-            self._utt = _Active(
-                utt.speech.words,
-                onset,
-                utt.speech.duration_s,
-                scripted=False,
-                utterance_key=id(utt),
-            )
+            words = utt.speech.words
+            duration = utt.speech.duration_s
+            if utt.connections:
+                # Another connection was transcribing this line: this one (a reconnect) joins
+                # mid-line and hears only the rest. Its first voiced frame is `pos` into the
+                # line (the frames of a replayed backlog are older than the batch's last one);
+                # words mostly spoken before that are not in its audio.
+                frame_at = self._batch_end - max(0, self._batch_left) * FRAME_S - FRAME_S
+                pos = max(0.0, frame_at - utt.started_at)
+                words = tuple(
+                    SpokenWord(w.word, w.punctuated, w.start - pos, w.end - pos)
+                    for w in words
+                    if (w.start + w.end) / 2 > pos
+                )
+                duration = max(0.0, duration - pos)
+            utt.connections += 1
+            self._utt = _Active(words, onset, duration, scripted=False, utterance_key=id(utt))
         else:
             text = self.network.next_scripted_transcript(tag) or ""
             words = tuple(
@@ -284,6 +302,7 @@ class Transcriber:
         n = self._heard(t, final=False)
         if n > max(self._last_interim, self._utt.finalized):
             self._last_interim = n
+            self._count(n)
             words = self._utt.words[self._utt.finalized : n]
             out.append(self._results(words, t, is_final=False, speech_final=False))
 
@@ -296,6 +315,7 @@ class Transcriber:
             words = u.words[u.finalized : m]
             u.finalized = m
             self._last_interim = m
+            self._count(m)
             if u.scripted and m == len(u.words):
                 # Scripted words carry no real timing: spread them over the speech heard.
                 span = max(FRAME_S, self._speech_end - u.onset)
@@ -310,6 +330,12 @@ class Transcriber:
             self._utterance_end_sent = False
         self._cursor = t
         return msg
+
+    def _count(self, upto: int) -> None:
+        u = self._utt
+        if u is not None and upto > u.reported:
+            self.words_out += upto - u.reported
+            u.reported = upto
 
     def _results(
         self,

@@ -25,6 +25,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from simulators.common.audio import SAMPLE_RATE, resample, ulaw_decode
 from simulators.common.speech import Speech
+from simulators.faults import FaultRule
 from simulators.network import NETWORK_KEY, PhoneNetwork
 
 DEFAULT_SCHEDULE = (120, 160, 250, 290)
@@ -75,6 +76,7 @@ class ConnectionRecord:
     closed_at: datetime | None = None
     close_code: int | None = None
     error: str | None = None
+    fault: int | None = None  # the /_sim/faults rule that dropped this connection
     contexts: dict[str, ContextRecord] = field(default_factory=dict)
 
     def snapshot(self) -> dict[str, Any]:
@@ -87,6 +89,7 @@ class ConnectionRecord:
             "closed_at": self.closed_at.isoformat() if self.closed_at else None,
             "close_code": self.close_code,
             "error": self.error,
+            "fault": self.fault,
             "characters": sum(c.characters for c in self.contexts.values()),
             "contexts": [c.snapshot() for c in self.contexts.values()],
         }
@@ -202,6 +205,9 @@ class _Connection:
         self.workers: list[asyncio.Task[None]] = []  # closed contexts' too: isFinal in flight
         self.authenticated = False
         self._lock = asyncio.Lock()
+        # /_sim/faults rules armed on this connection: rule → texts received since armed.
+        self.armed: dict[FaultRule, int] = {}
+        self.drops: list[asyncio.Task[None]] = []
 
     def encode(self, ulaw: bytes) -> bytes:
         if self.output_format == "ulaw_8000":
@@ -232,6 +238,29 @@ class _Connection:
         await self._send(
             {"isFinal": True, "contextId": ctx.id} if self.multi else {"isFinal": True}
         )
+
+    def count_text(self, text: str) -> None:
+        """A text arrived: arm matching fault rules, and drop the socket on the n-th text."""
+        faults = self.network.faults
+        for rule in faults.candidates("elevenlabs", "drop_after_texts"):
+            if rule not in self.armed and (rule.match is None or rule.match in text):
+                self.armed[rule] = 0
+        for rule in list(self.armed):
+            self.armed[rule] += 1
+            if self.armed[rule] >= rule.value and rule.take():
+                del self.armed[rule]
+                faults.log(rule, connection=self.record.id, close_code=rule.close_code)
+                self.record.fault = rule.id
+                self.drops.append(asyncio.create_task(self._drop(rule)))
+
+    async def _drop(self, rule: FaultRule) -> None:
+        await asyncio.sleep(rule.delay_ms / 1000)
+        self.record.error = "internal_error"
+        self.record.close_code = rule.close_code  # ours, whatever the client answers
+        await self._send(
+            {"message": "An internal server error occurred.", "error": "internal_error"}
+        )
+        await self.ws.close(code=rule.close_code, message=b"internal_error")
 
     async def fail(self, message: str, error: str) -> None:
         self.record.error = message
@@ -283,6 +312,19 @@ async def _tts_socket(request: web.Request, multi: bool) -> web.StreamResponse:
             },
             status=400,
         )
+    faults = network.faults
+    for rule in faults.candidates("elevenlabs", "status"):
+        if rule.take():
+            faults.log(rule, endpoint=request.path)
+            return web.json_response(
+                {
+                    "detail": {
+                        "status": "service_unavailable" if rule.value >= 500 else "error",
+                        "message": "The service is temporarily unavailable.",
+                    }
+                },
+                status=int(rule.value),
+            )
     ws = web.WebSocketResponse(max_msg_size=0, autoping=True)
     await ws.prepare(request)
     record = ConnectionRecord(
@@ -331,12 +373,21 @@ async def _tts_socket(request: web.Request, multi: bool) -> web.StreamResponse:
                 conn.authenticated = True
             if await _handle(conn, data):
                 break
+            text = data.get("text")
+            if isinstance(text, str) and text.strip():
+                conn.count_text(text)
     finally:
+        if conn.drops:
+            if ws.closed:  # a fault closed it: let that close handshake finish
+                await asyncio.wait(conn.drops, timeout=2.0)
+            for task in conn.drops:
+                task.cancel()
         await conn.close_all(wait=30.0 if not ws.closed else 0.0)
         if not ws.closed:
             await ws.close()
         record.closed_at = datetime.now(UTC)
-        record.close_code = ws.close_code
+        if record.close_code is None:
+            record.close_code = ws.close_code
     return ws
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import re
 import time
 import uuid
@@ -19,7 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
-from simulators.network import NETWORK_KEY
+from simulators.faults import FaultRule
+from simulators.network import NETWORK_KEY, PhoneNetwork
 from simulators.openai.policy import PolicyReply, respond
 from simulators.openai.tokens import PromptCache, count_tokens, prompt_text, prompt_tokens
 
@@ -226,12 +228,21 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             status=401,
         )
     received = asyncio.get_running_loop().time()
+    raw = await request.text()
     try:
-        body = await request.json()
+        body = json.loads(raw)
     except json.JSONDecodeError:
         return openai_error(400, "We could not parse the JSON body of your request.")
     if not isinstance(body, dict):
         return openai_error(400, "The request body must be a JSON object.")
+    fault = _take_fault(network, raw)
+    if fault is not None and fault.kind == "status":
+        return _fault_response(network, fault, body)
+    started = received
+    if fault is not None and fault.kind == "hang_s":
+        if not await _hang(request, network, fault, body):
+            return web.Response(status=408)  # nobody is listening any more
+        started = asyncio.get_running_loop().time()  # the model starts only now
     invalid = _validate(body)
     if invalid is not None:
         return invalid
@@ -253,10 +264,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
     loop = asyncio.get_running_loop()
     tps = max(1e-3, cfg.openai_tokens_per_s)
-    first_at = received + cfg.openai_ttft_ms / 1000 + comp.reasoning_tokens / tps
+    first_at = started + cfg.openai_ttft_ms / 1000 + comp.reasoning_tokens / tps
     if not body.get("stream"):
         out_tokens = comp.completion_tokens - comp.reasoning_tokens
         await asyncio.sleep(max(0.0, first_at + out_tokens / tps - loop.time()))
+        if fault is not None and fault.kind == "drop_mid_stream_after_chunks":
+            # Nothing to cut mid-way: the connection drops before the answer.
+            return _drop_stream(request, web.StreamResponse(), network, fault, record, 0)
         return web.json_response(
             {
                 "id": comp.id,
@@ -295,7 +309,15 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     first = 2 if len(deltas) > 1 and deltas[0].get("content") == "" else 1
     interval = 1 / tps
     next_at = first_at
-    for i in range(0, len(deltas)):
+    # A cut stream never gets its finish_reason chunk, however short the reply.
+    drop_after = -1
+    if fault is not None and fault.kind == "drop_mid_stream_after_chunks":
+        drop_after = min(int(fault.value), len(deltas))
+    for i in range(0, len(deltas) + 1):
+        if i == drop_after:
+            return _drop_stream(request, resp, network, fault, record, i)
+        if i == len(deltas):
+            break
         if i == 0 or i >= first:
             await asyncio.sleep(max(0.0, next_at - loop.time()))
             next_at += interval
@@ -309,6 +331,117 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     await send("[DONE]")
     await resp.write_eof()
     record["latency_s"] = round(loop.time() - received, 3)
+    return resp
+
+
+# ---- faults (POST /_sim/faults) -------------------------------------------------------------
+_ZERO_USAGE = {
+    "prompt_tokens": 0,
+    "completion_tokens": 0,
+    "total_tokens": 0,
+    "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+}
+_FAULT_ERRORS = {
+    429: (
+        "tokens",
+        "rate_limit_exceeded",
+        "Rate limit reached for {model} in organization org-simulator on tokens per min (TPM): "
+        "Limit 200000, Used 200000, Requested 1500. Please try again in {wait}. Visit "
+        "https://platform.openai.com/account/rate-limits to learn more.",
+    ),
+    500: (
+        "server_error",
+        None,
+        "The server had an error while processing your request. Sorry about that!",
+    ),
+    502: ("server_error", None, "Bad gateway."),
+    503: ("server_error", None, "The server is overloaded or not ready yet."),
+}
+
+
+def _take_fault(network: PhoneNetwork, raw: str) -> FaultRule | None:
+    """The first live OpenAI rule whose ``match`` is in this request body (one firing)."""
+    for rule in network.faults.candidates(
+        "openai", "status", "hang_s", "drop_mid_stream_after_chunks"
+    ):
+        if (rule.match is None or rule.match in raw) and rule.take():
+            return rule
+    return None
+
+
+def _fault_record(
+    network: PhoneNetwork, rule: FaultRule, body: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
+    """The request as the other records show it, with the fault and nothing billed."""
+    record: dict[str, Any] = {
+        "id": "chatcmpl-" + uuid.uuid4().hex[:24],
+        "at": datetime.now(UTC).isoformat(),
+        "model": body.get("model"),
+        "stream": bool(body.get("stream")),
+        "params": {k: v for k, v in body.items() if k not in ("messages", "tools")},
+        "messages": body.get("messages"),
+        "tools": [(t.get("function") or {}).get("name") for t in body.get("tools") or []],
+        "reply": None,
+        "finish_reason": None,
+        "usage": dict(_ZERO_USAGE),
+        "fault": {"rule": rule.id, rule.kind: rule.value, **extra},
+    }
+    network.records.openai.append(record)
+    network.faults.log(rule, request=record["id"], **extra)
+    return record
+
+
+def _fault_response(network: PhoneNetwork, rule: FaultRule, body: dict[str, Any]) -> web.Response:
+    status = int(rule.value)
+    _fault_record(network, rule, body, status=status)
+    kind, code, message = _FAULT_ERRORS.get(
+        status, ("server_error" if status >= 500 else "invalid_request_error", None, "Error.")
+    )
+    headers = {"x-request-id": "req_" + uuid.uuid4().hex}
+    wait = rule.retry_after_s
+    if wait is not None:
+        headers["retry-after"] = str(max(1, math.ceil(wait)))
+        headers["retry-after-ms"] = str(round(wait * 1000))
+    text = message.format(model=body.get("model"), wait=f"{wait if wait is not None else 1:g}s")
+    return web.json_response(
+        {"error": {"message": text, "type": kind, "param": None, "code": code}},
+        status=status,
+        headers=headers,
+    )
+
+
+async def _hang(
+    request: web.Request, network: PhoneNetwork, rule: FaultRule, body: dict[str, Any]
+) -> bool:
+    """Hold the request ``hang_s`` before answering; False if the client left meanwhile."""
+    record = _fault_record(network, rule, body)
+    loop = asyncio.get_running_loop()
+    until = loop.time() + rule.value
+    while loop.time() < until:
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            record["fault"]["client_gave_up_after_s"] = round(rule.value - (until - loop.time()), 3)
+            return False
+        await asyncio.sleep(min(0.05, max(0.0, until - loop.time())))
+    network.records.openai.remove(record)  # answered after all: the real record follows
+    return True
+
+
+def _drop_stream(
+    request: web.Request,
+    resp: web.StreamResponse,
+    network: PhoneNetwork,
+    rule: FaultRule | None,
+    record: dict[str, Any],
+    sent: int,
+) -> web.StreamResponse:
+    """Cut the connection mid-stream: no final chunk, no usage, no ``[DONE]``."""
+    assert rule is not None
+    record["fault"] = {"rule": rule.id, rule.kind: rule.value}
+    record["usage"] = dict(_ZERO_USAGE)
+    network.faults.log(rule, request=record["id"], chunks_sent=sent)
+    if request.transport is not None:
+        request.transport.abort()
     return resp
 
 

@@ -4,6 +4,9 @@ to a real local HTTP receiver, retried with backoff, every attempt logged, never
 from __future__ import annotations
 
 import asyncio
+import itertools
+import socket
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -11,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -209,6 +213,68 @@ async def test_unreachable_endpoint_attempts_record_the_error(
     attempts = page.data[0].attempts
     assert [a.status_code for a in attempts] == [None, None, None]
     assert all(a.error and "Connect" in a.error for a in attempts)
+
+
+async def test_receiver_down_for_a_while_gets_the_webhook_once_when_back(
+    client: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    api_settings: Settings,
+    bus: PubSubBus,
+) -> None:
+    """The receiver's port refuses connections for the first two attempts, then the receiver
+    comes up on that same port: the third attempt delivers, once, with the same webhook-id."""
+    # The port is ours but not listening: connections are refused (RST), as when the client's
+    # server is down. listen() makes it accept at once; the receiver then serves from it.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    receiver = WebhookReceiver(port=sock.getsockname()[1])
+    server = uvicorn.Server(
+        uvicorn.Config(receiver._app(), log_level="warning", lifespan="off")  # its own app
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    endpoint = await register(client, sessions, receiver.url)
+    receiver.secret = endpoint["secret"]
+    event = await completed_call_event(client, sessions, api_settings)
+    try:
+        await bus.publish(api_settings.pubsub_topic_call_events, event)
+        # Down until two attempts were refused (the third is due 2 × base = 0.1 s later).
+        refused = (
+            select(func.count())
+            .select_from(models.WebhookAttempt)
+            .join(models.WebhookDelivery)
+            .where(models.WebhookDelivery.endpoint_id == uuid.UUID(endpoint["id"]))
+        )
+        deadline = asyncio.get_running_loop().time() + 15
+        while True:
+            async with sessions() as s:
+                if (await s.scalar(refused)) >= 2:
+                    break
+            assert asyncio.get_running_loop().time() < deadline, "no refused attempts"
+            await asyncio.sleep(0.005)
+        sock.listen(16)
+        thread.start()
+
+        page = await wait_delivery_status(client, endpoint["id"], "succeeded")
+        [delivery] = page.data
+        attempts = delivery.attempts
+        assert [(a.attempt, a.status_code) for a in attempts] == [(1, None), (2, None), (3, 200)]
+        assert all(a.error and "Connect" in a.error for a in attempts[:2])
+        assert attempts[2].error is None and delivery.next_attempt_at is None
+        gaps = [
+            (b.attempted_at - a.attempted_at).total_seconds()
+            for a, b in itertools.pairwise(attempts)
+        ]
+        assert gaps[0] >= 0.05 and gaps[1] >= 0.1  # the backoff, while it was down
+        await asyncio.sleep(0.5)  # nothing more arrives after the success
+        [got] = receiver.received
+        assert got.signature_valid
+        assert got.headers["webhook-id"] == event.id == str(delivery.event_id)
+        assert CallCompletedEvent.model_validate(got.payload).id == uuid.UUID(event.id)
+    finally:
+        server.should_exit = True
+        if thread.is_alive():
+            thread.join(5)
+        sock.close()
 
 
 async def test_redelivered_event_and_duplicate_attempts_change_nothing(

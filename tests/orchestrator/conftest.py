@@ -7,7 +7,7 @@ import asyncio
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 import uvicorn
-from openai import AsyncOpenAI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -25,17 +24,6 @@ from services.common.settings import Settings
 from services.common.topology import subscription_for
 from services.voice_orchestrator.app import Overrides, create_app
 from services.voice_orchestrator.session import SessionTuning
-from services.voice_orchestrator.vendors.deepgram import (
-    DeepgramStt,
-    SpeechToText,
-    deepgram_client,
-)
-from services.voice_orchestrator.vendors.elevenlabs import ElevenLabsTts, TextToSpeech
-from services.voice_orchestrator.vendors.openai_llm import (
-    LanguageModel,
-    OpenAiLlm,
-    openai_client,
-)
 from simulators import SimConfig, SimulatorStack
 
 TZ = "America/New_York"
@@ -62,6 +50,7 @@ SIM_CONFIG = SimConfig(
 MS_PER_CHAR = SIM_CONFIG.ms_per_char
 
 TUNING = SessionTuning(silence_reprompt_s=2.5, max_reprompts=1, hangup_grace_s=3.0)
+OPENAI_TIMEOUT_S = 2.0
 
 
 def free_port() -> int:
@@ -71,77 +60,10 @@ def free_port() -> int:
 
 
 @dataclass
-class Faults:
-    """Per-call vendor faults the test app injects (keyed by call id)."""
-
-    llm_dead: set[str] = field(default_factory=set)
-    tts_drop: set[str] = field(default_factory=set)
-    stt_drop: set[str] = field(default_factory=set)
-    stt_dead: set[str] = field(default_factory=set)
-    tts_dead: set[str] = field(default_factory=set)
-    happened: list[str] = field(default_factory=list)  # "tts_drop", "stt_drop" once done
-
-
-class DroppingTts(ElevenLabsTts):
-    """Closes its socket once, 0.3 s after the third sentence was sent: a mid-turn drop."""
-
-    def __init__(self, settings: Settings, faults: Faults) -> None:
-        super().__init__(settings)
-        self.faults = faults
-        self.dropped = False
-        self._texts = 0
-
-    async def send_text(self, context_id: str, text: str, *, flush: bool = True) -> None:
-        await super().send_text(context_id, text, flush=flush)
-        self._texts += 1
-        if not self.dropped and self._texts == 3 and self._ws is not None:
-            self.dropped = True
-            self.faults.happened.append("tts_drop")
-            ws = self._ws
-            asyncio.get_running_loop().call_later(0.3, lambda: asyncio.ensure_future(ws.close()))
-
-
-class DroppingStt(DeepgramStt):
-    """Closes its socket once, 2.5 s into the call."""
-
-    faults: Faults
-
-    async def run(self, on_event: Any) -> None:
-        original = self.client.listen.v1.connect
-        outer = self
-        dropped = False
-
-        def connect(**kw: Any) -> Any:
-            nonlocal dropped
-            cm = original(**kw)
-            if dropped:
-                return cm
-            dropped = True
-
-            class _Wrap:
-                async def __aenter__(self) -> Any:
-                    sock = await cm.__aenter__()
-                    outer.faults.happened.append("stt_drop")
-                    asyncio.get_running_loop().call_later(
-                        2.5, lambda: asyncio.ensure_future(sock._websocket.close())
-                    )
-                    return sock
-
-                async def __aexit__(self, *exc: Any) -> Any:
-                    return await cm.__aexit__(*exc)
-
-            return _Wrap()
-
-        self.client.listen.v1.connect = connect  # type: ignore[method-assign]
-        await super().run(on_event)
-
-
-@dataclass
 class Orch:
     settings: Settings
     base_url: str
     sim: SimulatorStack
-    faults: Faults
     http: aiohttp.ClientSession
     sessions: async_sessionmaker[AsyncSession]
     bus: PubSubBus
@@ -159,6 +81,19 @@ class Orch:
             assert resp.status == 201, await resp.text()
         return number
 
+    async def add_faults(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """Vendor faults in the simulators (`POST /_sim/faults`, see simulators/faults.py)."""
+        async with self.http.post(f"{self.control}/faults", json=body) as resp:
+            assert resp.status == 201, await resp.text()
+            rules: list[dict[str, Any]] = (await resp.json())["rules"]
+            return rules
+
+    async def sim_records(self, what: str) -> Any:
+        """`GET /_sim/<what>`: openai, deepgram, elevenlabs, faults."""
+        async with self.http.get(f"{self.control}/{what}") as resp:
+            assert resp.status == 200, await resp.text()
+            return await resp.json()
+
     async def sim_call(self, sid: str, wait: float = 0) -> dict[str, Any]:
         async with self.http.get(f"{self.control}/calls/{sid}", params={"wait": str(wait)}) as r:
             assert r.status == 200, await r.text()
@@ -171,11 +106,13 @@ class Orch:
         calls = data["calls"] if isinstance(data, dict) else data
         return [c for c in calls if c.get("to") == number]
 
-    async def new_call(self, phone: str, stage: str = "early") -> tuple[uuid.UUID, dict[str, Any]]:
+    async def new_call(
+        self, phone: str, stage: str = "early", name: str = "Jane Doe"
+    ) -> tuple[uuid.UUID, dict[str, Any]]:
         """A debtor and a `dispatched` call in the DB; returns the call id and the dispatch."""
         today = datetime.now(ZoneInfo(TZ)).date()
         debtor = Debtor(
-            name="Jane Doe",
+            name=name,
             phone=phone,
             timezone=TZ,
             stage=stage,
@@ -243,55 +180,9 @@ async def sim() -> AsyncIterator[SimulatorStack]:
 
 
 @pytest.fixture(scope="package")
-def faults() -> Faults:
-    return Faults()
-
-
-def _overrides(settings: Settings, faults: Faults) -> Overrides:
-    # Every vendor client is built here, before any call: building one is ~50 ms of blocking
-    # SSL setup, which inside the batch would stall every call sharing this event loop.
-    dead_dg = settings.model_copy(update={"deepgram_ws_url": "ws://127.0.0.1:9"})
-    dead_oa = settings.model_copy(update={"openai_base_url": "http://127.0.0.1:9/v1"})
-    dead_el = settings.model_copy(update={"elevenlabs_ws_url": "ws://127.0.0.1:9"})
-    clients = {
-        "deepgram": deepgram_client(settings),
-        "deepgram_dead": deepgram_client(dead_dg),
-        "deepgram_drop": deepgram_client(settings),
-        "openai_dead": openai_client(dead_oa),
-    }
-
-    def stt(s: Settings, call_id: str, call_sid: str) -> SpeechToText:
-        if call_id in faults.stt_drop:
-            stt = DroppingStt(s, call_sid, client=clients["deepgram_drop"])
-            stt.faults = faults
-            return stt
-        if call_id in faults.stt_dead:
-            return DeepgramStt(dead_dg, call_sid, client=clients["deepgram_dead"])
-        return DeepgramStt(s, call_sid, client=clients["deepgram"])
-
-    def tts(s: Settings, call_id: str) -> TextToSpeech:
-        if call_id in faults.tts_drop:
-            return DroppingTts(s, faults)
-        if call_id in faults.tts_dead:
-            return ElevenLabsTts(dead_el)
-        return ElevenLabsTts(s)
-
-    def llm(s: Settings, client: AsyncOpenAI, call_id: str) -> LanguageModel:
-        if call_id in faults.llm_dead:
-            # A port nobody listens on: every request fails to connect (retried, then given up).
-            return OpenAiLlm(dead_oa, clients["openai_dead"], cache_key=call_id)
-        return OpenAiLlm(s, client, cache_key=call_id)
-
-    return Overrides(
-        tuning=TUNING, stt_factory=stt, tts_factory=tts, llm_factory=llm, run_sweeper=False
-    )
-
-
-@pytest.fixture(scope="package")
 async def orch(
     settings: Settings,
     sim: SimulatorStack,
-    faults: Faults,
     sessions: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[Orch]:
     assert sim.urls is not None
@@ -307,11 +198,14 @@ async def orch(
             "elevenlabs_ws_url": u.elevenlabs_ws,
             "orchestrator_public_url": f"http://127.0.0.1:{port}",
             "outbox_poll_interval_seconds": 0.1,
+            # A hung LLM request is given up after 2 s (then retried by the SDK): short enough
+            # for the fault tests, long against the simulator's 0.45 s time to first token.
+            "openai_timeout_seconds": OPENAI_TIMEOUT_S,
         }
     )
     bus = PubSubBus(s)
     await asyncio.to_thread(_drain_dispatch_backlog, bus, s)
-    app = create_app(s, _overrides(s, faults))
+    app = create_app(s, Overrides(tuning=TUNING, run_sweeper=False))
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
@@ -321,7 +215,7 @@ async def orch(
             task.result()
         await asyncio.sleep(0.05)
     async with aiohttp.ClientSession() as http:
-        yield Orch(s, f"http://127.0.0.1:{port}", sim, faults, http, sessions, bus)
+        yield Orch(s, f"http://127.0.0.1:{port}", sim, http, sessions, bus)
     server.should_exit = True
     await task
     bus.close()

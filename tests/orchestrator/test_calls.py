@@ -1,9 +1,14 @@
 """Whole calls through the orchestrator, against the simulators over real sockets.
 
-Every persona (plus three vendor-failure runs) is dialled at once by one session fixture, which
+Every persona (plus the vendor-failure runs) is dialled at once by one session fixture, which
 keeps the suite short; the tests then check each run: outcome, transcript, promise/callback,
 recording, `call.completed`, timings, and what the simulated phone actually heard (overlaps of
 agent audio over the debtor, `clear`s, marks).
+
+Vendor failures come from the vendors' side: each fault run posts its faults to the simulators
+(`POST /_sim/faults`) scoped to its own call (Deepgram: the call's number; OpenAI: our
+`prompt_cache_key`, the call id; ElevenLabs: the debtor's name, which the greeting says), and
+the simulators' records show what the orchestrator did about them.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ import itertools
 import json
 import uuid
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -32,6 +38,7 @@ from services.voice_orchestrator.finalize import event_id, recording_key, transc
 from tests.orchestrator.conftest import (
     BALANCE_MINOR,
     MS_PER_CHAR,
+    OPENAI_TIMEOUT_S,
     TUNING,
     TZ,
     Orch,
@@ -45,7 +52,35 @@ class Expect:
     status: str = "completed"
     outcome: str = "promise_to_pay"
     answered: bool = True
-    fault: str | None = None
+    fault: str | None = None  # a key of FAULTS
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What identifies one call at each vendor."""
+
+    number: str  # Deepgram: the connection's tag is the CallSid, whose call dialled this number
+    call_id: str  # OpenAI: our prompt_cache_key
+    name: str  # ElevenLabs: the debtor's name, in the greeting's text
+
+
+FAULTS: dict[str, Callable[[Scope], dict[str, Any]]] = {
+    # Every request of the call answered 503: retried, then given up.
+    "llm_down": lambda c: {"openai": {"status": 503, "count": None, "match": c.call_id}},
+    "llm_429": lambda c: {
+        "openai": {"status": 429, "count": 2, "retry_after_s": 1, "match": c.call_id}
+    },
+    "llm_500": lambda c: {"openai": {"status": 500, "count": 1, "match": c.call_id}},
+    # Longer than our timeout (OPENAI_TIMEOUT_S).
+    "llm_hang": lambda c: {"openai": {"hang_s": 30, "count": 1, "match": c.call_id}},
+    "llm_drop": lambda c: {"openai": {"drop_mid_stream_after_chunks": 3, "match": c.call_id}},
+    # Cooperative: "Hello?" (1), "Yes, speaking." (3), "Oh, right." (5): cut inside the line.
+    "stt_drop": lambda c: {"deepgram": {"drop_after_words": 5, "number": c.number}},
+    "stt_down": lambda c: {"deepgram": {"status": 503, "count": None, "number": c.number}},
+    # Negotiator: the greeting (1), then the 2nd sentence of the next reply.
+    "tts_drop": lambda c: {"elevenlabs": {"drop_after_texts": 3, "match": c.name, "delay_ms": 300}},
+    "tts_down": lambda c: {"elevenlabs": {"drop_after_texts": 1, "match": c.name, "count": None}},
+}
 
 
 RUNS: dict[str, Expect] = {
@@ -62,13 +97,18 @@ RUNS: dict[str, Expect] = {
     "no_answer": Expect("no_answer", status="no_answer", outcome="no_answer", answered=False),
     "unreachable": Expect("unreachable", status="failed", outcome="failed", answered=False),
     # Vendor failures mid-call.
-    "llm_down": Expect("cooperative", outcome="failed", fault="llm_dead"),
+    "llm_down": Expect("cooperative", outcome="failed", fault="llm_down"),
+    "llm_429": Expect("cooperative", fault="llm_429"),
+    "llm_500": Expect("cooperative", fault="llm_500"),
+    "llm_hang": Expect("cooperative", fault="llm_hang"),
+    "llm_drop": Expect("cooperative", fault="llm_drop"),
     "tts_drop": Expect("negotiator", fault="tts_drop"),
     "stt_drop": Expect("cooperative", fault="stt_drop"),
-    "stt_down": Expect("cooperative", outcome="failed", fault="stt_dead"),
-    "tts_down": Expect("cooperative", outcome="failed", fault="tts_dead"),
+    "stt_down": Expect("cooperative", outcome="failed", fault="stt_down"),
+    "tts_down": Expect("cooperative", outcome="failed", fault="tts_down"),
 }
 LOOP_LAGS: list[float] = []
+VENDOR_RECORDS: dict[str, Any] = {}
 
 
 async def loop_lag_monitor(out: list[float]) -> None:
@@ -102,10 +142,11 @@ class Run:
 
 async def _one(orch: Orch, store: GcsBlobStore, name: str, expect: Expect) -> Run:
     number = await orch.assign(expect.persona)
-    call_id, data = await orch.new_call(number)
+    debtor_name = f"Jane {name.title().replace('_', '')}"  # unique per run (ElevenLabs faults)
+    call_id, data = await orch.new_call(number, name=debtor_name)
     key = str(call_id)
     if expect.fault is not None:
-        getattr(orch.faults, expect.fault).add(key)
+        await orch.add_faults(FAULTS[expect.fault](Scope(number, key, debtor_name)))
     await orch.dispatch(data)
     call = await orch.wait_terminal(call_id, within=120)
     await asyncio.sleep(0.5)  # let the outbox relay and the simulator settle
@@ -149,11 +190,11 @@ async def runs(orch: Orch) -> dict[str, Run]:
         monitor.cancel()
     LOOP_LAGS.extend(lags)
     out = dict(zip(RUNS, results, strict=True))
+    # What the vendors saw (per request / connection), and which faults fired.
+    for what in ("openai", "deepgram", "elevenlabs", "faults"):
+        VENDOR_RECORDS[what] = await orch.sim_records(what)
     # What ElevenLabs was asked to say, per context (to compare with what was heard).
-    async with orch.http.get(f"{orch.control}/elevenlabs") as r:
-        records = await r.json()
-    conns = records if isinstance(records, list) else records.get("connections", [])
-    contexts = [c for conn in conns for c in conn.get("contexts", [])]
+    contexts = [c for conn in VENDOR_RECORDS["elevenlabs"] for c in conn.get("contexts", [])]
     for run in out.values():
         run.tts_contexts = contexts
     return out
@@ -161,7 +202,7 @@ async def runs(orch: Orch) -> dict[str, Run]:
 
 ANSWERED = [n for n, e in RUNS.items() if e.answered]
 # Runs where the conversation itself ran normally (no vendor outage from the start).
-CONVERSED = [n for n in ANSWERED if RUNS[n].fault not in ("stt_dead", "tts_dead")]
+CONVERSED = [n for n in ANSWERED if RUNS[n].fault not in ("stt_down", "tts_down")]
 
 
 # ---- every run ---------------------------------------------------------------------------
@@ -220,7 +261,7 @@ async def test_no_agent_audio_over_the_debtor_except_barge_in_reaction(
 ) -> None:
     stream = runs[name].stream
     assert stream["errors"] == []
-    if RUNS[name].fault == "tts_dead":
+    if RUNS[name].fault == "tts_down":
         assert stream["agent_audio"] == []
         return
     clears = stream["clears"]
@@ -255,7 +296,7 @@ async def test_recording_is_stereo_and_time_aligned(runs: dict[str, Run], name: 
         assert rms(0, a + 60, b - 60) > 500, line
     # Agent audio on the right where the phone played it; silence where it did not.
     segments = stream["agent_audio"]
-    if run.expect.fault == "tts_dead":
+    if run.expect.fault == "tts_down":
         assert np.abs(pcm[:, 1]).max() == 0
         return
     assert segments
@@ -281,7 +322,9 @@ async def test_timings_are_recorded_per_agent_turn(runs: dict[str, Run], name: s
         TurnLatency.model_validate(rec)
         if rec["kind"] == "reply" and rec["voice_to_voice_ms"] is not None:
             assert rec["stt_final_ms"] is not None and rec["tts_first_byte_ms"] is not None
-            assert 300 < rec["voice_to_voice_ms"] < 4000, rec
+            # (A retried LLM request makes its turn slower: that is the point of those runs.)
+            slowest = 4000 if run.expect.fault is None else 9000
+            assert 300 < rec["voice_to_voice_ms"] < slowest, rec
             # What our own code adds, beyond waiting on vendors: a few ms.
             assert rec["own_overhead_ms"] < 60, rec
     greeting = latency[0]
@@ -385,28 +428,188 @@ async def test_agent_hangs_up_after_its_goodbye(runs: dict[str, Run]) -> None:
         assert stream["stop_reason"] in ("rest_hangup", "persona_hangup"), name
 
 
-async def test_llm_outage_ends_politely_with_an_apology(runs: dict[str, Run]) -> None:
-    run = runs["llm_down"]
-    assert run.call.failure_reason and run.call.failure_reason.startswith("llm")
-    last = [t for t in run.turns if t.speaker == "agent"][-1]
-    assert "technical problem" in last.text and not last.interrupted
-    assert run.stream["stop_reason"] in ("rest_hangup", "persona_hangup")
-
-
-async def test_tts_and_stt_socket_drops_are_survived(runs: dict[str, Run], orch: Orch) -> None:
-    assert "tts_drop" in orch.faults.happened and "stt_drop" in orch.faults.happened
-    for name in ("tts_drop", "stt_drop"):
-        run = runs[name]
-        assert run.call.failure_reason is None, (name, run.call.failure_reason)
-        assert run.call.outcome == "promise_to_pay"
-
-
 async def test_usage_is_metered(runs: dict[str, Run]) -> None:
     usage = runs["cooperative"].call.usage
     assert usage is not None
     assert usage["llm_input_tokens"] > 0 and usage["llm_output_tokens"] > 0
     assert usage["tts_characters"] > 50 and usage["stt_audio_seconds"] > 5
     assert usage["telephony_seconds"] >= runs["cooperative"].call.duration_seconds
+
+
+# ---- vendor failures --------------------------------------------------------------------
+
+
+def _llm_requests(run: Run) -> list[dict[str, Any]]:
+    """The OpenAI simulator's records of this call's requests, in order."""
+    key = str(run.call.id)
+    return [r for r in VENDOR_RECORDS["openai"] if r["params"].get("prompt_cache_key") == key]
+
+
+def _connections(vendor: str, run: Run) -> list[dict[str, Any]]:
+    """This call's Deepgram connections (tag = CallSid) or ElevenLabs connections (contexts are
+    named after the CallSid)."""
+    sid = run.call.twilio_call_sid
+    assert sid
+    if vendor == "deepgram":
+        return [c for c in VENDOR_RECORDS["deepgram"] if sid in c["tags"]]
+    return [
+        c
+        for c in VENDOR_RECORDS["elevenlabs"]
+        if any(ctx["context_id"].startswith(sid[-8:]) for ctx in c["contexts"])
+    ]
+
+
+def _at(record: dict[str, Any], key: str = "at") -> datetime:
+    return datetime.fromisoformat(record[key])
+
+
+def _gaps(records: list[dict[str, Any]]) -> list[float]:
+    return [(_at(b) - _at(a)).total_seconds() for a, b in itertools.pairwise(records)]
+
+
+def _went_on(run: Run) -> None:
+    """The fault left no trace in the call: no failure, no apology, the expected outcome."""
+    assert run.call.failure_reason is None, run.call.failure_reason
+    assert (run.call.status, run.call.outcome) == ("completed", run.expect.outcome)
+    assert not any("technical problem" in t.text for t in run.turns)
+    assert run.stream["stop_reason"] in ("rest_hangup", "persona_hangup")
+
+
+async def test_llm_429_is_retried_after_retry_after_then_answered(runs: dict[str, Run]) -> None:
+    run = runs["llm_429"]
+    _went_on(run)
+    reqs = _llm_requests(run)
+    # The same request three times: 429, 429 (retry-after: 1 s, waited out), then answered.
+    assert [r.get("fault", {}).get("status") for r in reqs[:3]] == [429, 429, None]
+    assert reqs[0]["messages"] == reqs[1]["messages"] == reqs[2]["messages"]
+    assert all(1.0 <= g < 1.6 for g in _gaps(reqs[:3])), _gaps(reqs[:3])
+    assert all("fault" not in r for r in reqs[3:])
+    assert run.promise is not None and run.promise.amount_minor == BALANCE_MINOR
+
+
+async def test_llm_500_is_retried(runs: dict[str, Run]) -> None:
+    run = runs["llm_500"]
+    _went_on(run)
+    reqs = _llm_requests(run)
+    assert [r.get("fault", {}).get("status") for r in reqs[:2]] == [500, None]
+    assert reqs[0]["messages"] == reqs[1]["messages"]
+    # The SDK's backoff: 0.5 s less up to 25% jitter.
+    assert 0.37 <= _gaps(reqs[:2])[0] < 1.0, _gaps(reqs[:2])
+
+
+async def test_llm_request_hanging_past_the_timeout_is_given_up_and_retried(
+    runs: dict[str, Run],
+) -> None:
+    run = runs["llm_hang"]
+    _went_on(run)
+    reqs = _llm_requests(run)
+    hung = reqs[0]["fault"]
+    assert hung["hang_s"] == 30
+    # We gave up after our timeout, not the vendor's 30 s, and asked again.
+    assert OPENAI_TIMEOUT_S <= hung["client_gave_up_after_s"] < OPENAI_TIMEOUT_S + 0.5
+    assert "fault" not in reqs[1] and reqs[1]["messages"] == reqs[0]["messages"]
+    assert OPENAI_TIMEOUT_S + 0.37 <= _gaps(reqs[:2])[0] < OPENAI_TIMEOUT_S + 1.5
+
+
+async def test_llm_stream_cut_before_any_word_was_spoken_is_asked_again(
+    runs: dict[str, Run],
+) -> None:
+    run = runs["llm_drop"]
+    _went_on(run)
+    reqs = _llm_requests(run)
+    assert reqs[0]["fault"]["drop_mid_stream_after_chunks"] == 3
+    assert "fault" not in reqs[1] and reqs[1]["messages"] == reqs[0]["messages"]
+    agent = [t.text for t in run.turns if t.speaker == "agent"]
+    assert len(agent) == len(set(agent))  # nothing said twice
+
+
+async def test_llm_outage_ends_politely_with_an_apology(runs: dict[str, Run]) -> None:
+    run = runs["llm_down"]
+    assert run.call.failure_reason and run.call.failure_reason.startswith("llm")
+    last = [t for t in run.turns if t.speaker == "agent"][-1]
+    assert "technical problem" in last.text and not last.interrupted
+    assert run.stream["stop_reason"] in ("rest_hangup", "persona_hangup")
+    # One reply was attempted: the request and its two retries, all 503; then the apology.
+    reqs = _llm_requests(run)
+    assert [r["fault"]["status"] for r in reqs] == [503, 503, 503]
+
+
+async def test_stt_socket_drop_mid_turn_loses_no_words(runs: dict[str, Run]) -> None:
+    run = runs["stt_drop"]
+    _went_on(run)
+    conns = _connections("deepgram", run)
+    assert len(conns) == 2, [(c["close_code"], c["close_reason"]) for c in conns]
+    dropped, resumed = conns
+    assert (dropped["close_code"], dropped["close_reason"]) == (1011, "NET-0000")
+    assert dropped["fault"] is not None and resumed["close_code"] == 1000
+    # The line cut after "Oh, right." is in the transcript whole: the words heard before the
+    # drop (interim, kept) and those after it (the new socket, fed the audio since them).
+    debtor = [t.text for t in run.turns if t.speaker == "debtor"]
+    assert debtor[-1] == "Oh, right. Yes, I can pay the full amount today.", debtor
+    assert run.promise is not None and run.promise.due_date == today_in_tz()
+
+
+async def test_stt_outage_ends_politely(runs: dict[str, Run]) -> None:
+    run = runs["stt_down"]
+    assert run.call.failure_reason and run.call.failure_reason.startswith("stt")
+    agent = [t.text for t in run.turns if t.speaker == "agent"]
+    assert "technical problem" in agent[-1]
+    assert run.stream["stop_reason"] == "rest_hangup"
+    sid = run.call.twilio_call_sid
+    refused = [f for f in VENDOR_RECORDS["faults"]["fired"] if f.get("tags") == [sid]]
+    assert len(refused) == 3  # the first connection and two reconnects
+    assert _connections("deepgram", run) == []
+
+
+async def test_tts_socket_drop_mid_turn_resynthesizes_the_rest(runs: dict[str, Run]) -> None:
+    run = runs["tts_drop"]
+    _went_on(run)
+    conns = _connections("elevenlabs", run)
+    assert len(conns) == 2
+    dropped, resumed = conns
+    assert dropped["close_code"] == 1011 and dropped["fault"] is not None
+    # The turn cut mid-way went on in a new context with what had not been synthesized yet.
+    (cut,) = [c for c in resumed["contexts"] if "~" in c["context_id"]]
+    rest = " ".join(cut["text"].split())
+    assert rest and cut["generations"] and cut["audio_bytes"] > 0
+    turn = next(t for t in run.turns if t.speaker == "agent" and t.text.endswith(rest))
+    assert not turn.interrupted
+    # The phone heard every agent turn once: the tone voice is MS_PER_CHAR per character, so
+    # a sentence lost or said twice would show (slack: sentence gaps, a word said again).
+    said = sum(len(t.text) for t in run.turns if t.speaker == "agent")
+    assert abs(run.stream["agent_audio_ms"] / MS_PER_CHAR - said) <= 25
+    assert run.promise is not None and run.promise.amount_minor == 15000
+
+
+async def test_tts_outage_hangs_up_rather_than_leaving_dead_air(runs: dict[str, Run]) -> None:
+    run = runs["tts_down"]
+    assert run.call.failure_reason and run.call.failure_reason.startswith("tts")
+    assert run.stream["agent_audio"] == []
+    assert run.stream["stop_reason"] == "rest_hangup"
+    assert run.stream["duration_ms"] < 10_000
+    conns = _connections("elevenlabs", run)
+    assert len(conns) == 3 and all(c["close_code"] == 1011 for c in conns)
+
+
+async def test_vendor_failure_recovery_times(runs: dict[str, Run]) -> None:
+    """Prints how long each fault held the call up (run with -s)."""
+    lines = []
+    for name in ("llm_429", "llm_500", "llm_hang", "llm_drop"):
+        reqs = _llm_requests(runs[name])
+        answered = next(r for r in reqs if "fault" not in r)
+        wait = (_at(answered) - _at(reqs[0])).total_seconds()
+        lines.append(f"{name:9s} first request → the request answered: {wait:.2f} s")
+    for vendor, name in (("deepgram", "stt_drop"), ("elevenlabs", "tts_drop")):
+        dropped, resumed = _connections(vendor, runs[name])[:2]
+        gap = (_at(resumed, "opened_at") - _at(dropped, "closed_at")).total_seconds()
+        lines.append(f"{name:9s} socket closed → reopened: {gap * 1000:.0f} ms")
+        assert gap < 1.0
+    for name in ("llm_down", "stt_down", "tts_down"):
+        call = runs[name].call
+        assert call.ended_at is not None and call.answered_at is not None
+        took = (call.ended_at - call.answered_at).total_seconds()
+        lines.append(f"{name:9s} answered → call ended: {took:.1f} s")
+    print("\n" + "\n".join(lines))
 
 
 # ---- dispatch idempotency and webhook security ------------------------------------------
@@ -435,24 +638,8 @@ async def test_duplicated_dispatch_places_one_twilio_call(orch: Orch) -> None:
     assert n == 1
 
 
-async def test_stt_outage_ends_politely(runs: dict[str, Run]) -> None:
-    run = runs["stt_down"]
-    assert run.call.failure_reason and run.call.failure_reason.startswith("stt")
-    agent = [t.text for t in run.turns if t.speaker == "agent"]
-    assert "technical problem" in agent[-1]
-    assert run.stream["stop_reason"] == "rest_hangup"
-
-
-async def test_tts_outage_hangs_up_rather_than_leaving_dead_air(runs: dict[str, Run]) -> None:
-    run = runs["tts_down"]
-    assert run.call.failure_reason and run.call.failure_reason.startswith("tts")
-    assert run.stream["agent_audio"] == []
-    assert run.stream["stop_reason"] == "rest_hangup"
-    assert run.stream["duration_ms"] < 10_000
-
-
 async def test_the_event_loop_never_stalled(runs: dict[str, Run]) -> None:
-    # 17 concurrent calls, the four simulators, the test and the Pub/Sub client threads share
+    # 21 concurrent calls, the four simulators, the test and the Pub/Sub client threads share
     # one event loop (and 2 CPUs with PostgreSQL and two emulators) here. Nothing of ours may
     # block it: a stall longer than the ~100 ms of audio queued at Twilio is an audible gap.
     lags = sorted(LOOP_LAGS)

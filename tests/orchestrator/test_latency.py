@@ -8,7 +8,7 @@ import pytest
 
 from generated.turn_latency import TurnLatency
 from services.voice_orchestrator.latency import TurnTimings, union_length
-from services.voice_orchestrator.session import _with_round_texts, heard_text
+from services.voice_orchestrator.session import _with_round_texts, heard_text, unspoken_rest
 
 
 def test_union_length_merges_overlaps_and_clips() -> None:
@@ -89,6 +89,16 @@ def test_heard_text_without_alignment_is_proportional() -> None:
     text = "one two three four five six seven eight nine ten"
     assert heard_text([], text, 500, 1000) == "one two three four five"
     assert heard_text([], text, 2000, 1000) == text
+
+
+def test_unspoken_rest_after_a_tts_drop_counts_without_spaces_and_keeps_words_whole() -> None:
+    text = "Thank you. Acme Finance is a debt collector."
+    # Two generations came back ("Thank you." + "Acme": no space between them in the alignment).
+    assert unspoken_rest(text, len("Thankyou.Acme")) == "Finance is a debt collector."
+    # Cut inside "Finance": the word is said again whole.
+    assert unspoken_rest(text, len("Thankyou.AcmeFin")) == "Finance is a debt collector."
+    assert unspoken_rest(text, 0) == text
+    assert unspoken_rest(text, 10_000) == ""
 
 
 def test_round_text_goes_back_into_the_tool_call_message() -> None:

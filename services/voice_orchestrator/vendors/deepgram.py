@@ -2,9 +2,13 @@
 
 One stream per call, opened with `tag=<CallSid>` (the simulator uses it to know which persona is
 speaking). Audio is queued without blocking and sent by a writer task; `Finalize` travels through
-the same queue so it always follows the audio it should cover. A dropped socket is reopened (at
-most `max_reconnects` times per call), replaying audio that arrived while it was down; past that
-the session is told the stream failed.
+the same queue so it always follows the audio it should cover.
+
+A dropped socket (a close, an error, a refused handshake) is reopened at once (at most
+`max_reconnects` times per call; past that the session is told the stream failed), and nothing
+the debtor said is lost: interim words not yet final are handed to the session as a final, and
+the new socket first gets the audio after the last word Deepgram reported (up to
+`REPLAY_SECONDS`), then what arrived while it was down.
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ log = get_logger(__name__)
 KEEPALIVE_SECONDS = 5.0
 # Audio kept while reconnecting (10 s of 20 ms frames); older audio is dropped.
 MAX_BACKLOG_FRAMES = 500
+# Audio already sent that Deepgram had not yet reported words for, replayed on a new socket.
+REPLAY_SECONDS = 5.0
+BYTES_PER_SECOND = 8000  # μ-law, 8 kHz mono
+REPLAY_BYTES = int(REPLAY_SECONDS * BYTES_PER_SECOND)
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,12 @@ class DeepgramStt:
         self._queue: deque[bytes | _Finalize | _Close] = deque()
         self._wake = asyncio.Event()
         self._closing = False
+        # The current socket: audio sent on it (the last REPLAY_SECONDS kept), how much of it
+        # Deepgram's results have covered, and interim words not yet final.
+        self._recent = bytearray()
+        self._sent_bytes = 0
+        self._covered_bytes = 0
+        self._interim = ""
 
     # ---- producer side (called from the session, never blocks) -----------------------------
     def send_audio(self, frame: bytes) -> None:
@@ -153,6 +167,7 @@ class DeepgramStt:
         while not self._closing:
             try:
                 async with self.client.listen.v1.connect(**self._params()) as socket:
+                    self._resume()
                     await self._serve(socket, on_event)
                 if self._closing:
                     return
@@ -162,6 +177,10 @@ class DeepgramStt:
             except Exception as exc:
                 if self._closing:
                     return
+                if self._interim:
+                    # Words Deepgram had heard but not finalized would die with the socket.
+                    on_event(SttTranscript(self._interim, True, False, False))
+                    self._interim = ""
                 failures += 1
                 if failures > self.max_reconnects:
                     log.warning("stt_failed", error=repr(exc), reconnects=self.reconnects)
@@ -171,11 +190,39 @@ class DeepgramStt:
                 log.warning("stt_reconnecting", error=repr(exc), attempt=failures)
                 await asyncio.sleep(0.05 * failures)
 
+    def _resume(self) -> None:
+        """A socket just opened: replay the audio the previous one had no results for yet."""
+        unreported = self._sent_bytes - self._covered_bytes
+        if unreported > 0 and self._recent:
+            self._queue.appendleft(bytes(self._recent[-unreported:]))
+            self._wake.set()
+        self._recent.clear()
+        self._sent_bytes = self._covered_bytes = 0
+
+    def _covered(self, message: Any) -> None:
+        """How far into this socket's audio Deepgram has reported: a final covers all it
+        spans, an interim its last word."""
+        if getattr(message, "type", None) != "Results":
+            return
+        if getattr(message, "is_final", False):
+            end = float(getattr(message, "start", 0.0)) + float(getattr(message, "duration", 0.0))
+            self._interim = ""
+        else:
+            channel = getattr(message, "channel", None)
+            alternatives = getattr(channel, "alternatives", None) or []
+            words = (getattr(alternatives[0], "words", None) or []) if alternatives else []
+            if not words:
+                return
+            end = float(getattr(words[-1], "end", 0.0))
+            self._interim = str(getattr(alternatives[0], "transcript", "") or "")
+        self._covered_bytes = max(self._covered_bytes, int(end * BYTES_PER_SECOND))
+
     async def _serve(self, socket: Any, on_event: Callable[[SttEvent], None]) -> None:
         writer = asyncio.create_task(self._write(socket))
         keepalive = asyncio.create_task(self._keepalive(socket))
         try:
             async for message in socket:
+                self._covered(message)
                 event = self._parse(message)
                 if event is not None:
                     on_event(event)
@@ -205,8 +252,12 @@ class DeepgramStt:
             if batch:
                 data = bytes(batch)
                 batch.clear()
+                self._recent += data  # before sending: a failed send is replayed too
+                if len(self._recent) > REPLAY_BYTES:
+                    del self._recent[: len(self._recent) - REPLAY_BYTES]
+                self._sent_bytes += len(data)
                 await socket.send_media(data)
-                self.audio_seconds += len(data) / 8000
+                self.audio_seconds += len(data) / BYTES_PER_SECOND
             if self._queue and not isinstance(self._queue[0], bytes):
                 control = self._queue.popleft()
                 if isinstance(control, _Finalize):

@@ -6,6 +6,10 @@ socket per call, one context per agent turn: a barge-in closes that context (`cl
 without reconnecting. Output is `ulaw_8000`, exactly what Twilio plays, so nothing is resampled.
 Each audio message carries character alignment (times relative to that chunk), which the session
 uses to cut an interrupted turn to the words the debtor heard.
+
+A socket that drops (a close, a refused handshake) is reopened at once, at most `max_reconnects`
+times per call; the contexts open on it are reported lost (`TtsContextLost`) and the session
+re-sends what they had not synthesized yet in new contexts. Past that: `TtsFailed`.
 """
 
 from __future__ import annotations
@@ -145,13 +149,22 @@ class ElevenLabsTts:
                 await asyncio.wait_for(self._connected.wait(), CONNECT_WAIT_SECONDS)
             except TimeoutError as exc:
                 raise TtsUnavailable("text-to-speech socket not connected") from exc
+            context_id = payload.get("context_id")
+            if "text" in payload and context_id not in self._open_contexts:
+                return  # lost with the old socket: the session re-sends its text in a new one
         ws = self._ws
         if ws is None:
             raise TtsUnavailable("text-to-speech socket not connected")
         try:
             await ws.send(json.dumps(payload))
         except websockets.ConnectionClosed as exc:
-            raise TtsUnavailable(repr(exc)) from exc
+            if self._closing:
+                raise TtsUnavailable(repr(exc)) from exc
+            # The socket dropped under us. `run()` reconnects and reports the contexts lost
+            # with it (TtsContextLost); the session then sends their unspoken text again, this
+            # message's included. Failing the turn here would end a call that can go on.
+            log.info("tts_send_on_dropped_socket", error=repr(exc))
+            return
         self._last_send = time.monotonic()
 
     async def open_context(self, context_id: str) -> None:

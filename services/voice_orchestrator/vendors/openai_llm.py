@@ -1,8 +1,14 @@
 """GPT-5-mini through the official `openai` SDK (AsyncOpenAI, streaming Chat Completions).
 
 `stream()` yields text deltas as they arrive and, at the end, the tool calls the model asked for.
-Failures before the first delta (timeout, 429, 5xx, connection) are retried here with a short
-backoff, because nothing has been said yet; a failure after that is raised to the session.
+
+Failures before the response starts (429, 408/409, 5xx, timeouts, connection errors) are retried
+by the SDK: `OPENAI_MAX_RETRIES` times, after the server's `retry-after(-ms)` if it sent one, else
+after 0.5 s, 1 s (-25% jitter). Every attempt has `OPENAI_TIMEOUT_SECONDS` to connect and to get
+each next byte, and the whole request (attempts and waits) has `OPENAI_TIMEOUT_SECONDS ×
+(OPENAI_MAX_RETRIES + 1)`: a live call does not wait out a `retry-after` that runs past that. A
+stream that breaks or stalls after it started is not retried here (its text may already be
+spoken): `LlmError(mid_stream=True)` lets the session decide.
 """
 
 from __future__ import annotations
@@ -15,13 +21,8 @@ from typing import Any, Protocol
 import openai
 from openai import AsyncOpenAI
 
-from services.common.logging import get_logger
 from services.common.settings import Settings
 from services.voice_orchestrator.core import llm_request_params
-
-log = get_logger(__name__)
-
-RETRY_BACKOFF_SECONDS = (0.15, 0.5)
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,9 @@ class LlmUsage:
 
 
 class LlmError(RuntimeError):
-    pass
+    def __init__(self, message: str, *, mid_stream: bool = False) -> None:
+        super().__init__(message)
+        self.mid_stream = mid_stream  # the response had started: some deltas were delivered
 
 
 class LanguageModel(Protocol):
@@ -65,13 +68,9 @@ class LanguageModel(Protocol):
     ) -> AsyncIterator[LlmEvent]: ...
 
 
-_RETRYABLE = (
-    openai.APITimeoutError,
-    openai.APIConnectionError,
-    openai.RateLimitError,
-    openai.InternalServerError,
-    TimeoutError,
-)
+# What a request can fail with: the SDK's errors (a transport cut mid-stream included, as
+# APIConnectionError) and our own deadlines.
+_FAILURES = (openai.APIError, TimeoutError)
 
 
 @dataclass
@@ -87,12 +86,10 @@ class OpenAiLlm:
         settings: Settings,
         client: AsyncOpenAI | None = None,
         *,
-        max_retries: int = 2,
         cache_key: str | None = None,
     ) -> None:
         self.settings = settings
         self.client = client or openai_client(settings)
-        self.max_retries = max_retries
         self.cache_key = cache_key
         self.usage = LlmUsage()
 
@@ -114,28 +111,22 @@ class OpenAiLlm:
     async def stream(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
     ) -> AsyncIterator[LlmEvent]:
-        timeout = self.settings.openai_timeout_seconds
-        attempt = 0
-        while True:
-            self.usage.requests += 1
-            yielded = False
-            try:
-                stream = await asyncio.wait_for(self._open(messages, tools), timeout)
-                try:
-                    async for event in self._events(stream, timeout):
-                        yielded = True
-                        yield event
-                finally:
-                    await stream.close()
-                return
-            except _RETRYABLE as exc:
-                if yielded or attempt >= self.max_retries:
-                    raise LlmError(repr(exc)) from exc
-                log.warning("llm_retry", error=type(exc).__name__, attempt=attempt + 1)
-                await asyncio.sleep(RETRY_BACKOFF_SECONDS[min(attempt, 1)])
-                attempt += 1
-            except openai.APIError as exc:
-                raise LlmError(repr(exc)) from exc
+        s = self.settings
+        self.usage.requests += 1
+        try:
+            # The SDK retries inside; this bounds the whole of it (see the module docstring).
+            stream = await asyncio.wait_for(
+                self._open(messages, tools), request_deadline_seconds(s)
+            )
+        except _FAILURES as exc:
+            raise LlmError(repr(exc)) from exc
+        try:
+            async for event in self._events(stream, s.openai_timeout_seconds):
+                yield event
+        except _FAILURES as exc:
+            raise LlmError(repr(exc), mid_stream=True) from exc
+        finally:
+            await stream.close()
 
     async def _events(self, stream: Any, stall_s: float) -> AsyncIterator[LlmEvent]:
         tools: dict[int, _ToolAcc] = {}
@@ -179,11 +170,17 @@ class OpenAiLlm:
             self.usage.cached_input_tokens += int(details.cached_tokens)
 
 
+def request_deadline_seconds(settings: Settings) -> float:
+    """The most one request may take to start answering, retries and their waits included."""
+    return settings.openai_timeout_seconds * (settings.openai_max_retries + 1)
+
+
 def openai_client(settings: Settings) -> AsyncOpenAI:
-    # Retries are ours (above): the SDK's own backoff is too slow for a live call.
+    # The SDK retries (honouring `retry-after`); each attempt gets the timeout (connect, and
+    # every read: a hung request or a stalled stream fails after it).
     return AsyncOpenAI(
         api_key=settings.openai_api_key.get_secret_value(),
         base_url=settings.openai_base_url,
-        max_retries=0,
+        max_retries=settings.openai_max_retries,
         timeout=settings.openai_timeout_seconds,
     )
