@@ -7,7 +7,7 @@ import uvicorn
 from services.common import failpoints
 from services.common.logging import configure_logging
 from services.common.settings import get_settings
-from services.voice_orchestrator.app import create_app
+from services.voice_orchestrator.app import WS_SERVER_OPTIONS, create_app
 
 
 def main() -> None:
@@ -19,10 +19,7 @@ def main() -> None:
         host="0.0.0.0",
         port=settings.voice_orchestrator_port,
         log_config=None,
-        # Twilio sends its own keep-alive traffic (media every 20 ms); ping only idle sockets.
-        ws_ping_interval=20.0,
-        # Base64 μ-law compresses poorly; deflating every 20 ms frame cost CPU (py-spy).
-        ws_per_message_deflate=False,
+        **WS_SERVER_OPTIONS,
     )
 
 

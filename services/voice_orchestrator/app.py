@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -52,9 +51,13 @@ from services.voice_orchestrator.vendors.openai_llm import (
     openai_client,
 )
 from services.voice_orchestrator.vendors.twilio import (
+    MAX_FRAME_BYTES,
+    BadFrame,
+    IgnoredFrames,
     SignatureVerifier,
     Telephony,
     TwilioTelephony,
+    parse_message,
     parse_start,
 )
 
@@ -64,6 +67,21 @@ CONSUMER = "voice-orchestrator"
 START_TIMEOUT_S = 10.0
 SWEEP_INTERVAL_S = 60.0
 SHUTDOWN_DRAIN_S = 8.0
+
+# uvicorn's options for the media WebSocket; `__main__` runs the server with them (tests too).
+WS_SERVER_OPTIONS: dict[str, Any] = {
+    # Twilio sends its own keep-alive traffic (media every 20 ms); ping only idle sockets.
+    "ws_ping_interval": 20.0,
+    # Base64 μ-law compresses poorly; deflating every 20 ms frame cost CPU (py-spy).
+    "ws_per_message_deflate": False,
+    # A bigger message is refused by the protocol layer (close 1009) before it is buffered.
+    "ws_max_size": MAX_FRAME_BYTES,
+}
+# Twilio's status callbacks are ~1 KiB of form fields; a bigger body is refused with 413 before
+# it is read whole. (A candidate for a setting.)
+MAX_CALLBACK_BODY_BYTES = 64 * 1024
+# WebSocket close codes (RFC 6455): a stream we will not serve (bad or foreign `start`).
+CLOSE_POLICY_VIOLATION = 1008
 
 # Twilio CallStatus → (our terminal status, outcome) for calls that never reached a person.
 UNANSWERED = {
@@ -154,14 +172,13 @@ class StarletteTransport:
             raise TransportClosed("disconnected")
         text = message.get("text")
         if text is None:
-            data = message.get("bytes") or b""
-            text = data.decode()
+            raise BadFrame("binary_frame")  # Twilio sends JSON text frames only
         return str(text)
 
-    async def close(self) -> None:
+    async def close(self, code: int = 1000) -> None:
         if self.ws.application_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
-                await self.ws.close()
+                await self.ws.close(code=code)
 
 
 def default_tuning(settings: Settings) -> SessionTuning:
@@ -256,10 +273,19 @@ def create_app(settings: Settings | None = None, overrides: Overrides | None = N
     @app.post(STATUS_PATH)
     async def twilio_status(request: Request) -> Response:
         orch: Orchestrator = request.app.state.orch
-        # Twilio posts application/x-www-form-urlencoded; parsed here without python-multipart.
-        params = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
+        body = await _read_body(request, MAX_CALLBACK_BODY_BYTES)
+        if body is None:
+            log.warning("twilio_callback_too_large", path=request.url.path)
+            # The rest of the body is read and discarded by the server (no reset mid-upload).
+            return Response(status_code=413)
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         signature = request.headers.get("x-twilio-signature", "")
+        try:
+            # Twilio posts application/x-www-form-urlencoded UTF-8; parsed without
+            # python-multipart. A body that is not UTF-8 cannot carry a valid signature.
+            params = dict(parse_qsl(body.decode(), keep_blank_values=True))
+        except UnicodeDecodeError:
+            params, signature = {}, ""
         if not orch.verifier.verify_http(path, params, signature):
             log.warning("twilio_signature_rejected", path=request.url.path)
             return Response(status_code=403)
@@ -283,6 +309,19 @@ def create_app(settings: Settings | None = None, overrides: Overrides | None = N
         await _run_media_session(orch, StarletteTransport(ws))
 
     return app
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None once it is over `limit` bytes (declared or streamed)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
 
 
 def _warm_up(orch: Orchestrator) -> None:
@@ -342,18 +381,26 @@ async def _on_status(orch: Orchestrator, call_id: uuid.UUID, params: dict[str, s
 
 
 async def _run_media_session(orch: Orchestrator, transport: StarletteTransport) -> None:
+    ignored = IgnoredFrames()
     try:
-        start_msg = await asyncio.wait_for(_wait_for_start(transport), START_TIMEOUT_S)
-    except (TimeoutError, TransportClosed, json.JSONDecodeError):
+        start_msg = await asyncio.wait_for(_wait_for_start(transport, ignored), START_TIMEOUT_S)
+    except TimeoutError:
+        ignored.summary()
+        log.warning("media_stream_without_start")
+        await transport.close(CLOSE_POLICY_VIOLATION)
+        return
+    except TransportClosed:
+        ignored.summary()
         await transport.close()
         return
+    ignored.summary()
     started_at = asyncio.get_running_loop().time()
-    start = parse_start(start_msg)
     try:
+        start = parse_start(start_msg)
         call_id = uuid.UUID(start.custom_parameters.get("call_id", ""))
-    except ValueError:
-        log.warning("media_stream_without_call_id")
-        await transport.close()
+    except ValueError:  # BadFrame included
+        log.warning("media_stream_bad_start")
+        await transport.close(CLOSE_POLICY_VIOLATION)
         return
     key = str(call_id)
     bind_call_id(key)
@@ -361,10 +408,12 @@ async def _run_media_session(orch: Orchestrator, transport: StarletteTransport) 
     if (
         facts is None
         or key in orch.live
-        or not await calls.claim_media_session(orch.sessions, call_id)
+        or not await calls.claim_media_session(orch.sessions, call_id, start.call_sid)
     ):
+        # Unknown, ended, streaming already, or the `start` names another call's CallSid (a
+        # handshake signature is over the URL only, so it can be replayed): not served.
         log.warning("media_stream_rejected", known=facts is not None)
-        await transport.close()
+        await transport.close(CLOSE_POLICY_VIOLATION)
         return
     session = CallSession(
         call_id=key,
@@ -404,18 +453,30 @@ async def _run_media_session(orch: Orchestrator, transport: StarletteTransport) 
             orch.relay.wake()
 
 
-async def _wait_for_start(transport: StarletteTransport) -> dict[str, Any]:
+async def _wait_for_start(transport: StarletteTransport, ignored: IgnoredFrames) -> dict[str, Any]:
+    """Twilio's `start`; `connected` before it is expected, anything else is ignored."""
     while True:
-        msg = json.loads(await transport.receive_text())
-        if msg.get("event") == "start":
-            return dict(msg)
+        try:
+            msg = parse_message(await transport.receive_text())
+        except BadFrame as exc:
+            ignored.note(exc)
+            continue
+        event = msg["event"]
+        if event == "start":
+            return msg
+        if event == "stop":
+            raise TransportClosed("stopped before start")
+        if event != "connected":
+            ignored.note(BadFrame("before_start", event))
 
 
 async def _sweeper(orch: Orchestrator) -> None:
     """End calls stuck in a live status whose session vanished (crash, lost instance)."""
     stale = timedelta(seconds=orch.settings.call_sweeper_stale_seconds)
+    # A third of the staleness: a vanished call ends at most ~1.33 x stale after its last beat.
+    interval = min(SWEEP_INTERVAL_S, max(1.0, stale.total_seconds() / 3))
     while True:
-        await asyncio.sleep(SWEEP_INTERVAL_S)
+        await asyncio.sleep(interval)
         try:
             cutoff = datetime.now(UTC) - stale
             async with orch.sessions() as session, session.begin():

@@ -99,14 +99,23 @@ async def load_facts(
 
 
 async def claim_media_session(
-    sessions: async_sessionmaker[AsyncSession], call_id: uuid.UUID
+    sessions: async_sessionmaker[AsyncSession], call_id: uuid.UUID, call_sid: str
 ) -> bool:
-    """The media stream started: the call is in progress and has a live session."""
+    """The media stream started: the call is in progress and has a live session.
+
+    Only once per call (a session anywhere set `heartbeat_at`) and only for the Twilio call we
+    placed: the stream's `start` must carry the call's own CallSid.
+    """
     async with sessions() as session, session.begin():
         row = (
             await session.execute(
                 update(Call)
-                .where(Call.id == call_id, Call.status.in_(("dialing", "ringing", "in_progress")))
+                .where(
+                    Call.id == call_id,
+                    Call.status.in_(("dialing", "ringing", "in_progress")),
+                    Call.twilio_call_sid == call_sid,
+                    Call.heartbeat_at.is_(None),
+                )
                 .values(
                     status="in_progress",
                     answered_at=func.coalesce(Call.answered_at, func.now()),

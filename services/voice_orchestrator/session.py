@@ -17,9 +17,7 @@ Twilio's `start` message, the time line of the recording.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,8 +68,18 @@ from services.voice_orchestrator.vendors.openai_llm import (
     LanguageModel,
     LlmError,
     TextDelta,
+    ToolCall,
 )
-from services.voice_orchestrator.vendors.twilio import MediaOut, StreamStart, Telephony
+from services.voice_orchestrator.vendors.twilio import (
+    BadFrame,
+    IgnoredFrames,
+    MediaOut,
+    StreamStart,
+    Telephony,
+    parse_mark,
+    parse_media,
+    parse_message,
+)
 
 log = get_logger(__name__)
 
@@ -80,6 +88,9 @@ APOLOGY_LINE = (
 )
 REPROMPT_LINE = "Hello? Are you still there?"
 SILENT_GOODBYE_LINE = "It seems this isn't a good time. We'll try again later. Goodbye."
+# A debtor frame stamped further ahead of our stream clock than this is not Twilio's (its clock
+# starts when it sends `start`, before ours): placing it would grow the recording to that time.
+MAX_TIMESTAMP_LEAD_MS = 10_000.0
 
 
 class TransportClosed(Exception):
@@ -92,7 +103,8 @@ class MediaTransport(Protocol):
     async def send_text(self, data: str) -> None: ...
 
     async def receive_text(self) -> str:
-        """Next text frame; raises TransportClosed when the socket is gone."""
+        """Next text frame; raises TransportClosed when the socket is gone and BadFrame for a
+        frame that is not text (Twilio sends text frames only)."""
         ...
 
     async def close(self) -> None: ...
@@ -260,6 +272,7 @@ class CallSession:
         self._closing_attempts = 0
         self._tasks: list[asyncio.Task[Any]] = []
         self._background_tasks: set[asyncio.Task[Any]] = set()
+        self.ignored = IgnoredFrames()
 
     # ---- clocks ----------------------------------------------------------------------------
     def _now(self) -> float:
@@ -334,6 +347,7 @@ class CallSession:
             task.cancel()
         with contextlib.suppress(Exception):
             await self.transport.close()
+        self.ignored.summary()
         if self.failure_reason:
             outcome = self.conv.finalize(EndReason.ERROR)
         elif not self._debtor_spoke:
@@ -389,29 +403,35 @@ class CallSession:
     async def _reader(self) -> None:
         try:
             while True:
-                raw = await self.transport.receive_text()
-                msg = json.loads(raw)
-                event = msg.get("event")
-                if event == "media":
-                    self._on_media(msg.get("media") or {})
-                elif event == "mark":
-                    self._on_mark(str((msg.get("mark") or {}).get("name", "")))
-                elif event == "stop":
-                    self._end("agent_hangup" if self._hanging_up else "remote_stop")
-                    return
+                # A frame Twilio would never send is ignored (logged, counted): it neither ends
+                # the debtor's call nor reaches the recording, the STT or the turn policy.
+                try:
+                    msg = parse_message(await self.transport.receive_text())
+                    event = msg["event"]
+                    if event == "media":
+                        self._on_media(msg)
+                    elif event == "mark":
+                        self._on_mark(parse_mark(msg))
+                    elif event == "stop":
+                        self._end("agent_hangup" if self._hanging_up else "remote_stop")
+                        return
+                    elif event != "dtmf":  # `connected` / `start` again
+                        raise BadFrame("unexpected_event", event)
+                except BadFrame as exc:
+                    self.ignored.note(exc)
         except TransportClosed:
             self._end("agent_hangup" if self._hanging_up else "transport_closed")
 
-    def _on_media(self, media: dict[str, Any]) -> None:
-        if media.get("track", "inbound") != "inbound":
+    def _on_media(self, msg: dict[str, Any]) -> None:
+        media = parse_media(msg)
+        if media is None:
             return
-        frame = base64.b64decode(media.get("payload", ""))
-        if not frame:
-            return
+        frame, ts = media
         now = self._now()
         stream_ms = (now - self.t0) * 1000.0
-        ts = media.get("timestamp")
-        self.recorder.debtor_frame(float(ts) if ts is not None else stream_ms, frame)
+        if ts is not None and ts > stream_ms + MAX_TIMESTAMP_LEAD_MS:
+            raise BadFrame("timestamp_ahead")
+        self.recorder.debtor_frame(ts if ts is not None else stream_ms, frame)
         self.stt.send_audio(frame)
         r = self.vad.process(frame, int(stream_ms))
         actions: list[Action] = []
@@ -692,34 +712,21 @@ class CallSession:
         await self.tts.send_text(turn.context_id, text, flush=True)
 
     async def _llm_turn(self, turn: AgentTurn) -> None:
-        splitter = SentenceSplitter()
         round_texts: dict[str, str] = {}
         end_call = False
         for _ in range(self.tuning.max_tool_rounds):
             messages = _with_round_texts(self.conv.llm_messages(), round_texts)
-            request_at = self._now()
-            turn.timings.mark_once("llm_request_at", request_at)
-            round_text: list[str] = []
-            tool_calls = []
-            first = True
-            stream = self.llm.stream(messages, self.conv.tools())
+            spoken = len(turn.sentences)
             try:
-                async for event in stream:
-                    if first:
-                        first = False
-                        turn.timings.mark_once("llm_first_token_at", self._now())
-                    if isinstance(event, TextDelta):
-                        round_text.append(event.text)
-                        for sentence in splitter.feed(event.text):
-                            await self._speak(turn, sentence)
-                    elif isinstance(event, Completed):
-                        tool_calls = event.tool_calls
-            finally:
-                await stream.aclose()  # type: ignore[attr-defined]
-            turn.timings.llm_done_at = self._now()
-            tail = splitter.flush()
-            if tail:
-                await self._speak(turn, tail)
+                round_text, tool_calls = await self._llm_round(turn, messages)
+            except LlmError as exc:
+                # The stream broke (or stalled) after it started. If none of its words were
+                # spoken yet, nothing is lost by asking again (once); else the session ends
+                # the call with the apology rather than say half a reply twice.
+                if not exc.mid_stream or len(turn.sentences) > spoken:
+                    raise
+                log.warning("llm_round_retry", error=str(exc)[:300])
+                round_text, tool_calls = await self._llm_round(turn, messages)
             if not tool_calls:
                 break
             text = "".join(round_text).strip()
@@ -738,6 +745,36 @@ class CallSession:
             await self._speak(turn, self.conv.closing_line())
         if end_call or self.conv.finished:
             turn.end_call_after = True
+
+    async def _llm_round(
+        self, turn: AgentTurn, messages: list[dict[str, Any]]
+    ) -> tuple[list[str], list[ToolCall]]:
+        """One LLM request: its sentences are spoken as they complete; returns the text pieces
+        and the tool calls it asked for."""
+        splitter = SentenceSplitter()
+        turn.timings.mark_once("llm_request_at", self._now())
+        round_text: list[str] = []
+        tool_calls: list[ToolCall] = []
+        first = True
+        stream = self.llm.stream(messages, self.conv.tools())
+        try:
+            async for event in stream:
+                if first:
+                    first = False
+                    turn.timings.mark_once("llm_first_token_at", self._now())
+                if isinstance(event, TextDelta):
+                    round_text.append(event.text)
+                    for sentence in splitter.feed(event.text):
+                        await self._speak(turn, sentence)
+                elif isinstance(event, Completed):
+                    tool_calls = event.tool_calls
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+        turn.timings.llm_done_at = self._now()
+        tail = splitter.flush()
+        if tail:
+            await self._speak(turn, tail)
+        return round_text, tool_calls
 
     # ---- TTS audio ----------------------------------------------------------------------
     def _on_tts(self, event: TtsEvent) -> None:
@@ -845,8 +882,8 @@ class CallSession:
             self._vendor_failure("tts", "context lost repeatedly")
             return
         turn.resends += 1
-        sent = " ".join(turn.sentences) + " "
-        remainder = sent[turn.aligned_chars :].strip() if turn.chars else sent.strip()
+        sent = " ".join(turn.sentences)
+        remainder = unspoken_rest(sent, turn.aligned_nonspace) if turn.chars else sent.strip()
         old = turn.context_id
         turn.context_id = f"{old.split('~')[0]}~{turn.resends}"
         self._turns_by_ctx.pop(old, None)
@@ -1084,6 +1121,26 @@ class CallSession:
 
 def _nonspace(text: str) -> int:
     return sum(1 for c in text if not c.isspace())
+
+
+def unspoken_rest(text: str, synthesized_nonspace: int) -> str:
+    """What of `text` is left after its first `synthesized_nonspace` non-space characters came
+    back as audio, from the start of the word they end in: a word cut mid-way is said again
+    whole. Counted without spaces, because the alignment's spacing between generations is not
+    our text's."""
+    if synthesized_nonspace <= 0:
+        return text.strip()
+    seen = 0
+    for i, c in enumerate(text):
+        if c.isspace():
+            continue
+        seen += 1
+        if seen == synthesized_nonspace:
+            cut = i + 1
+            if cut < len(text) and not text[cut].isspace():
+                cut = text.rfind(" ", 0, cut) + 1  # mid-word: back to its start
+            return text[cut:].strip()
+    return ""
 
 
 def heard_text(

@@ -8,7 +8,11 @@ Its base URL comes from settings, which is how tests point it at the Twilio simu
 from __future__ import annotations
 
 import base64
+import binascii
 import json
+import math
+import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -18,7 +22,11 @@ from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 from twilio.twiml.voice_response import Connect, Stream, VoiceResponse
 
+from services.common.logging import get_logger
 from services.common.settings import Settings
+from services.voice_orchestrator.media.mulaw import FRAME_BYTES
+
+log = get_logger(__name__)
 
 STATUS_EVENTS = ["initiated", "ringing", "answered", "completed"]
 
@@ -121,6 +129,63 @@ class SignatureVerifier:
 
 # ---- Media Streams messages ----------------------------------------------------------------
 
+# Largest WebSocket message we take from Twilio (the server refuses bigger ones with close code
+# 1009). Twilio's are small: a 20 ms `media` frame is ~300 bytes, a `start` ~1 KiB plus its
+# custom parameters. (A candidate for a setting, e.g. MEDIA_STREAM_MAX_FRAME_BYTES.)
+MAX_FRAME_BYTES = 64 * 1024
+# Every event Twilio sends on a bidirectional stream; others are ignored.
+INBOUND_EVENTS = frozenset({"connected", "start", "media", "mark", "dtmf", "stop"})
+_LOGGABLE_EVENT = re.compile(r"[A-Za-z_]{1,32}")
+
+
+class BadFrame(ValueError):
+    """An inbound frame that is not a Media Streams message we can use: it is ignored."""
+
+    def __init__(self, reason: str, event: object = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        # Only a short plain name goes to the log, never arbitrary peer text.
+        self.event = event if isinstance(event, str) and _LOGGABLE_EVENT.fullmatch(event) else None
+
+
+class IgnoredFrames:
+    """The frames ignored on one connection. The first few are logged; after that they are only
+    counted (a peer sending garbage 50 times a second must not flood the log), and `summary`
+    logs the totals once."""
+
+    LOG_FIRST = 5
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.reasons: Counter[str] = Counter()
+
+    def note(self, exc: BadFrame) -> None:
+        self.count += 1
+        self.reasons[exc.reason] += 1
+        if self.count <= self.LOG_FIRST:
+            extra = {"twilio_event": exc.event} if exc.event else {}
+            log.warning("media_frame_ignored", reason=exc.reason, **extra)
+
+    def summary(self) -> None:
+        if self.count:
+            log.warning("media_frames_ignored", count=self.count, reasons=dict(self.reasons))
+            self.count = 0
+            self.reasons.clear()
+
+
+def parse_message(raw: str) -> dict[str, Any]:
+    """One text frame as a message of a known event; `BadFrame` for anything else."""
+    try:
+        msg = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise BadFrame("not_json") from None
+    if not isinstance(msg, dict):
+        raise BadFrame("not_an_object")
+    event = msg.get("event")
+    if not isinstance(event, str) or event not in INBOUND_EVENTS:
+        raise BadFrame("unknown_event", event)
+    return msg
+
 
 @dataclass(frozen=True)
 class StreamStart:
@@ -131,15 +196,60 @@ class StreamStart:
 
 
 def parse_start(msg: dict[str, Any]) -> StreamStart:
-    start = msg.get("start") or {}
+    """The `start` message's fields; `BadFrame` if it does not have Twilio's shape."""
+    start = msg.get("start")
+    if not isinstance(start, dict):
+        raise BadFrame("bad_start")
+    params = start.get("customParameters") or {}
+    media_format = start.get("mediaFormat") or {}
+    if not isinstance(params, dict) or not isinstance(media_format, dict):
+        raise BadFrame("bad_start")
     return StreamStart(
         stream_sid=str(msg.get("streamSid") or start.get("streamSid") or ""),
         call_sid=str(start.get("callSid") or ""),
-        custom_parameters={
-            str(k): str(v) for k, v in (start.get("customParameters") or {}).items()
-        },
-        media_format=dict(start.get("mediaFormat") or {}),
+        custom_parameters={str(k): str(v) for k, v in params.items()},
+        media_format=dict(media_format),
     )
+
+
+def parse_media(msg: dict[str, Any]) -> tuple[bytes, float | None] | None:
+    """A `media` message's μ-law audio and Twilio's timestamp (ms since the stream started);
+    None for a track other than inbound. `BadFrame` unless the payload is base64 of whole 20 ms
+    frames and the timestamp, if any, a finite number >= 0."""
+    media = msg.get("media")
+    if not isinstance(media, dict):
+        raise BadFrame("bad_media")
+    if media.get("track", "inbound") != "inbound":
+        return None
+    payload = media.get("payload")
+    if not isinstance(payload, str):
+        raise BadFrame("bad_payload")
+    try:
+        frame = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadFrame("bad_base64") from None
+    if not frame or len(frame) % FRAME_BYTES:
+        raise BadFrame("partial_frame")
+    ts = media.get("timestamp")
+    if ts is None:
+        return frame, None
+    if isinstance(ts, bool) or not isinstance(ts, str | int | float):
+        raise BadFrame("bad_timestamp")
+    try:
+        at = float(ts)
+    except ValueError:
+        raise BadFrame("bad_timestamp") from None
+    if not math.isfinite(at) or at < 0:
+        raise BadFrame("bad_timestamp")
+    return frame, at
+
+
+def parse_mark(msg: dict[str, Any]) -> str:
+    mark = msg.get("mark")
+    name = mark.get("name") if isinstance(mark, dict) else None
+    if not isinstance(name, str):
+        raise BadFrame("bad_mark")
+    return name
 
 
 class MediaOut:
