@@ -22,7 +22,7 @@ from services.common.bus import CloudEvent, PubSubBus
 from services.common.models import Call, Debtor
 from services.common.settings import Settings
 from services.common.topology import subscription_for
-from services.voice_orchestrator.app import Overrides, create_app
+from services.voice_orchestrator.app import WS_SERVER_OPTIONS, Overrides, create_app
 from services.voice_orchestrator.session import SessionTuning
 from simulators import SimConfig, SimulatorStack
 
@@ -207,7 +207,14 @@ async def orch(
     await asyncio.to_thread(_drain_dispatch_backlog, bus, s)
     app = create_app(s, Overrides(tuning=TUNING, run_sweeper=False))
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            **WS_SERVER_OPTIONS,  # as deployed: frame size limit, no deflate
+        )
     )
     task = asyncio.create_task(server.serve())
     while not server.started:
