@@ -430,6 +430,8 @@ async def _run_media_session(orch: Orchestrator, transport: StarletteTransport) 
     )
     orch.live[key] = session
     orch.idle.clear()
+    if orch.heartbeats is not None:
+        orch.heartbeats.track(call_id, session.transcript)
     try:
         result = await session.run()
         await persist_session_result(orch.sessions, orch.blobstore, orch.settings, result)
@@ -446,6 +448,8 @@ async def _run_media_session(orch: Orchestrator, transport: StarletteTransport) 
             )
     finally:
         orch.live.pop(key, None)
+        if orch.heartbeats is not None:
+            orch.heartbeats.untrack(call_id)
         if not orch.live:
             orch.idle.set()
         orch.cache.pop(key)

@@ -1,4 +1,5 @@
-"""Database access for the live call: facts for the conversation, status moves, heartbeat.
+"""Database access for the live call: facts for the conversation, status moves, heartbeat and
+transcript checkpoints.
 
 Every status change is a conditional UPDATE (`WHERE status IN (...)`), so redelivered messages,
 out-of-order Twilio callbacks and two instances racing can never move a call backwards or end it
@@ -10,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from generated.call_dispatch import CallDispatch
 from services.common.logging import get_logger
-from services.common.models import Call, Debtor
+from services.common.models import Call, CallTurn, Debtor
 from services.common.settings import Settings
 from services.voice_orchestrator.core import CallFacts, DelinquencyStage
 
@@ -128,32 +132,97 @@ async def claim_media_session(
     return row is not None
 
 
+def turn_rows(call_id: uuid.UUID, entries: Sequence[Any]) -> list[dict[str, Any]]:
+    """`call_turns` rows for transcript entries (session.TranscriptEntry), in spoken order."""
+    return [
+        {
+            "call_id": call_id,
+            "index": i,
+            "speaker": e.speaker,
+            "text": e.text,
+            "state": e.state,
+            "interrupted": e.interrupted,
+            "started_at": e.started_at,
+            "ended_at": e.ended_at,
+        }
+        for i, e in enumerate(entries)
+    ]
+
+
+async def replace_turns(session: AsyncSession, call_id: uuid.UUID, entries: Sequence[Any]) -> None:
+    """Write the call's transcript as it stands, replacing an earlier checkpoint (entries can be
+    reordered or marked interrupted after they were first written)."""
+    await session.execute(delete(CallTurn).where(CallTurn.call_id == call_id))
+    if entries:
+        await session.execute(insert(CallTurn).values(turn_rows(call_id, entries)))
+
+
+def _signature(entries: Sequence[Any]) -> int:
+    return hash(tuple((e.speaker, e.text, e.state, e.interrupted, e.ended_at) for e in entries))
+
+
 class HeartbeatBatcher:
-    """Coalesces every live call's heartbeat into one UPDATE per interval.
+    """Coalesces every live call's heartbeat, and a checkpoint of its transcript, into one
+    transaction per interval.
 
     A per-call UPDATE needed one pooled connection per call per beat: at 200 calls the pool ran
     dry (dispatches and finalizes then timed out). One statement for all calls does not grow.
+    The transcript checkpoint means a call whose orchestrator dies keeps what was said up to the
+    last second; finalize replaces it with the final transcript.
     """
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], interval_s: float = 1.0):
         self.sessions = sessions
         self.interval_s = interval_s
         self.pending: set[uuid.UUID] = set()
+        self.transcripts: dict[uuid.UUID, Sequence[Any]] = {}
+        self._saved: dict[uuid.UUID, int] = {}
 
     async def beat(self, call_id: uuid.UUID) -> None:
         self.pending.add(call_id)
 
+    def track(self, call_id: uuid.UUID, transcript: Sequence[Any]) -> None:
+        """Checkpoint this live list (the session appends to it) while the call is live."""
+        self.transcripts[call_id] = transcript
+
+    def untrack(self, call_id: uuid.UUID) -> None:
+        self.transcripts.pop(call_id, None)
+        self._saved.pop(call_id, None)
+
     async def flush(self) -> None:
-        if not self.pending:
+        changed = {
+            cid: (sig, list(entries))
+            for cid, entries in self.transcripts.items()
+            if entries and self._saved.get(cid) != (sig := _signature(entries))
+        }
+        if not self.pending and not changed:
             return
         ids, self.pending = self.pending, set()
+        live: set[uuid.UUID] = set()
         try:
             async with self.sessions() as session, session.begin():
-                await session.execute(
-                    update(Call)
-                    .where(Call.id.in_(ids), Call.status == "in_progress")
-                    .values(heartbeat_at=func.now())
-                )
+                if ids:
+                    await session.execute(
+                        update(Call)
+                        .where(Call.id.in_(ids), Call.status == "in_progress")
+                        .values(heartbeat_at=func.now())
+                    )
+                if changed:
+                    # Locked like finalize locks it: a call that just ended is left to finalize.
+                    live = set(
+                        await session.scalars(
+                            select(Call.id)
+                            .where(Call.id.in_(list(changed)), Call.status == "in_progress")
+                            .order_by(Call.id)
+                            .with_for_update()
+                        )
+                    )
+                    for cid, (_, entries) in changed.items():
+                        if cid in live:
+                            await replace_turns(session, cid, entries)
+            for cid, (sig, _) in changed.items():
+                if cid in live:
+                    self._saved[cid] = sig
         except Exception:
             self.pending |= ids  # next round; a missed beat is not worth ending calls
             raise

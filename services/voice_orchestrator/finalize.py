@@ -24,11 +24,11 @@ from generated.call_usage import CallUsage
 from services.common.blobstore import BlobStore
 from services.common.call_view import build_call, call_load_options
 from services.common.logging import get_logger
-from services.common.models import Call, Callback, CallTurn, PaymentPromise
+from services.common.models import Call, Callback, PaymentPromise
 from services.common.outbox import add_event
 from services.common.pricing import Prices, cost_of
 from services.common.settings import Settings
-from services.voice_orchestrator.calls import LIVE
+from services.voice_orchestrator.calls import LIVE, replace_turns
 from services.voice_orchestrator.session import SessionResult, TranscriptEntry
 
 log = get_logger(__name__)
@@ -181,26 +181,7 @@ async def persist_session_result(
         ).model_dump()
         row.updated_at = datetime.now(UTC)
         await session.flush()
-        if result.transcript:
-            await session.execute(
-                insert(CallTurn)
-                .values(
-                    [
-                        {
-                            "call_id": call_id,
-                            "index": i,
-                            "speaker": e.speaker,
-                            "text": e.text,
-                            "state": e.state,
-                            "interrupted": e.interrupted,
-                            "started_at": e.started_at,
-                            "ended_at": e.ended_at,
-                        }
-                        for i, e in enumerate(result.transcript)
-                    ]
-                )
-                .on_conflict_do_nothing()
-            )
+        await replace_turns(session, call_id, result.transcript)
         if promise is not None and promise.amount_minor > 0:
             recorded = datetime.now(UTC)
             await session.execute(

@@ -74,7 +74,8 @@ async def test_every_service_killed_after_commit_before_publish(env: Env) -> Non
 async def test_orchestrator_killed_mid_call_is_ended_by_the_sweeper(env: Env) -> None:
     """The orchestrator dies with a call live. The phone network hangs up when the media stream
     drops; the restarted orchestrator's sweeper ends the call `failed` once its heartbeat is
-    stale, and the client gets its one `call.completed`."""
+    stale, and the client gets its one `call.completed`, with what was said until the crash
+    (the transcript is checkpointed every second)."""
     phone, call_id = await place(env, "negotiator", 402)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -83,7 +84,7 @@ async def test_orchestrator_killed_mid_call_is_ended_by_the_sweeper(env: Env) ->
             break
         await asyncio.sleep(0.2)
     assert view["status"] == "in_progress"
-    await asyncio.sleep(3)  # a few turns into the conversation
+    await asyncio.sleep(6)  # a few turns into the conversation
     orch = env.proc("voice-orchestrator")
     orch.kill()
     killed_at = time.monotonic()
@@ -105,6 +106,11 @@ async def test_orchestrator_killed_mid_call_is_ended_by_the_sweeper(env: Env) ->
     hooks = hooks_for(env, call_id)
     assert len(hooks) == 1 and hooks[0].payload["data"]["call"]["outcome"] == "failed"
     assert len(await twilio_calls_to(env, phone)) == 1
+    turns = view["transcript"]
+    assert len(turns) >= 2, turns
+    assert [t["index"] for t in turns] == list(range(len(turns)))
+    assert {t["speaker"] for t in turns} == {"agent", "debtor"}
+    assert hooks[0].payload["data"]["call"]["transcript"] == turns
 
 
 async def test_client_api_killed_mid_webhook_delivery_resumes(env: Env) -> None:
