@@ -265,11 +265,17 @@ async def test_no_agent_audio_over_the_debtor_except_barge_in_reaction(
         assert stream["agent_audio"] == []
         return
     clears = stream["clears"]
-    # Overlap is only the reaction window of a barge-in: debtor onset → our `clear`.
+    # Overlap is only the reaction window of a barge-in: debtor onset → our `clear`. The agent's
+    # audio may stop before the clear (its turn ran out, or the pacer ducked on local VAD), so
+    # the clear is due within the reaction budget from the onset, not before the overlap ends.
     budget = TUNING.barge_in_min_speech_ms + 200
     for start, end in stream["overlaps"]:
         assert end - start <= budget, stream["overlaps"]
-        assert any(start <= c["at_ms"] <= end + 40 for c in clears), (start, end, clears)
+        assert any(start <= c["at_ms"] <= start + budget + 40 for c in clears), (
+            start,
+            end,
+            clears,
+        )
     if name != "interrupter":
         assert stream["overlap_ms"] == 0, stream["overlaps"]
 

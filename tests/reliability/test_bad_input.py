@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import io
 import json
 import re
@@ -50,7 +51,7 @@ from services.common.settings import Settings
 from services.voice_orchestrator.app import WS_SERVER_OPTIONS, Overrides, create_app
 from services.voice_orchestrator.session import SessionTuning
 from simulators import SimConfig, SimulatorStack
-from tests.client_api.conftest import API_KEY, TEST_OVERRIDES
+from tests.client_api.conftest import API_KEY, TEST_OVERRIDES, debtor_body
 
 # ================================================================================================
 # Voice Orchestrator
@@ -89,6 +90,7 @@ class Voice:
     sessions: async_sessionmaker[AsyncSession]
     logs: io.StringIO
     http: httpx.AsyncClient
+    created: list[uuid.UUID] = dataclasses.field(default_factory=list)
 
     @property
     def token(self) -> str:
@@ -153,6 +155,7 @@ class Voice:
             )
             s.add(call)
             await s.flush()
+            self.created.append(call.id)
             return call.id, sid
 
     async def snapshot(self, call_id: uuid.UUID) -> dict[str, Any]:
@@ -176,11 +179,31 @@ class Voice:
         return {"call": row, "turns": [tuple(t) for t in turns], "events": events}
 
     async def counts(self) -> dict[str, int]:
-        out = {}
+        """Rows of every call and debtor, and the turns and events of the calls made here (other
+        processes sharing the database may add events of their own meanwhile)."""
+        ids = [str(c) for c in self.created]
         async with self.sessions() as s:
-            for model in (models.Call, models.CallTurn, models.OutboxMessage, models.Debtor):
-                out[model.__tablename__] = await s.scalar(select(func.count()).select_from(model))
-        return out
+            return {
+                "calls": await s.scalar(select(func.count()).select_from(models.Call)) or 0,
+                "debtors": await s.scalar(select(func.count()).select_from(models.Debtor)) or 0,
+                "call_turns": await s.scalar(
+                    select(func.count())
+                    .select_from(models.CallTurn)
+                    .where(models.CallTurn.call_id.in_(self.created))
+                )
+                or 0,
+                "outbox": await s.scalar(
+                    select(func.count())
+                    .select_from(models.OutboxMessage)
+                    .where(
+                        func.coalesce(
+                            models.OutboxMessage.payload["call_id"].astext,
+                            models.OutboxMessage.payload["call"]["id"].astext,
+                        ).in_(ids)
+                    )
+                )
+                or 0,
+            }
 
 
 def _start(call_id: str, call_sid: str, stream_sid: str | None = None) -> dict[str, Any]:
@@ -722,22 +745,6 @@ async def api(settings: Settings, sessions: async_sessionmaker[AsyncSession]) ->
     _assert_no_personal_data([json.loads(x) for x in log.splitlines() if x.startswith("{")])
 
 
-def _debtor(**overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "name": "Jane Doe",
-        "phone": "+14155550123",
-        "timezone": "America/Los_Angeles",
-        "stage": "early",
-        "amount_owed": {"amount_minor": 45000, "currency": "USD"},
-        "due_date": "2026-11-01",
-        "account_reference": "ACC-88231",
-        "external_id": f"crm-{uuid.uuid4().hex[:12]}",
-        "metadata": {"portfolio": "spring-2026"},
-    }
-    body.update(overrides)
-    return body
-
-
 _URI_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*")
 
 
@@ -777,12 +784,12 @@ def _unique(text: str) -> str:
 
 
 async def test_hostile_text_in_debtor_fields_round_trips_or_is_refused(api: Api) -> None:
-    sentinel = (await api.post("/v1/debtors", _debtor())).json()
+    sentinel = (await api.post("/v1/debtors", debtor_body())).json()
     before = await api.counts()
     accepted = 0
     # Free-text fields: hostile text is kept exactly as sent.
     for text in ACCEPTED_TEXT:
-        body = _debtor(
+        body = debtor_body(
             name=text,
             account_reference=text[:64],
             external_id=_unique(text)[:128],
@@ -817,10 +824,10 @@ async def test_hostile_text_in_debtor_fields_round_trips_or_is_refused(api: Api)
         if field not in free_text:  # formats: SQL and friends are not a phone number either
             values += ACCEPTED_TEXT
         for value in values:
-            resp = await api.post("/v1/debtors", _debtor(**make(value)))
+            resp = await api.post("/v1/debtors", debtor_body(**make(value)))
             _names_field(_problem(resp, 422), f"body.{field}")
     # Hostile property names are unknown properties.
-    resp = await api.post("/v1/debtors", {**_debtor(), SQL_1: "x"})
+    resp = await api.post("/v1/debtors", {**debtor_body(), SQL_1: "x"})
     _names_field(_problem(resp, 422), "body")
     after = await api.counts()
     assert after == {**before, "debtors": before["debtors"] + accepted}
@@ -902,7 +909,7 @@ async def test_hostile_idempotency_keys_and_call_metadata_are_kept_exactly(api: 
         key = f"{uuid.uuid4().hex[:6]}-".encode() + (
             raw if isinstance(raw, bytes) else raw.encode()
         )
-        debtor = (await api.post("/v1/debtors", _debtor())).json()
+        debtor = (await api.post("/v1/debtors", debtor_body())).json()
         path = f"/v1/debtors/{debtor['id']}/calls"
         body = {"metadata": {text[:40]: text}}
         headers: Any = {"Idempotency-Key": key}
@@ -919,7 +926,7 @@ async def test_hostile_idempotency_keys_and_call_metadata_are_kept_exactly(api: 
         # Stored as the header's octets (HTTP field values are ISO-8859-1 on the wire).
         assert call.idempotency_key.encode("latin-1") == key
     # Text that cannot be stored is refused in the trigger's metadata too, naming it.
-    debtor = (await api.post("/v1/debtors", _debtor())).json()
+    debtor = (await api.post("/v1/debtors", debtor_body())).json()
     for value in REFUSED_TEXT.values():
         for metadata in ({"k": value}, {value: "v"}):
             resp = await api.post(f"/v1/debtors/{debtor['id']}/calls", {"metadata": metadata})
@@ -960,7 +967,7 @@ async def test_hostile_query_parameters_are_422_or_400_and_read_nothing(api: Api
 
 async def test_unknown_or_malformed_ids_are_404_or_422_everywhere(api: Api) -> None:
     before = await api.counts()
-    debtor = (await api.post("/v1/debtors", _debtor())).json()
+    debtor = (await api.post("/v1/debtors", debtor_body())).json()
     random_ids = [str(uuid.uuid4()), str(uuid.UUID(int=0)), str(uuid.uuid4()).upper()]
     malformed = [SQL_1, SQL_2, "not-a-uuid", "%00", "{{7*7}}", "\u202e" + str(uuid.uuid4())]
     routes = [
@@ -991,7 +998,7 @@ async def test_unknown_or_malformed_ids_are_404_or_422_everywhere(api: Api) -> N
 
 async def test_chunked_bodies_over_the_limit_are_413_on_every_route(api: Api) -> None:
     limit = TEST_OVERRIDES["max_request_body_bytes"]
-    debtor = (await api.post("/v1/debtors", _debtor())).json()
+    debtor = (await api.post("/v1/debtors", debtor_body())).json()
     before = await api.counts()
     for path in ("/v1/debtors", f"/v1/debtors/{debtor['id']}/calls", "/v1/webhook-endpoints"):
 
