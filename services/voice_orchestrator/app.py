@@ -1,8 +1,8 @@
 """The Voice Orchestrator's FastAPI app: `/healthz`, Twilio status callbacks, `/media-stream`.
 
 The lifespan starts the `call-dispatch` consumer, the outbox relay (publishes `call.completed`)
-and the sweeper (ends calls whose session vanished). Vendor factories can be overridden, which is
-how tests inject failures; by default everything is built from settings.
+and the sweeper (ends calls whose session vanished). Tests may swap the telephony client, blob
+store and tuning (`Overrides`); vendor failures are injected by the simulators instead.
 """
 
 from __future__ import annotations
@@ -94,15 +94,12 @@ UNANSWERED = {
 
 @dataclass
 class Overrides:
-    """Test seams; None means "build from settings"."""
+    """Test seams; None means "build from settings". Vendor faults come from the simulators
+    (`/_sim/faults`), not from here."""
 
     tuning: SessionTuning | None = None
     telephony: Telephony | None = None
     blobstore: BlobStore | None = None
-    # Called with (settings, call_id, call_sid) / (settings, call_id) / (settings, client, call_id).
-    stt_factory: Callable[[Settings, str, str], SpeechToText] | None = None
-    tts_factory: Callable[[Settings, str], TextToSpeech] | None = None
-    llm_factory: Callable[[Settings, AsyncOpenAI, str], LanguageModel] | None = None
     run_consumer: bool = True
     run_relay: bool = True
     run_sweeper: bool = True
@@ -136,18 +133,12 @@ class Orchestrator:
     heartbeats: calls.HeartbeatBatcher | None = None
 
     def stt(self, call_id: str, call_sid: str) -> SpeechToText:
-        if self.overrides.stt_factory is not None:
-            return self.overrides.stt_factory(self.settings, call_id, call_sid)
         return DeepgramStt(self.settings, call_sid, client=self.deepgram)
 
     def tts(self, call_id: str) -> TextToSpeech:
-        if self.overrides.tts_factory is not None:
-            return self.overrides.tts_factory(self.settings, call_id)
         return ElevenLabsTts(self.settings)
 
     def llm(self, call_id: str) -> LanguageModel:
-        if self.overrides.llm_factory is not None:
-            return self.overrides.llm_factory(self.settings, self.openai, call_id)
         return OpenAiLlm(self.settings, self.openai, cache_key=call_id)
 
 
