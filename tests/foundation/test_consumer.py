@@ -7,12 +7,14 @@ import asyncio
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 from services.common.bus import CloudEvent, PubSubBus
 from services.common.consumer import PullConsumer
 from services.common.settings import Settings
+from tests.helpers import pull
 
 
 @pytest.fixture
@@ -185,3 +187,50 @@ async def test_missing_subscription_is_reported_then_recovers(
     await asyncio.wait_for(got.wait(), 30)
     assert state.healthy and state.error is None
     await bus.aclose()
+
+
+async def test_a_message_that_always_fails_ends_in_the_dead_letter_topic(
+    admin: PubSubBus, settings: Settings
+) -> None:
+    """Nothing is lost even when a handler can never succeed: after the subscription's
+    max delivery attempts the message is in `<topic>-dlq`, where operators inspect it."""
+    name = f"consumer-poison-{uuid.uuid4().hex[:8]}"
+    dlq = f"{name}-dlq"
+    for topic in (name, dlq):
+        admin.publisher.create_topic(name=admin.topic_path(topic))
+    admin.subscriber.create_subscription(
+        name=admin.subscription_path(f"{dlq}.inspect"), topic=admin.topic_path(dlq)
+    )
+    admin.subscriber.create_subscription(
+        request={
+            "name": admin.subscription_path(name),
+            "topic": admin.topic_path(name),
+            "ack_deadline_seconds": 10,
+            "retry_policy": {"minimum_backoff": {"seconds": 1}, "maximum_backoff": {"seconds": 1}},
+            "dead_letter_policy": {
+                "dead_letter_topic": admin.topic_path(dlq),
+                "max_delivery_attempts": 5,
+            },
+        }
+    )
+    attempts: list[str] = []
+
+    async def always_fails(event: CloudEvent) -> None:
+        attempts.append(event.id)
+        raise RuntimeError("never works")
+
+    bus = PubSubBus(settings)
+    bus.subscribe(name, always_fails)
+    poison = CloudEvent.create("t.poison", "/tests", {"n": 1})
+    await admin.publish(name, poison)
+    dead: list[Any] = []
+    for _ in range(60):
+        dead = await pull(admin, f"{dlq}.inspect", 1, wait_s=0.5)
+        if dead:
+            break
+    await bus.aclose()
+    assert [m.message.attributes["ce-id"] for m in dead] == [poison.id]
+    assert CloudEvent.from_message(dict(dead[0].message.attributes), dead[0].message.data).data == {
+        "n": 1
+    }
+    assert attempts == [poison.id] * 5
