@@ -193,6 +193,7 @@ class AgentTurn:
     started_stream_ms: float | None = None
     task: asyncio.Task[None] | None = None
     resends: int = 0
+    paused_at: float | None = None  # our last early `clear` (debtor sound, not yet confirmed)
 
     @property
     def text(self) -> str:
@@ -206,6 +207,10 @@ class _OutItem:
     mark: str | None = None
     mark_offset_ms: float = 0.0
     end: bool = False
+
+
+RECENT_ITEMS = 64  # frames and marks: well beyond what Twilio holds unplayed (`lead_ms`)
+RESUME_AFTER_S = 0.3  # quiet after a pause before the agent carries on
 
 
 class CallSession:
@@ -273,6 +278,10 @@ class CallSession:
         self._tasks: list[asyncio.Task[Any]] = []
         self._background_tasks: set[asyncio.Task[Any]] = set()
         self.ignored = IgnoredFrames()
+        # What went to Twilio lately, in order: (item, start ms for a frame, None for a mark).
+        # A pause takes back the part Twilio had not played yet.
+        self._recent: deque[tuple[_OutItem, float | None]] = deque(maxlen=RECENT_ITEMS)
+        self._pending_clear = False
 
     # ---- clocks ----------------------------------------------------------------------------
     def _now(self) -> float:
@@ -442,6 +451,9 @@ class CallSession:
             if self._debtor_onset is None:
                 self._debtor_onset = self.t0 + r.onset_ms / 1000.0
             actions = self.policy.vad_start(r.onset_ms)
+            turn = self.current
+            if turn is not None and turn.playing and not turn.cancelled:
+                self._pause(turn)
         elif r.edge is VadEdge.END:
             actions = self.policy.vad_end()
         elif self.vad.speaking and r.voiced:
@@ -519,9 +531,11 @@ class CallSession:
         self._drop_queued(turn)
         now_ms = self._stream_ms(now)
         if turn.playing:
-            self._send_soon(self.media_out.clear())
+            if turn.paused_at is None:  # paused: Twilio holds nothing of it already
+                self._send_soon(self.media_out.clear())
             if turn.timings.barge_in_detected_at is not None:
-                turn.timings.clear_sent_at = self._now()  # the send follows on the next tick
+                # The early clear of the pause this barge-in confirmed, if it paused us.
+                turn.timings.clear_sent_at = turn.paused_at or self._now()
             self.clock.clear(now_ms)
             self.recorder.agent_cleared(now_ms)
             heard_ms = self._heard_ms(turn, now_ms)
@@ -899,6 +913,11 @@ class CallSession:
     async def _pacer(self) -> None:
         lead = self.tuning.lead_ms
         while True:
+            if self._pending_clear:
+                # Before anything else goes out: a frame sent ahead of it would be dropped.
+                self._pending_clear = False
+                await self._send(self.media_out.clear())
+                continue
             if not self._out:
                 self._out_wake.clear()
                 await self._out_wake.wait()
@@ -915,13 +934,14 @@ class CallSession:
                     continue  # nothing of this turn played yet: the mark would say nothing
                 item.mark_offset_ms = turn.audio_ms_sent
                 self._marks[item.mark] = item
+                self._recent.append((item, None))
                 await self._send(self.media_out.mark(item.mark))
                 continue
             if not turn.playing and (turn.held or not self.policy.can_speak()):
                 # Never start talking over the debtor (or before the greeting is released).
                 await asyncio.sleep(0.01)
                 continue
-            if turn.playing and self.policy.user_vad:
+            if turn.playing and (self.policy.user_vad or self._still_paused(turn)):
                 # Duck: the debtor just made a sound. Feed Twilio nothing new until the policy
                 # decides: a confirmed barge-in clears the rest, a cough lets us carry on. The
                 # debtor hears at most the lead already queued instead of the whole
@@ -936,7 +956,60 @@ class CallSession:
             self._out.popleft()
             start_ms = self.clock.schedule(now_ms, FRAME_MS)
             self._place_frame(turn, item.frame, start_ms)
+            self._recent.append((item, start_ms))
+            turn.paused_at = None  # playing again
             await self._send(self.media_out.media(item.frame))
+
+    def _pause(self, turn: AgentTurn) -> None:
+        """The debtor made a sound while the agent talks: silence the agent now (`clear`), before
+        the policy has decided. What Twilio had queued but not played goes back to the front of
+        our queue, so if it was only a cough the agent carries on without losing a word; a
+        confirmed barge-in then drops it with the rest."""
+        now_ms = self._stream_ms()
+        recent = list(self._recent)
+        first = next(
+            (
+                i
+                for i, (item, start) in enumerate(recent)
+                if item.turn is turn and start is not None and start >= now_ms
+            ),
+            None,
+        )
+        if first is None:
+            return  # nothing of this turn left unplayed at Twilio
+        back = [item for item, _ in recent[first:] if item.turn is turn]
+        self._recent = deque(recent[:first], maxlen=RECENT_ITEMS)
+        self._pending_clear = True
+        turn.paused_at = self._now()
+        self.clock.clear(now_ms)
+        self.recorder.agent_cleared(now_ms)
+        turn.audio_ms_sent -= FRAME_MS * sum(1 for item in back if item.frame is not None)
+        self._trim_segments(turn, now_ms)
+        for item in back:
+            if item.mark is not None:
+                # Twilio echoes it for the clear, unplayed: forget it, send it again renamed.
+                self._marks.pop(item.mark, None)
+                turn.mark_seq += 1
+                item.mark = f"{item.mark.rsplit('~', 1)[0]}~{turn.mark_seq}"
+        self._out.extendleft(reversed(back))
+        self._out_wake.set()
+
+    def _still_paused(self, turn: AgentTurn) -> bool:
+        """After a pause, carry on only once the debtor has been quiet for a moment: the VAD
+        can flicker between words, and each flicker would let a burst of audio out."""
+        return turn.paused_at is not None and self._now() - self._last_voiced < RESUME_AFTER_S
+
+    @staticmethod
+    def _trim_segments(turn: AgentTurn, now_ms: float) -> None:
+        """Forget the frames that were to start at or after `now_ms` (they were cleared)."""
+        kept: list[_Segment] = []
+        for seg in turn.segments:
+            if seg.stream_ms >= now_ms:
+                continue
+            frames = -(-(now_ms - seg.stream_ms) // FRAME_MS)  # frames started before now
+            seg.duration_ms = min(seg.duration_ms, frames * FRAME_MS)
+            kept.append(seg)
+        turn.segments = kept
 
     def _place_frame(self, turn: AgentTurn, frame: bytes, start_ms: float) -> None:
         seg = turn.segments[-1] if turn.segments else None
