@@ -50,9 +50,9 @@ def api_settings(settings: Settings) -> Settings:
     return settings.model_copy(update=update)
 
 
-@pytest.fixture(scope="package")
-def api_server(api_settings: Settings) -> Iterator[ServiceProcess]:
-    log_path = Path(tempfile.mkdtemp(prefix="client-api-test-")) / "client-api.log"
+def client_api_process(log_prefix: str) -> ServiceProcess:
+    """The Client API as its own process (not started), with the test overrides."""
+    log_path = Path(tempfile.mkdtemp(prefix=log_prefix)) / "client-api.log"
     server = ServiceProcess(
         name="client-api",
         module="services.client_api",
@@ -60,6 +60,12 @@ def api_server(api_settings: Settings) -> Iterator[ServiceProcess]:
         log_path=log_path,
     )
     server.env["CLIENT_API_PORT"] = str(server.port)
+    return server
+
+
+@pytest.fixture(scope="package")
+def api_server(api_settings: Settings) -> Iterator[ServiceProcess]:
+    server = client_api_process("client-api-test-")
     server.env["LOG_LEVEL"] = os.environ.get("CLIENT_API_TEST_LOG_LEVEL", "INFO")
     server.start()
     try:
@@ -68,7 +74,7 @@ def api_server(api_settings: Settings) -> Iterator[ServiceProcess]:
     finally:
         server.stop()
         if os.environ.get("CLIENT_API_TEST_SHOW_LOG"):
-            print(log_path.read_text())
+            print(server.log_path.read_text() if server.log_path else "")
 
 
 @pytest.fixture(scope="package")

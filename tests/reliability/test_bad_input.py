@@ -25,13 +25,11 @@ import io
 import json
 import re
 import socket
-import tempfile
 import uuid
 import wave
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -43,7 +41,6 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from twilio.request_validator import RequestValidator
 
-from scripts.processes import ServiceProcess
 from services.common import models
 from services.common.blobstore import GcsBlobStore
 from services.common.logging import configure_logging
@@ -51,7 +48,7 @@ from services.common.settings import Settings
 from services.voice_orchestrator.app import WS_SERVER_OPTIONS, Overrides, create_app
 from services.voice_orchestrator.session import SessionTuning
 from simulators import SimConfig, SimulatorStack
-from tests.client_api.conftest import API_KEY, TEST_OVERRIDES, debtor_body
+from tests.client_api.conftest import API_KEY, TEST_OVERRIDES, client_api_process, debtor_body
 
 # ================================================================================================
 # Voice Orchestrator
@@ -723,14 +720,9 @@ class Api:
 
 @pytest.fixture(scope="module")
 async def api(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[Api]:
-    log_path = Path(tempfile.mkdtemp(prefix="client-api-bad-input-")) / "client-api.log"
-    server = ServiceProcess(
-        name="client-api",
-        module="services.client_api",
-        env={k.upper(): str(v) for k, v in TEST_OVERRIDES.items()},
-        log_path=log_path,
-    )
-    server.env["CLIENT_API_PORT"] = str(server.port)
+    server = client_api_process("client-api-bad-input-")
+    log_path = server.log_path
+    assert log_path is not None
     server.start()
     try:
         await asyncio.to_thread(server.wait_healthy, 60)
