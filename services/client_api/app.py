@@ -20,7 +20,7 @@ from services.client_api import problems
 from services.client_api.deps import require_api_key
 from services.client_api.middleware import BodyLimitMiddleware
 from services.client_api.openapi import served_spec
-from services.client_api.responses import UNAVAILABLE
+from services.client_api.responses import UNAUTHORIZED, UNAVAILABLE
 from services.client_api.routers import calls, debtors, health, stats, webhooks
 from services.client_api.webhooks.delivery import DeliveryWorker
 from services.client_api.webhooks.fanout import CallEventHandler
@@ -37,7 +37,9 @@ SERVICE = "client-api"
 
 def _v1_router() -> APIRouter:
     # Every /v1 route needs the API key; /healthz, /openapi.json and the docs stay open.
-    v1 = APIRouter(dependencies=[Depends(require_api_key)], responses=UNAVAILABLE)
+    v1 = APIRouter(
+        dependencies=[Depends(require_api_key)], responses={**UNAUTHORIZED, **UNAVAILABLE}
+    )
     v1.include_router(debtors.router)
     v1.include_router(calls.router)
     v1.include_router(webhooks.router)

@@ -34,7 +34,6 @@ from services.client_api.responses import (
     CONFLICT,
     NOT_FOUND,
     TOO_LARGE,
-    UNAUTHORIZED,
     UNPROCESSABLE,
     CursorQuery,
     LimitQuery,
@@ -107,7 +106,6 @@ async def _replay(session: AsyncSession, key: str, fp: str) -> models.Call | Non
     response_model=Call,
     responses={
         **BAD_REQUEST,
-        **UNAUTHORIZED,
         **NOT_FOUND,
         **CONFLICT,
         **TOO_LARGE,
@@ -222,7 +220,7 @@ async def _replayed(previous: models.Call, blobs: BlobStore, response: Response)
     "/v1/calls",
     operation_id="listCalls",
     response_model=CallPage,
-    responses={**BAD_REQUEST, **UNAUTHORIZED, **UNPROCESSABLE},
+    responses={**BAD_REQUEST, **UNPROCESSABLE},
 )
 async def list_calls(
     session: SessionDep,
@@ -255,7 +253,7 @@ async def list_calls(
     "/v1/calls/{call_id}",
     operation_id="getCall",
     response_model=Call,
-    responses={**UNAUTHORIZED, **NOT_FOUND, **UNPROCESSABLE},
+    responses={**NOT_FOUND, **UNPROCESSABLE},
 )
 async def get_call(
     call_id: Annotated[uuid.UUID, Path(description="The call's id.")],

@@ -25,7 +25,6 @@ from services.client_api.responses import (
     CONFLICT,
     NOT_FOUND,
     TOO_LARGE,
-    UNAUTHORIZED,
     UNPROCESSABLE,
     CursorQuery,
     LimitQuery,
@@ -49,7 +48,7 @@ def _duplicate_external_id() -> ProblemError:
     operation_id="createDebtor",
     status_code=201,
     response_model=Debtor,
-    responses={**BAD_REQUEST, **UNAUTHORIZED, **CONFLICT, **TOO_LARGE, **UNPROCESSABLE},
+    responses={**BAD_REQUEST, **CONFLICT, **TOO_LARGE, **UNPROCESSABLE},
 )
 async def create_debtor(
     body: DebtorCreate, session: SessionDep, request: Request, response: Response
@@ -94,7 +93,7 @@ async def create_debtor(
     "",
     operation_id="listDebtors",
     response_model=DebtorPage,
-    responses={**BAD_REQUEST, **UNAUTHORIZED, **UNPROCESSABLE},
+    responses={**BAD_REQUEST, **UNPROCESSABLE},
 )
 async def list_debtors(
     session: SessionDep, limit: LimitQuery = 20, cursor: CursorQuery = None
@@ -115,7 +114,7 @@ async def list_debtors(
     "/{debtor_id}",
     operation_id="getDebtor",
     response_model=Debtor,
-    responses={**UNAUTHORIZED, **NOT_FOUND, **UNPROCESSABLE},
+    responses={**NOT_FOUND, **UNPROCESSABLE},
 )
 async def get_debtor(
     debtor_id: Annotated[uuid.UUID, Path(description="The debtor's id.")], session: SessionDep

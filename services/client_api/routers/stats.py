@@ -11,7 +11,7 @@ from sqlalchemy import BigInteger, func, select
 from generated.client_api import CostStats
 from services.client_api.deps import SessionDep
 from services.client_api.problems import validation_error
-from services.client_api.responses import BAD_REQUEST, UNAUTHORIZED, UNPROCESSABLE
+from services.client_api.responses import BAD_REQUEST, UNPROCESSABLE
 from services.common import models
 from services.common.pricing import per_unit
 
@@ -25,7 +25,7 @@ MAX_RANGE = timedelta(days=366)
     operation_id="getCostStats",
     response_model=CostStats,
     response_model_by_alias=True,
-    responses={**BAD_REQUEST, **UNAUTHORIZED, **UNPROCESSABLE},
+    responses={**BAD_REQUEST, **UNPROCESSABLE},
 )
 async def cost_stats(
     session: SessionDep,

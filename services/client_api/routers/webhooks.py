@@ -24,7 +24,6 @@ from services.client_api.problems import validation_error
 from services.client_api.responses import (
     BAD_REQUEST,
     TOO_LARGE,
-    UNAUTHORIZED,
     UNPROCESSABLE,
     CursorQuery,
     LimitQuery,
@@ -45,7 +44,7 @@ router = APIRouter(tags=["Webhooks"])
     operation_id="createWebhookEndpoint",
     status_code=201,
     response_model=WebhookEndpointCreated,
-    responses={**BAD_REQUEST, **UNAUTHORIZED, **TOO_LARGE, **UNPROCESSABLE},
+    responses={**BAD_REQUEST, **TOO_LARGE, **UNPROCESSABLE},
 )
 async def create_webhook_endpoint(
     body: WebhookEndpointCreate, session: SessionDep, settings: SettingsDep, request: Request
@@ -76,7 +75,7 @@ async def create_webhook_endpoint(
     "/v1/webhook-endpoints",
     operation_id="listWebhookEndpoints",
     response_model=WebhookEndpointPage,
-    responses={**BAD_REQUEST, **UNAUTHORIZED, **UNPROCESSABLE},
+    responses={**BAD_REQUEST, **UNPROCESSABLE},
 )
 async def list_webhook_endpoints(
     session: SessionDep, limit: LimitQuery = 20, cursor: CursorQuery = None
@@ -97,7 +96,7 @@ async def list_webhook_endpoints(
     "/v1/webhook-deliveries",
     operation_id="listWebhookDeliveries",
     response_model=WebhookDeliveryPage,
-    responses={**BAD_REQUEST, **UNAUTHORIZED, **UNPROCESSABLE},
+    responses={**BAD_REQUEST, **UNPROCESSABLE},
 )
 async def list_webhook_deliveries(
     session: SessionDep,
