@@ -85,6 +85,21 @@ async def completed_call_event(
     return CloudEvent.create("call.completed", "/voice-orchestrator", data)
 
 
+async def request_attempt(
+    bus: PubSubBus, settings: Settings, request: WebhookDeliveryRequested, copies: int
+) -> None:
+    """The same attempt requested `copies` times at once, each message with its own ce-id."""
+    await asyncio.gather(
+        *(
+            bus.publish(
+                settings.pubsub_topic_webhook_deliveries,
+                CloudEvent.create("webhook.delivery_requested", "/tests", request),
+            )
+            for _ in range(copies)
+        )
+    )
+
+
 async def deliveries(client: httpx.AsyncClient, **params: Any) -> WebhookDeliveryPage:
     resp = await client.get("/v1/webhook-deliveries", params={"limit": 100, **params})
     assert resp.status_code == 200, resp.text
@@ -311,15 +326,7 @@ async def test_redelivered_event_and_duplicate_attempts_change_nothing(
         event_id=uuid.UUID(event.id),
         attempt=1,
     )
-    await asyncio.gather(
-        *(
-            bus.publish(
-                api_settings.pubsub_topic_webhook_deliveries,
-                CloudEvent.create("webhook.delivery_requested", "/tests", again),
-            )
-            for _ in range(2)
-        )
-    )
+    await request_attempt(bus, api_settings, again, copies=2)
     await asyncio.sleep(1.0)
     assert len(receiver.received) == 2
     page = await deliveries(client, endpoint_id=first["id"])
@@ -364,15 +371,7 @@ async def test_concurrent_duplicates_of_a_pending_attempt_post_once(
         event_id=event_id,
         attempt=1,
     )
-    await asyncio.gather(
-        *(
-            bus.publish(
-                api_settings.pubsub_topic_webhook_deliveries,
-                CloudEvent.create("webhook.delivery_requested", "/tests", request),
-            )
-            for _ in range(4)
-        )
-    )
+    await request_attempt(bus, api_settings, request, copies=4)
     await asyncio.sleep(1.5)
     async with sessions() as s:
         attempts = (
