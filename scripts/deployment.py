@@ -78,7 +78,6 @@ class LocalDeployment:
                 {
                     "TWILIO_API_BASE_URL": f"http://127.0.0.1:{ports['twilio']}",
                     "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
-                    "DEEPGRAM_BASE_URL": f"http://127.0.0.1:{ports['deepgram']}",
                     "DEEPGRAM_WS_URL": f"ws://127.0.0.1:{ports['deepgram']}",
                     "OPENAI_BASE_URL": f"http://127.0.0.1:{ports['openai']}/v1",
                     "ELEVENLABS_BASE_URL": f"http://127.0.0.1:{ports['elevenlabs']}",

@@ -74,7 +74,6 @@ class Settings(BaseSettings):
 
     # Deepgram
     deepgram_api_key: SecretStr = SecretStr("local-deepgram-key")
-    deepgram_base_url: str = "https://api.deepgram.com"
     deepgram_ws_url: str = "wss://api.deepgram.com"
     deepgram_model: str = "nova-3"
     deepgram_endpointing_ms: int = 300

@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 
-from deepgram import AsyncDeepgramClient
 from fastapi import FastAPI, Request, Response, WebSocket
 from openai import AsyncOpenAI
 from sqlalchemy import or_, select
@@ -40,9 +39,9 @@ from services.voice_orchestrator.dispatch import MEDIA_PATH, STATUS_PATH, Dispat
 from services.voice_orchestrator.finalize import end_without_session, persist_session_result
 from services.voice_orchestrator.session import CallSession, SessionTuning, TransportClosed
 from services.voice_orchestrator.vendors.deepgram import (
+    DeepgramListen,
     DeepgramStt,
     SpeechToText,
-    deepgram_client,
 )
 from services.voice_orchestrator.vendors.elevenlabs import ElevenLabsTts, TextToSpeech
 from services.voice_orchestrator.vendors.openai_llm import (
@@ -121,7 +120,7 @@ class Orchestrator:
     blobstore: BlobStore
     telephony: Telephony
     openai: AsyncOpenAI
-    deepgram: AsyncDeepgramClient
+    deepgram: DeepgramListen
     verifier: SignatureVerifier
     tuning: SessionTuning
     overrides: Overrides
@@ -133,7 +132,7 @@ class Orchestrator:
     heartbeats: calls.HeartbeatBatcher | None = None
 
     def stt(self, call_id: str, call_sid: str) -> SpeechToText:
-        return DeepgramStt(self.settings, call_sid, client=self.deepgram)
+        return DeepgramStt(self.settings, call_sid, listen=self.deepgram)
 
     def tts(self, call_id: str) -> TextToSpeech:
         return ElevenLabsTts(self.settings)
@@ -195,7 +194,7 @@ def create_app(settings: Settings | None = None, overrides: Overrides | None = N
             telephony=overrides.telephony or TwilioTelephony(settings),
             # One client each per process: building one costs ~50 ms of blocking SSL setup.
             openai=openai_client(settings),
-            deepgram=deepgram_client(settings),
+            deepgram=DeepgramListen(settings),
             verifier=SignatureVerifier(settings),
             tuning=tuning,
             overrides=overrides,
@@ -318,12 +317,10 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
 def _warm_up(orch: Orchestrator) -> None:
     """Trigger the SDKs' lazy imports now, not on the first live call (where the imports would
     stall the event loop, and with it every other call's audio, for a few hundred ms)."""
-    import websockets.legacy.client  # noqa: F401  (the Deepgram SDK's socket)
     from deepgram.core.unchecked_base_model import construct_type
     from deepgram.listen.v1.socket_client import V1SocketClientResponse
 
     _ = orch.openai.chat.completions
-    _ = orch.deepgram.listen.v1
     construct_type(type_=V1SocketClientResponse, object_={"type": "SpeechStarted"})  # type: ignore[arg-type]
     if isinstance(orch.telephony, TwilioTelephony):
         _ = orch.telephony.client.api.v2010.account.calls

@@ -576,7 +576,10 @@ async def test_stt_socket_drop_mid_turn_loses_no_words(runs: dict[str, Run]) -> 
     assert len(conns) == 2, [(c["close_code"], c["close_reason"]) for c in conns]
     dropped, resumed = conns
     assert (dropped["close_code"], dropped["close_reason"]) == (1011, "NET-0000")
-    assert dropped["fault"] is not None and resumed["close_code"] == 1000
+    assert dropped["fault"] is not None and resumed["close_code"] == 1000, (
+        resumed["close_code"],
+        resumed["close_reason"],
+    )
     # The line cut after "Oh, right." is in the transcript whole: the words heard before the
     # drop (interim, kept) and those after it (the new socket, fed the audio since them).
     debtor = [t.text for t in run.turns if t.speaker == "debtor"]

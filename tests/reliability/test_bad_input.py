@@ -281,7 +281,6 @@ async def voice(
         s = settings.model_copy(
             update={
                 "twilio_api_base_url": u.twilio,
-                "deepgram_base_url": u.deepgram_http,
                 "deepgram_ws_url": u.deepgram_ws,
                 "openai_base_url": u.openai,
                 "elevenlabs_base_url": u.elevenlabs_http,
