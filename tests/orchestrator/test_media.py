@@ -104,11 +104,11 @@ def test_vad_counts_voiced_ms() -> None:
 # ---- framing / pacing ----------------------------------------------------------------------
 
 
-def test_chunker_makes_160_byte_frames_and_pads_the_tail() -> None:
+def test_chunker_cuts_at_160_byte_frames_and_pads_the_tail() -> None:
     c = FrameChunker()
-    assert c.push(b"\x01" * 100) == []
+    assert c.push(b"\x01" * 100) == b""
     out = c.push(b"\x02" * 300)
-    assert [len(f) for f in out] == [160, 160]
+    assert out == b"\x01" * 100 + b"\x02" * 220
     tail = c.flush()
     assert tail is not None and len(tail) == 160
     assert tail[:80] == b"\x02" * 80 and tail[80:] == bytes([0xFF]) * 80

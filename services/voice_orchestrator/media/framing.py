@@ -11,18 +11,18 @@ from services.voice_orchestrator.media.mulaw import FRAME_BYTES, FRAME_MS, SILEN
 
 
 class FrameChunker:
-    """Re-chunks arbitrary μ-law byte chunks into 160-byte (20 ms) frames."""
+    """Cuts arbitrary μ-law byte chunks at 160-byte (20 ms) frame boundaries."""
 
     def __init__(self) -> None:
         self._buf = bytearray()
 
-    def push(self, data: bytes) -> list[bytes]:
+    def push(self, data: bytes) -> bytes:
+        """The whole frames buffered so far, as one bytes (empty if none); keeps the rest."""
         self._buf += data
-        n = len(self._buf) // FRAME_BYTES
-        if n == 0:
-            return []
-        cut = n * FRAME_BYTES
-        frames = [bytes(self._buf[i : i + FRAME_BYTES]) for i in range(0, cut, FRAME_BYTES)]
+        cut = len(self._buf) // FRAME_BYTES * FRAME_BYTES
+        if cut == 0:
+            return b""
+        frames = bytes(self._buf[:cut])
         del self._buf[:cut]
         return frames
 
@@ -53,9 +53,9 @@ class PlayoutClock:
     def buffered_ms(self, now_ms: float) -> float:
         return max(0.0, self.play_end_ms - now_ms)
 
-    def wait_before_next(self, now_ms: float, lead_ms: float) -> float:
-        """How long to wait before sending the next frame to keep at most `lead_ms` queued."""
-        return max(0.0, self.buffered_ms(now_ms) + FRAME_MS - lead_ms)
+    def wait_before_next(self, now_ms: float, lead_ms: float, send_ms: float = FRAME_MS) -> float:
+        """How long to wait before sending `send_ms` more audio to keep at most `lead_ms` queued."""
+        return max(0.0, self.buffered_ms(now_ms) + send_ms - lead_ms)
 
     def clear(self, now_ms: float) -> float:
         """Twilio dropped its buffer; returns how many ms of queued audio were dropped."""
