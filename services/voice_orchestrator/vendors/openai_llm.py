@@ -134,8 +134,10 @@ class OpenAiLlm:
         iterator = stream.__aiter__()
         while True:
             try:
-                # A stalled stream counts as a failure, not as a silent agent.
-                chunk = await asyncio.wait_for(iterator.__anext__(), stall_s)
+                # A stalled stream counts as a failure, not as a silent agent. (`timeout`, not
+                # `wait_for`: that would wrap every chunk in a new task.)
+                async with asyncio.timeout(stall_s):
+                    chunk = await iterator.__anext__()
             except StopAsyncIteration:
                 break
             if chunk.usage is not None:
