@@ -37,6 +37,7 @@ class Sampler:
         self.rss: list[int] = []
         self.lag_p99: list[float] = []
         self.live: list[int] = []
+        self.health: dict[str, Any] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -46,6 +47,7 @@ class Sampler:
                 self.rss.append(self.proc.memory_info().rss)
                 try:
                     health = client.get(self.health_url).json()
+                    self.health = health
                     self.lag_p99.append(float(health.get("loop_lag_p99_ms", 0.0)))
                     self.live.append(int(health.get("live_calls", 0)))
                 except (httpx.HTTPError, ValueError):
@@ -105,6 +107,10 @@ def main() -> None:
                     (max(sampler.rss, default=baseline) - baseline) / n / 1024, 1
                 ),
                 "loop_lag_p99_ms_worst_window": max(sampler.lag_p99, default=0.0),
+                # Since the process started (all steps so far): full collections stop the loop.
+                "gc_full_collections": sampler.health.get("gc_full_collections"),
+                "gc_full_pause_max_ms": sampler.health.get("gc_full_pause_max_ms"),
+                "gc_young_pause_max_ms": sampler.health.get("gc_young_pause_max_ms"),
                 "orchestrator_overhead_ms": overhead,
                 "phone_voice_to_voice_ms": percentiles(figures["phone_voice_to_voice_ms"]),
             }
@@ -113,8 +119,10 @@ def main() -> None:
             print(
                 f"  cpu {row['cpu_percent_of_one_core']}% of a core "
                 f"({row['cpu_percent_per_call']}%/call), rss +{row['memory_per_call_kb']} KB/call, "
-                f"loop lag p99 {row['loop_lag_p99_ms_worst_window']} ms, overhead p99 "
-                f"{overhead['p99']} ms, promises {completed}/{n}",
+                f"loop lag p99 {row['loop_lag_p99_ms_worst_window']} ms, overhead p50/p95/p99 "
+                f"{overhead['p50']}/{overhead['p95']}/{overhead['p99']} ms, "
+                f"full GCs {row['gc_full_collections']} (max {row['gc_full_pause_max_ms']} ms), "
+                f"promises {completed}/{n}",
                 flush=True,
             )
     ok = [

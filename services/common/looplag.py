@@ -1,10 +1,14 @@
-"""Event-loop lag: how late a periodic wake-up fires. A blocked loop delays every live call's
-audio, so the orchestrator reports this figure (health endpoint, benchmarks)."""
+"""Event-loop lag: how late a periodic wake-up fires, and the garbage collector's pauses, its
+usual cause under load. A blocked loop delays every live call's audio, so the orchestrator
+reports both (health endpoint, benchmarks)."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
+import time
 from collections import deque
+from typing import Any
 
 
 class LoopLagMonitor:
@@ -27,4 +31,37 @@ class LoopLagMonitor:
             "loop_lag_p50_ms": round(xs[len(xs) // 2], 2),
             "loop_lag_p99_ms": round(xs[min(len(xs) - 1, int(len(xs) * 0.99))], 2),
             "loop_lag_max_ms": round(xs[-1], 2),
+        }
+
+
+class GcPauseMonitor:
+    """Times every garbage collection (`gc.callbacks`); keeps the last `window` per generation.
+
+    A full (generation 2) collection walks every live object and stops the loop meanwhile."""
+
+    def __init__(self, window: int = 200) -> None:
+        self.pauses: dict[int, deque[float]] = {g: deque(maxlen=window) for g in range(3)}
+        self.counts = [0, 0, 0]
+        self._started = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        generation = int(info["generation"])
+        self.counts[generation] += 1
+        self.pauses[generation].append((time.perf_counter() - self._started) * 1000)
+
+    def close(self) -> None:
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
+
+    def snapshot(self) -> dict[str, float | int]:
+        full = self.pauses[2]
+        young = [*self.pauses[0], *self.pauses[1]]
+        return {
+            "gc_full_collections": self.counts[2],
+            "gc_full_pause_max_ms": round(max(full, default=0.0), 2),
+            "gc_young_pause_max_ms": round(max(young, default=0.0), 2),
         }

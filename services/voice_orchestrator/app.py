@@ -28,7 +28,7 @@ from services.common.blobstore import BlobStore, GcsBlobStore
 from services.common.bus import IdempotentHandler, PubSubBus
 from services.common.db import create_engine, session_factory
 from services.common.logging import bind_call_id, get_logger
-from services.common.looplag import LoopLagMonitor
+from services.common.looplag import GcPauseMonitor, LoopLagMonitor
 from services.common.models import Call
 from services.common.outbox import OutboxRelay
 from services.common.settings import Settings, get_settings
@@ -243,9 +243,12 @@ def create_app(settings: Settings | None = None, overrides: Overrides | None = N
             await orch.telephony.aclose()
             await orch.openai.close()
             await engine.dispose()
+            gc_pauses.close()
 
-    # A blocked loop delays every live call's audio: health reports how late it wakes.
+    # A blocked loop delays every live call's audio: health reports how late it wakes, and how
+    # long the garbage collector held it.
     lag = LoopLagMonitor()
+    gc_pauses = GcPauseMonitor()
     app = FastAPI(title="Voice Orchestrator", lifespan=lifespan)
 
     @app.get("/healthz")
@@ -258,6 +261,7 @@ def create_app(settings: Settings | None = None, overrides: Overrides | None = N
             "live_calls": len(orch.live),
             **({"pubsub": failing} if failing else {}),
             **lag.snapshot(),
+            **gc_pauses.snapshot(),
         }
 
     @app.post(STATUS_PATH)
