@@ -112,7 +112,9 @@ class MediaTransport(Protocol):
 
 @dataclass(frozen=True)
 class SessionTuning:
-    lead_ms: float = 100.0  # audio queued at Twilio ahead of real time
+    # Audio queued at Twilio ahead of real time. With two frames per message the pacer tops it up
+    # once 80 ms are left: the loop may stall that long before playback runs dry.
+    lead_ms: float = 120.0
     # 20 ms frames per outbound media message: fewer, larger sends halve the pacer's wakeups
     # and the socket writes per call (the dominant per-call cost at 100 calls, py-spy).
     frames_per_message: int = 2

@@ -16,7 +16,7 @@ def llm_request_params(
     verbosity: str = "low",
     prompt_cache_key: str | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments for `client.chat.completions.create(**params)`.
+    """The Chat Completions request body (what `client.chat.completions.create(**params)` takes).
 
     Values come from the caller's settings (the core imports no settings). Why these:
     `reasoning_effort="minimal"` keeps time to first token under a second ("low" was seen to add

@@ -1,6 +1,6 @@
 """20 ms framing and a model of Twilio's playout buffer, used to pace outbound audio.
 
-Twilio plays what we send back to back. We keep only a small lead (e.g. 100 ms) queued there:
+Twilio plays what we send back to back. We keep only a small lead (120 ms) queued there:
 enough to ride out scheduling jitter, little enough that a `clear` drops almost nothing and the
 agent's transcript can be cut precisely.
 """
