@@ -220,13 +220,25 @@ def ensure_topology(settings: Settings) -> None:
     publisher = pubsub_v1.PublisherClient()
     subscriber = pubsub_v1.SubscriberClient()
     project = settings.gcp_project_id
+
+    def create_topic(topic: str) -> None:
+        try:
+            publisher.create_topic(name=publisher.topic_path(project, topic))
+        except gexc.AlreadyExists:
+            pass
+
     try:
+        # Dead-letter topics first (subscriptions name them). Then each topic with its
+        # subscription right behind it: Pub/Sub delivers a message only to subscriptions that
+        # exist when it is published, and publishers waiting in the outbox retry the moment the
+        # topic reappears (after an emulator restart, say). Creating every topic before any
+        # subscription left seconds in which those retries were accepted and delivered to no one.
+        main = {spec.topic for spec in subscriptions(settings)}
         for topic in topics(settings):
-            try:
-                publisher.create_topic(name=publisher.topic_path(project, topic))
-            except gexc.AlreadyExists:
-                pass
+            if topic not in main:
+                create_topic(topic)
         for spec in subscriptions(settings):
+            create_topic(spec.topic)
             _create_subscription(publisher, subscriber, project, spec, settings)
             dlq_sub = SubscriptionSpec(
                 spec.dead_letter_topic, f"{spec.dead_letter_topic}.inspect", "ops"

@@ -100,6 +100,14 @@ class OutboxRelay:
                 *(self._publish(row) for row in rows), return_exceptions=True
             )
             done = [row.id for row, result in zip(rows, results, strict=True) if result is None]
+            for row, result in zip(rows, results, strict=True):
+                if result is None and row.attempts:
+                    log.info(
+                        "outbox_published_after_retry",
+                        ce_id=row.ce_id,
+                        topic=row.topic,
+                        attempts=row.attempts,
+                    )
             if done:
                 await session.execute(
                     update(OutboxMessage)
