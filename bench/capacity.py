@@ -112,6 +112,8 @@ def main() -> None:
                 "peak_live_calls": max(sampler.live, default=0),
                 "cpu_percent_of_one_core": round(sampler.cpu_s / busy_s * 100, 1),
                 "cpu_percent_per_call": round(sampler.cpu_s / busy_s * 100 / n, 2),
+                # Work done, not share of wall time: holds up when the host slows everything.
+                "cpu_seconds_per_call": round(sampler.cpu_s / (n * args.repeat), 3),
                 "rss_baseline_mb": round(baseline / 2**20, 1),
                 "rss_peak_mb": round(max(sampler.rss, default=baseline) / 2**20, 1),
                 "memory_per_call_kb": round(
@@ -130,7 +132,8 @@ def main() -> None:
             rows.append(row)
             print(
                 f"  cpu {row['cpu_percent_of_one_core']}% of a core "
-                f"({row['cpu_percent_per_call']}%/call), rss +{row['memory_per_call_kb']} KB/call, "
+                f"({row['cpu_percent_per_call']}%/call, {row['cpu_seconds_per_call']} CPU-s/call), "
+                f"rss +{row['memory_per_call_kb']} KB/call, "
                 f"loop lag p99 {row['loop_lag_p99_ms_worst_window']} ms, overhead p50/p95/p99 "
                 f"{overhead['p50']}/{overhead['p95']}/{overhead['p99']} ms, "
                 f"full GCs {row['gc_full_collections']} (max {row['gc_full_pause_max_ms']} ms), "
