@@ -66,6 +66,12 @@ CONSUMER = "voice-orchestrator"
 START_TIMEOUT_S = 10.0
 SWEEP_INTERVAL_S = 60.0
 SHUTDOWN_DRAIN_S = 8.0
+# Collect the young generation after 20,000 net new objects instead of 700. A call's per-frame and
+# per-token objects then mostly die before a collection sees them. Fewer of them are promoted to
+# the old generation, so full collections (each stops every call for ~100+ ms) run less often.
+# At 100 calls (bench.capacity, same host, back to back): 2 full collections in the step
+# instead of 6, overhead p99 190 vs 317 ms, less CPU and RSS. Young pauses grow: up to 88 ms vs 59.
+GC_THRESHOLDS = (20_000, 10, 100)
 
 # uvicorn's options for the media WebSocket; `__main__` runs the server with them (tests too).
 WS_SERVER_OPTIONS: dict[str, Any] = {
@@ -207,6 +213,8 @@ def create_app(settings: Settings | None = None, overrides: Overrides | None = N
         # pass otherwise stalls the loop, and every live call's audio pacing, for ~200 ms.
         gc.collect()
         gc.freeze()
+        gc_thresholds = gc.get_threshold()
+        gc.set_threshold(*GC_THRESHOLDS)
         background: list[asyncio.Task[Any]] = []
         bus: PubSubBus | None = None
         if overrides.run_relay:
@@ -244,6 +252,7 @@ def create_app(settings: Settings | None = None, overrides: Overrides | None = N
             await orch.openai.close()
             await engine.dispose()
             gc_pauses.close()
+            gc.set_threshold(*gc_thresholds)
 
     # A blocked loop delays every live call's audio: health reports how late it wakes, and how
     # long the garbage collector held it.
