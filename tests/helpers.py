@@ -7,6 +7,20 @@ import uuid
 from typing import Any
 
 from services.common.bus import PubSubBus
+from simulators.stack import SimulatorUrls
+
+
+def vendor_settings(urls: SimulatorUrls, public_url: str) -> dict[str, str]:
+    """Settings that point the Voice Orchestrator's vendor clients at running simulators and
+    tell Twilio (the simulator) where to reach the orchestrator."""
+    return {
+        "twilio_api_base_url": urls.twilio,
+        "deepgram_ws_url": urls.deepgram_ws,
+        "openai_base_url": urls.openai,
+        "elevenlabs_base_url": urls.elevenlabs_http,
+        "elevenlabs_ws_url": urls.elevenlabs_ws,
+        "orchestrator_public_url": public_url,
+    }
 
 
 def temp_subscription(bus: PubSubBus, topic: str) -> str:

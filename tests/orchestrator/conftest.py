@@ -25,6 +25,7 @@ from services.common.topology import subscription_for
 from services.voice_orchestrator.app import WS_SERVER_OPTIONS, Overrides, create_app
 from services.voice_orchestrator.session import SessionTuning
 from simulators import SimConfig, SimulatorStack
+from tests.helpers import vendor_settings
 
 TZ = "America/New_York"
 BALANCE_MINOR = 45000
@@ -187,15 +188,9 @@ async def orch(
 ) -> AsyncIterator[Orch]:
     assert sim.urls is not None
     port = free_port()
-    u = sim.urls
     s = settings.model_copy(
         update={
-            "twilio_api_base_url": u.twilio,
-            "deepgram_ws_url": u.deepgram_ws,
-            "openai_base_url": u.openai,
-            "elevenlabs_base_url": u.elevenlabs_http,
-            "elevenlabs_ws_url": u.elevenlabs_ws,
-            "orchestrator_public_url": f"http://127.0.0.1:{port}",
+            **vendor_settings(sim.urls, f"http://127.0.0.1:{port}"),
             "outbox_poll_interval_seconds": 0.1,
             # A hung LLM request is given up after 2 s (then retried by the SDK): short enough
             # for the fault tests, long against the simulator's 0.45 s time to first token.

@@ -49,6 +49,7 @@ from services.voice_orchestrator.app import WS_SERVER_OPTIONS, Overrides, create
 from services.voice_orchestrator.session import SessionTuning
 from simulators import SimConfig, SimulatorStack
 from tests.client_api.conftest import API_KEY, TEST_OVERRIDES, client_api_process, debtor_body
+from tests.helpers import vendor_settings
 
 # ================================================================================================
 # Voice Orchestrator
@@ -276,16 +277,10 @@ async def voice(
     configure_logging("voice-orchestrator", "INFO", stream=logs)
     async with SimulatorStack(SIM) as sim:
         assert sim.urls is not None
-        u = sim.urls
         port = _free_port()
         s = settings.model_copy(
             update={
-                "twilio_api_base_url": u.twilio,
-                "deepgram_ws_url": u.deepgram_ws,
-                "openai_base_url": u.openai,
-                "elevenlabs_base_url": u.elevenlabs_http,
-                "elevenlabs_ws_url": u.elevenlabs_ws,
-                "orchestrator_public_url": f"http://127.0.0.1:{port}",
+                **vendor_settings(sim.urls, f"http://127.0.0.1:{port}"),
             }
         )
         # No consumer, relay or sweeper: these tests drive the media stream and callbacks only.
