@@ -100,14 +100,6 @@ class OutboxRelay:
                 *(self._publish(row) for row in rows), return_exceptions=True
             )
             done = [row.id for row, result in zip(rows, results, strict=True) if result is None]
-            for row, result in zip(rows, results, strict=True):
-                if result is None and row.attempts:
-                    log.info(
-                        "outbox_published_after_retry",
-                        ce_id=row.ce_id,
-                        topic=row.topic,
-                        attempts=row.attempts,
-                    )
             if done:
                 await session.execute(
                     update(OutboxMessage)
@@ -125,6 +117,13 @@ class OutboxRelay:
                         topic=row.topic,
                         attempts=row.attempts,
                         error=row.last_error,
+                    )
+                elif row.attempts:
+                    log.info(
+                        "outbox_published_after_retry",
+                        ce_id=row.ce_id,
+                        topic=row.topic,
+                        attempts=row.attempts,
                     )
             return len(rows)
 
