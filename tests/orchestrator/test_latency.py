@@ -63,8 +63,11 @@ def test_greeting_has_no_voice_to_voice_and_barge_in_is_measured_from_onset() ->
     TurnLatency.model_validate(rec)
 
 
-def aligned(text: str, ms_per_char: float = 50.0) -> list[tuple[float, float, str]]:
-    return [(i * ms_per_char, ms_per_char, c) for i, c in enumerate(text)]
+def aligned(text: str, ms_per_char: float = 50.0, start_ms: float = 0.0) -> list[float]:
+    """The middles of the non-space characters, as the session keeps them."""
+    return [
+        start_ms + i * ms_per_char + ms_per_char / 2 for i, c in enumerate(text) if not c.isspace()
+    ]
 
 
 def test_heard_text_keeps_words_whose_middle_was_played() -> None:
@@ -80,7 +83,7 @@ def test_heard_text_keeps_words_whose_middle_was_played() -> None:
 
 def test_heard_text_uses_our_spacing_across_generations() -> None:
     # Each sentence is generated separately: the alignment has no space between them.
-    chars = aligned("Thank you.") + [(500 + i * 50.0, 50.0, c) for i, c in enumerate("Acme is")]
+    chars = aligned("Thank you.") + aligned("Acme is", start_ms=500)
     text = "Thank you. Acme is"
     assert heard_text(chars, text, 760, 850) == "Thank you. Acme"
 
