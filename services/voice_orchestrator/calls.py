@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -149,12 +149,25 @@ def turn_rows(call_id: uuid.UUID, entries: Sequence[Any]) -> list[dict[str, Any]
     ]
 
 
-async def replace_turns(session: AsyncSession, call_id: uuid.UUID, entries: Sequence[Any]) -> None:
-    """Write the call's transcript as it stands, replacing an earlier checkpoint (entries can be
-    reordered or marked interrupted after they were first written)."""
-    await session.execute(delete(CallTurn).where(CallTurn.call_id == call_id))
-    if entries:
-        await session.execute(insert(CallTurn).values(turn_rows(call_id, entries)))
+async def replace_turns(
+    session: AsyncSession, transcripts: Mapping[uuid.UUID, Sequence[Any]]
+) -> None:
+    """Write each call's transcript as it stands, replacing an earlier checkpoint (entries can
+    be reordered or marked interrupted after they were first written).
+
+    One DELETE and one batched INSERT for all the calls: when many calls take their turn in
+    the same second, a statement pair per call kept the event loop busy exactly then."""
+    if not transcripts:
+        return
+    await session.execute(
+        delete(CallTurn).where(CallTurn.call_id.in_(list(transcripts))),
+        execution_options={"synchronize_session": False},  # no CallTurn objects are loaded
+    )
+    rows = [row for cid, entries in transcripts.items() for row in turn_rows(cid, entries)]
+    if rows:
+        # executemany: batched by insertmanyvalues, so no statement nears Postgres's
+        # 32767-parameter limit however many calls are checkpointed at once.
+        await session.execute(insert(CallTurn), rows)
 
 
 def _signature(entries: Sequence[Any]) -> int:
@@ -217,9 +230,10 @@ class HeartbeatBatcher:
                             .with_for_update()
                         )
                     )
-                    for cid, (_, entries) in changed.items():
-                        if cid in live:
-                            await replace_turns(session, cid, entries)
+                    await replace_turns(
+                        session,
+                        {cid: entries for cid, (_, entries) in changed.items() if cid in live},
+                    )
             for cid, (sig, _) in changed.items():
                 if cid in live:
                     self._saved[cid] = sig

@@ -181,7 +181,7 @@ async def persist_session_result(
         ).model_dump()
         row.updated_at = datetime.now(UTC)
         await session.flush()
-        await replace_turns(session, call_id, result.transcript)
+        await replace_turns(session, {call_id: result.transcript})
         if promise is not None and promise.amount_minor > 0:
             recorded = datetime.now(UTC)
             await session.execute(
