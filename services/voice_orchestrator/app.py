@@ -66,12 +66,15 @@ CONSUMER = "voice-orchestrator"
 START_TIMEOUT_S = 10.0
 SWEEP_INTERVAL_S = 60.0
 SHUTDOWN_DRAIN_S = 8.0
-# Collect the young generation after 20,000 net new objects instead of 700. A call's per-frame and
-# per-token objects then mostly die before a collection sees them. Fewer of them are promoted to
-# the old generation, so full collections (each stops every call for ~100+ ms) run less often.
-# At 100 calls (bench.capacity, same host, back to back): 2 full collections in the step
-# instead of 6, overhead p99 190 vs 317 ms, less CPU and RSS. Young pauses grow: up to 88 ms vs 59.
-GC_THRESHOLDS = (20_000, 10, 100)
+# Collect the young generation after 5,000 net new objects instead of 700, and the old one
+# after 100 middle-generation collections instead of 10. Fewer collections: a call's per-frame
+# and per-token objects mostly die before one sees them, and full collections (each stops every
+# call for ~100 ms) stay rare; none ran during a 100-call step. Not larger: a collection costs
+# ~1 µs per live young object on our 2-core VM, and with 20,000 a young collection took up to
+# 48 ms and a middle one up to 211 ms, which made the overhead tail. At 100 calls (bench.capacity
+# --steps 100 --repeat 3), per-run overhead p99 was 17-35 ms in 6 runs with 5,000; 21-258 ms in
+# 11 runs with 20,000, 3 of them over 50.
+GC_THRESHOLDS = (5_000, 10, 100)
 
 # uvicorn's options for the media WebSocket; `__main__` runs the server with them (tests too).
 WS_SERVER_OPTIONS: dict[str, Any] = {
