@@ -120,8 +120,10 @@ class BenchRun:
         self.deployment.stop()
 
     async def calls(
-        self, personas: list[str], timeout_s: float = 240.0, offset: int = 0
+        self, personas: list[str], timeout_s: float = 240.0, offset: int = 0, ramp_s: float = 0.0
     ) -> list[CallResult]:
+        """Place one call per persona and wait for all of them. With `ramp_s` the calls are
+        triggered evenly over that many seconds instead of all at once."""
         headers = {"Authorization": f"Bearer {API_KEY}"}
         sim_url = self.deployment.sim_url
         assert sim_url is not None
@@ -137,6 +139,9 @@ class BenchRun:
             earlier = {c["sid"] for c in (await sim.get("/_sim/calls")).json()}
             started = time.monotonic()
             for i, persona in enumerate(personas):
+                delay = started + ramp_s * i / len(personas) - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
                 debtor = await create_debtor(api, fictional_number(offset + i))
                 ids.append(((await trigger_call(api, debtor["id"]))["id"], persona))
             # Watch the phone side (one cheap request for all calls) rather than polling every
