@@ -50,6 +50,11 @@ class StereoRecorder:
         """Twilio dropped everything not yet played at `at_ms`."""
         self.agent.erase_from(at_ms)
 
+    def release(self) -> None:
+        """Free both tracks (once the WAV is made)."""
+        self.debtor = _Track()
+        self.agent = _Track()
+
     def duration_ms(self) -> int:
         return max(len(self.debtor.data), len(self.agent.data)) // _SAMPLES_PER_MS
 
