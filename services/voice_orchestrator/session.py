@@ -275,6 +275,9 @@ class CallSession:
         self._send_lock = asyncio.Lock()
         self._out: deque[_OutItem] = deque()
         self._out_wake = asyncio.Event()
+        # Set by a pause: ends the pacer's wait for its next 40 ms slot, so the `clear` goes
+        # out now rather than up to a message later.
+        self._clear_wake = asyncio.Event()
         self._marks: dict[str, _OutItem] = {}
         self._turn_seq = 0
         self.current: AgentTurn | None = None
@@ -990,7 +993,10 @@ class CallSession:
             now_ms = self._stream_ms()
             wait_ms = self.clock.wait_before_next(now_ms, lead, FRAME_MS * per_message)
             if wait_ms > 0:
-                await asyncio.sleep(wait_ms / 1000.0)
+                self._clear_wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait_ms / 1000.0):
+                        await self._clear_wake.wait()
                 continue
             # Up to `per_message` frames of this turn, as far as they are here already (a
             # turn's first audio never waits for a second frame).
@@ -1045,6 +1051,7 @@ class CallSession:
             back[0] = _OutItem(turn, audio=partial.audio[cut:])
         self._recent = deque(kept, maxlen=RECENT_ITEMS)
         self._pending_clear = True
+        self._clear_wake.set()
         turn.paused_at = self._now()
         self.clock.clear(now_ms)
         self.recorder.agent_cleared(now_ms)
