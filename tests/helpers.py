@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import date
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from services.common.bus import PubSubBus
+from services.common.models import Call, Debtor
 from simulators.stack import SimulatorUrls
 
 
@@ -52,3 +56,32 @@ async def pull(bus: PubSubBus, subscription: str, want: int, wait_s: float = 10.
                 ack_ids=[m.ack_id for m in resp.received_messages],
             )
     return got
+
+
+def sample_debtor(**fields: Any) -> Debtor:
+    """A valid, unsaved debtor; `fields` override the defaults."""
+    values: dict[str, Any] = {
+        "name": "Test Person",
+        "phone": "+15550100001",
+        "timezone": "America/New_York",
+        "stage": "early",
+        "amount_owed_minor": 1000,
+        "currency": "USD",
+        "due_date": date(2026, 11, 1),
+        "account_reference": "ACC-1",
+    }
+    return Debtor(**(values | fields))
+
+
+async def insert_call(
+    sessions: async_sessionmaker[AsyncSession], status: str, **debtor_fields: Any
+) -> tuple[Debtor, Call]:
+    """A debtor and one call of theirs in `status`, committed."""
+    async with sessions() as s, s.begin():
+        debtor = sample_debtor(**debtor_fields)
+        s.add(debtor)
+        await s.flush()
+        call = Call(debtor_id=debtor.id, stage=debtor.stage, status=status)
+        s.add(call)
+        await s.flush()
+    return debtor, call

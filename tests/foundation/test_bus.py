@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import date
 
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common.bus import CloudEvent, IdempotentHandler, PubSubBus
-from services.common.models import Debtor, OutboxMessage, ProcessedMessage
+from services.common.models import OutboxMessage, ProcessedMessage
 from services.common.outbox import OutboxRelay, add_event
 from services.common.settings import Settings
-from tests.helpers import pull, temp_subscription
+from tests.helpers import pull, sample_debtor, temp_subscription
 
 
 @pytest.fixture(scope="module")
@@ -93,19 +92,6 @@ async def test_duplicate_delivery_changes_database_once(
     assert calls >= 2  # failed once, then succeeded; duplicates never reached the handler body
 
 
-def _debtor() -> Debtor:
-    return Debtor(
-        name="Test Person",
-        phone="+15550100001",
-        timezone="America/New_York",
-        stage="early",
-        amount_owed_minor=1000,
-        currency="USD",
-        due_date=date(2026, 11, 1),
-        account_reference="ACC-1",
-    )
-
-
 async def test_outbox_publishes_committed_and_never_rolled_back(
     bus: PubSubBus, settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
@@ -113,13 +99,13 @@ async def test_outbox_publishes_committed_and_never_rolled_back(
     sub = temp_subscription(bus, topic)
 
     async with sessions() as s, s.begin():
-        s.add(_debtor())
+        s.add(sample_debtor())
         committed = add_event(s, topic, "webhook.delivery_requested", "/tests", {"k": "committed"})
 
     s2 = sessions()
     async with s2:
         await s2.begin()
-        s2.add(_debtor())
+        s2.add(sample_debtor())
         rolled_back = add_event(s2, topic, "webhook.delivery_requested", "/tests", {"k": "rb"})
         await s2.flush()
         await s2.rollback()

@@ -4,36 +4,21 @@ transcript in one flush, calls that already ended left to finalize."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.common.models import Call, CallTurn, Debtor
+from services.common.models import CallTurn
 from services.voice_orchestrator.calls import HeartbeatBatcher
 from services.voice_orchestrator.session import TranscriptEntry
+from tests.helpers import insert_call
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
 
 async def _call(sessions: async_sessionmaker[AsyncSession], status: str) -> uuid.UUID:
-    async with sessions() as s, s.begin():
-        debtor = Debtor(
-            name="Jane Doe",
-            phone="+15005550006",
-            timezone="America/Chicago",
-            stage="early",
-            amount_owed_minor=45000,
-            currency="USD",
-            due_date=date(2026, 11, 1),
-            account_reference="ACC-1",
-        )
-        s.add(debtor)
-        await s.flush()
-        call = Call(debtor_id=debtor.id, stage="early", status=status)
-        s.add(call)
-        await s.flush()
-        return call.id
+    return (await insert_call(sessions, status))[1].id
 
 
 def _entries(n: int, tag: str) -> list[TranscriptEntry]:

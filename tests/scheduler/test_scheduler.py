@@ -25,7 +25,7 @@ from services.common.bus import CloudEvent, PubSubBus
 from services.common.models import Call, Debtor
 from services.common.settings import Settings
 from services.voice_orchestrator.conversation import DelinquencyStage, default_prompt_set
-from tests.helpers import pull, temp_subscription
+from tests.helpers import insert_call, pull, temp_subscription
 
 
 @pytest.fixture(scope="module")
@@ -73,22 +73,17 @@ def test_policy_dispatches_only_queued_calls_of_known_debtors() -> None:
 
 
 async def _queued_call(sessions: async_sessionmaker[AsyncSession]) -> tuple[Debtor, Call]:
-    async with sessions() as s, s.begin():
-        debtor = Debtor(
-            name="Sched Test",
-            phone="+15550100042",
-            timezone="America/Chicago",
-            stage="late",
-            amount_owed_minor=123456,
-            currency="USD",
-            due_date=date(2026, 10, 1),
-            account_reference="ACC-42",
-        )
-        s.add(debtor)
-        await s.flush()
-        call = Call(debtor_id=debtor.id, stage="late", status="queued")
-        s.add(call)
-    return debtor, call
+    return await insert_call(
+        sessions,
+        "queued",
+        name="Sched Test",
+        phone="+15550100042",
+        timezone="America/Chicago",
+        stage="late",
+        amount_owed_minor=123456,
+        due_date=date(2026, 10, 1),
+        account_reference="ACC-42",
+    )
 
 
 async def test_redelivered_requests_dispatch_once(
