@@ -382,10 +382,9 @@ class CallSession:
         # A finished task keeps its CancelledError, whose traceback keeps the coroutine's frame
         # and with it this session: a cycle only a full collection frees, and full collections
         # are rare (GC_THRESHOLDS). Held like that, every ended call kept its recording in
-        # memory (RSS grew ~2.5 MB per call, 1.4 GB over a capacity run).
+        # memory (RSS grew ~2.5 MB per call, 1.4 GB over a capacity run). Turn tasks let go of
+        # their turns themselves (`_forget_task`).
         self._tasks.clear()
-        for t in self._turns_by_ctx.values():
-            t.task = None
         with contextlib.suppress(Exception):
             await self.transport.close()
         self.ignored.summary()
@@ -1302,9 +1301,9 @@ def heard_text(char_mids: Sequence[float], full_text: str, heard_ms: float, audi
 
     With alignment (ElevenLabs char timings, flattened over the turn: the middle of each
     non-space character) we count the characters whose middle was played and cut our own text
-    after as many non-space characters (the
-    alignment's own spacing between generations is not reliable); without it, the cut is in
-    proportion to the audio played. A word counts as heard if at least half of it was.
+    after as many non-space characters (the alignment's own spacing between generations is not
+    reliable); without it, the cut is in proportion to the audio played. A word counts as heard
+    if at least half of it was.
     """
     if heard_ms <= 0 or not full_text:
         return ""
