@@ -37,18 +37,11 @@ from services.voice_orchestrator import calls
 from services.voice_orchestrator.core import Conversation, default_prompt_set
 from services.voice_orchestrator.dispatch import MEDIA_PATH, STATUS_PATH, Dispatcher
 from services.voice_orchestrator.finalize import end_without_session, persist_session_result
+from services.voice_orchestrator.ports import LanguageModel, SpeechToText, TextToSpeech
 from services.voice_orchestrator.session import CallSession, SessionTuning, TransportClosed
-from services.voice_orchestrator.vendors.deepgram import (
-    DeepgramListen,
-    DeepgramStt,
-    SpeechToText,
-)
-from services.voice_orchestrator.vendors.elevenlabs import ElevenLabsTts, TextToSpeech
-from services.voice_orchestrator.vendors.openai_llm import (
-    LanguageModel,
-    OpenAiLlm,
-    openai_client,
-)
+from services.voice_orchestrator.vendors.deepgram import DeepgramListen, DeepgramStt
+from services.voice_orchestrator.vendors.elevenlabs import ElevenLabsTts
+from services.voice_orchestrator.vendors.openai_llm import OpenAiLlm, openai_client
 from services.voice_orchestrator.vendors.twilio import (
     MAX_FRAME_BYTES,
     BadFrame,

@@ -39,25 +39,20 @@ from services.voice_orchestrator.media.framing import FrameChunker, PlayoutClock
 from services.voice_orchestrator.media.mulaw import FRAME_BYTES, FRAME_MS
 from services.voice_orchestrator.media.recorder import StereoRecorder
 from services.voice_orchestrator.media.vad import EnergyVad, VadConfig, VadEdge
-from services.voice_orchestrator.turns import (
-    Action,
-    CancelPending,
-    Interrupt,
-    SendFinalize,
-    StartResponse,
-    TurnPolicy,
-)
-from services.voice_orchestrator.vendors.deepgram import (
+from services.voice_orchestrator.ports import (
+    Alignment,
+    Completed,
+    LanguageModel,
+    LlmError,
     SpeechToText,
     SttEvent,
     SttFailed,
     SttSpeechStarted,
     SttTranscript,
     SttUtteranceEnd,
-)
-from services.voice_orchestrator.vendors.elevenlabs import (
-    Alignment,
+    TextDelta,
     TextToSpeech,
+    ToolCall,
     TtsAudio,
     TtsContextLost,
     TtsDone,
@@ -65,12 +60,13 @@ from services.voice_orchestrator.vendors.elevenlabs import (
     TtsFailed,
     TtsUnavailable,
 )
-from services.voice_orchestrator.vendors.openai_llm import (
-    Completed,
-    LanguageModel,
-    LlmError,
-    TextDelta,
-    ToolCall,
+from services.voice_orchestrator.turns import (
+    Action,
+    CancelPending,
+    Interrupt,
+    SendFinalize,
+    StartResponse,
+    TurnPolicy,
 )
 from services.voice_orchestrator.vendors.twilio import (
     BadFrame,

@@ -10,18 +10,15 @@ from twilio.request_validator import RequestValidator
 
 from services.common.settings import Settings
 from services.voice_orchestrator.dispatch import status_callback_url
-from services.voice_orchestrator.vendors.deepgram import (
-    DeepgramStt,
+from services.voice_orchestrator.ports import (
     SttSpeechStarted,
     SttTranscript,
     SttUtteranceEnd,
-)
-from services.voice_orchestrator.vendors.elevenlabs import (
-    ElevenLabsTts,
     TtsAudio,
     TtsDone,
-    parse_server_message,
 )
+from services.voice_orchestrator.vendors.deepgram import DeepgramStt
+from services.voice_orchestrator.vendors.elevenlabs import ElevenLabsTts, parse_server_message
 from services.voice_orchestrator.vendors.twilio import (
     MediaOut,
     SignatureVerifier,

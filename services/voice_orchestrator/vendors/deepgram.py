@@ -24,9 +24,8 @@ import contextlib
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlencode
 
 from deepgram.listen.v1.socket_client import AsyncV1SocketClient
@@ -34,6 +33,13 @@ from websockets.asyncio.client import connect
 
 from services.common.logging import get_logger
 from services.common.settings import Settings
+from services.voice_orchestrator.ports import (
+    SttEvent,
+    SttFailed,
+    SttSpeechStarted,
+    SttTranscript,
+    SttUtteranceEnd,
+)
 
 log = get_logger(__name__)
 
@@ -47,48 +53,6 @@ REPLAY_BYTES = int(REPLAY_SECONDS * BYTES_PER_SECOND)
 # Audio goes out once 40 ms are waiting (Deepgram suggests 20-100 ms per message). A turn's end
 # never waits for it: `Finalize` flushes the queue.
 SEND_BATCH_BYTES = 2 * 160
-
-
-@dataclass(frozen=True)
-class SttTranscript:
-    text: str
-    is_final: bool
-    speech_final: bool
-    from_finalize: bool
-
-
-@dataclass(frozen=True)
-class SttSpeechStarted:
-    pass
-
-
-@dataclass(frozen=True)
-class SttUtteranceEnd:
-    pass
-
-
-@dataclass(frozen=True)
-class SttFailed:
-    error: str
-
-
-SttEvent = SttTranscript | SttSpeechStarted | SttUtteranceEnd | SttFailed
-
-
-class SpeechToText(Protocol):
-    audio_seconds: float
-
-    def send_audio(self, frame: bytes) -> None:
-        """Queue inbound μ-law audio (never blocks)."""
-        ...
-
-    def finalize(self) -> None: ...
-
-    async def run(self, on_event: Callable[[SttEvent], None]) -> None:
-        """Stream until `close()`, reconnecting on failure; reports events via `on_event`."""
-        ...
-
-    async def close(self) -> None: ...
 
 
 class _Finalize:

@@ -20,8 +20,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlencode
 
 import websockets
@@ -29,63 +28,20 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from services.common.logging import get_logger
 from services.common.settings import Settings
+from services.voice_orchestrator.ports import (
+    Alignment,
+    TtsAudio,
+    TtsContextLost,
+    TtsDone,
+    TtsEvent,
+    TtsFailed,
+    TtsUnavailable,
+)
 
 log = get_logger(__name__)
 
 KEEPALIVE_SECONDS = 10.0  # the server closes idle contexts after 20 s by default
 CONNECT_WAIT_SECONDS = 3.0
-
-
-@dataclass(frozen=True)
-class Alignment:
-    chars: list[str]
-    start_ms: list[int]
-    duration_ms: list[int]
-
-
-@dataclass(frozen=True)
-class TtsAudio:
-    context_id: str
-    audio: bytes
-    alignment: Alignment | None
-
-
-@dataclass(frozen=True)
-class TtsDone:
-    context_id: str
-
-
-@dataclass(frozen=True)
-class TtsContextLost:
-    """The socket dropped while these contexts were open; their pending audio will not come."""
-
-    context_ids: list[str]
-
-
-@dataclass(frozen=True)
-class TtsFailed:
-    error: str
-
-
-TtsEvent = TtsAudio | TtsDone | TtsContextLost | TtsFailed
-
-
-class TtsUnavailable(RuntimeError):
-    pass
-
-
-class TextToSpeech(Protocol):
-    characters: int
-
-    async def open_context(self, context_id: str) -> None: ...
-
-    async def send_text(self, context_id: str, text: str, *, flush: bool = True) -> None: ...
-
-    async def close_context(self, context_id: str) -> None: ...
-
-    async def run(self, on_event: Callable[[TtsEvent], None]) -> None: ...
-
-    async def close(self) -> None: ...
 
 
 def _alignment(raw: Any) -> Alignment | None:

@@ -22,57 +22,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import openai
 from openai import AsyncOpenAI, AsyncStream
 
 from services.common.settings import Settings
 from services.voice_orchestrator.core import llm_request_params
-
-
-@dataclass(frozen=True)
-class TextDelta:
-    text: str
-
-
-@dataclass(frozen=True)
-class ToolCall:
-    id: str
-    name: str
-    arguments: str
-
-
-@dataclass(frozen=True)
-class Completed:
-    tool_calls: list[ToolCall]
-    finish_reason: str | None
-
-
-LlmEvent = TextDelta | Completed
-
-
-@dataclass
-class LlmUsage:
-    input_tokens: int = 0
-    cached_input_tokens: int = 0
-    output_tokens: int = 0
-    requests: int = 0
-
-
-class LlmError(RuntimeError):
-    def __init__(self, message: str, *, mid_stream: bool = False) -> None:
-        super().__init__(message)
-        self.mid_stream = mid_stream  # the response had started: some deltas were delivered
-
-
-class LanguageModel(Protocol):
-    usage: LlmUsage
-
-    def stream(
-        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
-    ) -> AsyncIterator[LlmEvent]: ...
-
+from services.voice_orchestrator.ports import (
+    Completed,
+    LlmError,
+    LlmEvent,
+    LlmUsage,
+    TextDelta,
+    ToolCall,
+)
 
 # What a request can fail with: the SDK's errors (a transport cut mid-stream included, as
 # APIConnectionError) and our own deadlines.

@@ -1,0 +1,156 @@
+"""What the voice loop needs from each vendor, independent of the vendor.
+
+`vendors/` implements these (Deepgram, ElevenLabs, OpenAI); the session and its parts import only
+from here, so a vendor can be swapped or faked without touching the loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+# ---- speech to text ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SttTranscript:
+    text: str
+    is_final: bool
+    speech_final: bool
+    from_finalize: bool
+
+
+@dataclass(frozen=True)
+class SttSpeechStarted:
+    pass
+
+
+@dataclass(frozen=True)
+class SttUtteranceEnd:
+    pass
+
+
+@dataclass(frozen=True)
+class SttFailed:
+    error: str
+
+
+SttEvent = SttTranscript | SttSpeechStarted | SttUtteranceEnd | SttFailed
+
+
+class SpeechToText(Protocol):
+    audio_seconds: float
+
+    def send_audio(self, frame: bytes) -> None:
+        """Queue inbound μ-law audio (never blocks)."""
+        ...
+
+    def finalize(self) -> None: ...
+
+    async def run(self, on_event: Callable[[SttEvent], None]) -> None:
+        """Stream until `close()`, reconnecting on failure; reports events via `on_event`."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+# ---- text to speech ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Alignment:
+    chars: list[str]
+    start_ms: list[int]
+    duration_ms: list[int]
+
+
+@dataclass(frozen=True)
+class TtsAudio:
+    context_id: str
+    audio: bytes
+    alignment: Alignment | None
+
+
+@dataclass(frozen=True)
+class TtsDone:
+    context_id: str
+
+
+@dataclass(frozen=True)
+class TtsContextLost:
+    """The socket dropped while these contexts were open; their pending audio will not come."""
+
+    context_ids: list[str]
+
+
+@dataclass(frozen=True)
+class TtsFailed:
+    error: str
+
+
+TtsEvent = TtsAudio | TtsDone | TtsContextLost | TtsFailed
+
+
+class TtsUnavailable(RuntimeError):
+    pass
+
+
+class TextToSpeech(Protocol):
+    characters: int
+
+    async def open_context(self, context_id: str) -> None: ...
+
+    async def send_text(self, context_id: str, text: str, *, flush: bool = True) -> None: ...
+
+    async def close_context(self, context_id: str) -> None: ...
+
+    async def run(self, on_event: Callable[[TtsEvent], None]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+# ---- language model ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class Completed:
+    tool_calls: list[ToolCall]
+    finish_reason: str | None
+
+
+LlmEvent = TextDelta | Completed
+
+
+@dataclass
+class LlmUsage:
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    requests: int = 0
+
+
+class LlmError(RuntimeError):
+    def __init__(self, message: str, *, mid_stream: bool = False) -> None:
+        super().__init__(message)
+        self.mid_stream = mid_stream  # the response had started: some deltas were delivered
+
+
+class LanguageModel(Protocol):
+    usage: LlmUsage
+
+    def stream(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
+    ) -> AsyncIterator[LlmEvent]: ...
