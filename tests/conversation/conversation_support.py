@@ -33,14 +33,18 @@ def conversation(now: dt.datetime = NOW, **overrides: Any) -> Conversation:
     return Conversation(facts(**overrides), now)
 
 
-def verified(now: dt.datetime = NOW, **overrides: Any) -> Conversation:
-    """A conversation that reached negotiation the ordinary way."""
+def verified(now: dt.datetime = NOW, *, heard: bool = True, **overrides: Any) -> Conversation:
+    """A conversation that reached negotiation the ordinary way: the debtor confirmed, and (with
+    `heard`) the shell spoke the disclosure line the core handed out, in full."""
     conv = conversation(now, **overrides)
     conv.add_debtor_turn("Hello?")
     conv.add_agent_turn(conv.greeting_line())
     conv.add_debtor_turn("Yes, speaking.")
     result = conv.add_tool_call("call_confirm", "confirm_identity", "{}")
     assert result.ok, result
+    assert result.line is not None and result.line.kind == "disclosure"
+    if heard:
+        conv.add_agent_turn(result.line.text)
     return conv
 
 

@@ -227,7 +227,9 @@ def test_stop_calling_is_accepted_from_any_state(reach: str) -> None:
         conv.add_debtor_turn("Hello?")
         conv.add_agent_turn("Hi, this is Alex, an AI assistant. Is this Jane Doe?")
     if reach in ("negotiation", "commitment"):
-        conv.add_tool_call("c0", "confirm_identity", "{}")
+        line = conv.add_tool_call("c0", "confirm_identity", "{}").line
+        assert line is not None
+        conv.add_agent_turn(line.text)
     if reach == "commitment":
         conv.add_tool_call("c1", "record_payment_promise", promise_args())
     assert conv.state.value == reach

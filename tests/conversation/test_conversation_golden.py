@@ -1,9 +1,11 @@
 """Golden conversations: scripted debtor lines replayed through the core with the OpenAI
 simulator's deterministic collector policy standing in for GPT-5-mini.
 
-The loop is the orchestrator's: render messages -> policy.respond -> apply each tool call to the
-core (its result goes back as a tool message, then the model is asked again) -> the agent's text
-is split into sentences, made speakable and recorded as heard -> next scripted debtor line.
+The loop is the orchestrator's: speak any owed line first -> render messages -> policy.respond
+-> words that come with a tool call are spoken only if they commit to nothing -> apply each tool
+call to the core -> an accepted call's fixed line is spoken by the system, and the model is asked
+again only after a refusal, a no-op or a line with `ask_model_after` -> the agent's turn is split
+into sentences, made speakable and recorded as heard -> next scripted debtor line.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ from services.voice_orchestrator.conversation import (
     ConversationState,
     EndReason,
     SentenceSplitter,
+    commits_to_outcome,
+    default_prompt_set,
     speakable,
 )
+from services.voice_orchestrator.conversation.lines import contains_line
 from simulators.openai.policy import respond
 
 MAX_MODEL_CALLS_PER_TURN = 5
@@ -40,12 +45,16 @@ class Golden:
     stage: str = "early"
 
 
-def _spoken(text: str) -> str:
-    """What TTS would say: streamed through the splitter, each sentence made speakable."""
+def _sentences(text: str) -> list[str]:
     splitter = SentenceSplitter()
     sentences = splitter.feed(text)
     tail = splitter.flush()
-    return " ".join(speakable(s) for s in [*sentences, *([tail] if tail else [])])
+    return [*sentences, *([tail] if tail else [])]
+
+
+def _spoken(text: str) -> str:
+    """What TTS would say: streamed through the splitter, each sentence made speakable."""
+    return " ".join(speakable(s) for s in _sentences(text))
 
 
 class Replay:
@@ -66,26 +75,41 @@ class Replay:
         self.conv.add_agent_turn(heard, interrupted=interrupted)
 
     def agent_step(self) -> None:
+        """One agent turn, the orchestrator's way; everything said is recorded as one turn."""
         conv = self.conv
+        parts: list[str] = []
+        owed = conv.owed_line()
+        if owed is not None:
+            parts.append(owed.text)  # before anything else; the model still answers after it
         for _ in range(MAX_MODEL_CALLS_PER_TURN):
             reply = respond(conv.llm_messages(), conv.tools())
-            if reply.text:
-                self.say(reply.text)
-            ended = False
+            text = reply.text or ""
+            if reply.tool_calls:
+                # Said before the core has judged the call: only what commits to nothing.
+                text = " ".join(x for x in _sentences(text) if not commits_to_outcome(x))
+            if text:
+                parts.append(text)
+            ask_again = False
             for name, arguments in reply.tool_calls:
                 self.tool_ids += 1
                 result = conv.add_tool_call(f"call_{self.tool_ids}", name, arguments)
-                ended = ended or result.end_call
-            if conv.check_derailment() and not conv.finished:
-                self.say(conv.closing_line())
-                return
-            if ended:
-                if not reply.text:
-                    self.say(conv.closing_line())
-                return
-            if not reply.tool_calls:
-                return
-        raise AssertionError("the model kept calling tools without speaking")
+                if result.line is not None:
+                    parts.append(result.line.text)
+                    ask_again = ask_again or result.line.ask_model_after
+                else:
+                    ask_again = ask_again or not result.end_call  # refused or a no-op
+            if not reply.tool_calls or not ask_again:
+                break
+        else:
+            raise AssertionError("the model kept calling tools without speaking")
+        if (
+            conv.check_derailment()
+            and not conv.finished
+            and not any(contains_line(x, conv.closing_line()) for x in parts)
+        ):
+            parts.append(conv.closing_line())
+        if parts:
+            self.say(" ".join(parts))
 
     def run(self, lines: list[str]) -> None:
         for line in lines:
@@ -198,6 +222,8 @@ GOLDENS = [
             "Hello?",
             "Yes, yes, this is me. What is this about?",
             "Okay, okay. I can pay the full amount tomorrow.",
+            # The disclosure was cut off: it is said again first, and the promise waits for it.
+            "Yes, the full amount tomorrow.",
         ],
         CallOutcome.PROMISE_TO_PAY,
         promise=(45000, "2026-11-28"),
@@ -252,6 +278,13 @@ def test_golden_conversation(golden: Golden) -> None:
         said_before.append(turn.text)
     for text in said_before:
         assert "four hundred fifty" not in text and "balance" not in text.lower()
+    # A verified call heard the disclosure word for word, in one agent turn.
+    if any(r.event == "confirm_identity" for r in conv.transitions):
+        disclosure = default_prompt_set().lines.render("disclosure")
+        assert any(
+            t.speaker == "agent" and contains_line(t.text, disclosure) for t in conv.transcript
+        ), [t.text for t in conv.transcript]
+        assert not conv.disclosure_owed or not conv.verified
     # The agent said it is an AI assistant in its first words.
     if replay.agent_lines:
         assert "AI assistant" in replay.agent_lines[0]

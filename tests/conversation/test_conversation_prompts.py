@@ -33,6 +33,8 @@ FACT_KEYS = [
     "today",
     "latest_promise_date",
     "timezone",
+    "utc_offset",
+    "today_spoken",
 ]
 
 # Realistic debtor snapshots, one or more per stage, with what must be said about them.
@@ -128,7 +130,7 @@ def test_stage_prompt_rendering(case: dict[str, Any]) -> None:
     after = _verified(snapshot).system_prompt()
     for prompt in (before, after):
         assert not re.search(r"[{}$]", prompt), "placeholder or symbol left in the prompt"
-        assert prompt.rstrip().endswith(f"timezone: {snapshot.timezone}")
+        assert prompt.rstrip().endswith("today_spoken: Friday, November twenty-seventh")
     assert case["balance_spoken"] in after
     assert case["due_spoken"] in after
     assert case["latest_spoken"] in after
@@ -150,6 +152,10 @@ def test_stage_prompt_rendering(case: dict[str, Any]) -> None:
         "today": "2026-11-27",
         "latest_promise_date": case["latest"],
         "timezone": snapshot.timezone,
+        "utc_offset": {"America/Chicago": "-06:00", "America/Los_Angeles": "-08:00"}.get(
+            snapshot.timezone, "-05:00"
+        ),
+        "today_spoken": "Friday, November twenty-seventh",
     }
 
 
@@ -173,7 +179,9 @@ balance_spoken: four hundred fifty dollars
 due_date: 2026-11-01
 today: 2026-11-27
 latest_promise_date: 2026-12-11
-timezone: America/New_York"""
+timezone: America/New_York
+utc_offset: -05:00
+today_spoken: Friday, November twenty-seventh"""
     assert prompt.endswith(expected)
 
 

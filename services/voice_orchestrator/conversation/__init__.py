@@ -21,9 +21,10 @@ from .enums import (
 )
 from .facts import PROMISE_WINDOW_DAYS, CallFacts
 from .heuristics import TurnSignals, classify
-from .llm import llm_request_params
+from .lines import LINE_KINDS, FixedLine, LineKind, commits_to_outcome, needs_model_after
+from .llm import llm_request_params, prompt_cache_key
 from .machine import ALLOWED_EDGES, TRANSITIONS, ConversationLimits, Event, Transition
-from .prompting import PromptDoc, PromptSet, default_prompt_set, load_prompt_set
+from .prompting import LinesDoc, PromptDoc, PromptSet, default_prompt_set, load_prompt_set
 from .speech import (
     SentenceSplitter,
     speakable,
@@ -36,6 +37,7 @@ from .tools import TOOL_SPECS, tool_schemas
 
 __all__ = [
     "ALLOWED_EDGES",
+    "LINE_KINDS",
     "PROMISE_WINDOW_DAYS",
     "TOOL_SPECS",
     "TRANSITIONS",
@@ -48,6 +50,9 @@ __all__ = [
     "DelinquencyStage",
     "EndReason",
     "Event",
+    "FixedLine",
+    "LineKind",
+    "LinesDoc",
     "PaymentPromise",
     "PromptDoc",
     "PromptSet",
@@ -60,9 +65,12 @@ __all__ = [
     "Turn",
     "TurnSignals",
     "classify",
+    "commits_to_outcome",
     "default_prompt_set",
     "llm_request_params",
     "load_prompt_set",
+    "needs_model_after",
+    "prompt_cache_key",
     "speakable",
     "spoken_amount",
     "spoken_date",

@@ -5,6 +5,10 @@ in the transition table, parsed against its Pydantic model and checked against t
 and the policy before it changes anything; a refused move leaves the state as it was and tells
 the model why. Nothing the debtor says can change an amount, a date window or the state except
 through a validated tool call.
+
+After an accepted move whose next words the policy fixes (disclosure and balance, read-back,
+closings), the result carries a `FixedLine` the shell speaks word for word instead of asking the
+model again (see lines.py and docs/conversation.md, "Fixed lines").
 """
 
 from __future__ import annotations
@@ -18,9 +22,21 @@ from typing import Any
 from .enums import CallOutcome, ConversationState, EndReason, Speaker, ToolName
 from .facts import CallFacts
 from .heuristics import TurnSignals, classify
+from .lines import (
+    FixedLine,
+    callback_line,
+    closing,
+    contains_line,
+    derail_line,
+    disclosure_line,
+    disclosure_text,
+    greeting_text,
+    needs_model_after,
+    read_back_line,
+)
 from .machine import NEXT_STATE, ConversationLimits, Event
 from .prompting import PromptSet, default_prompt_set, render_system_prompt
-from .speech import spoken_amount, spoken_date, spoken_time
+from .speech import spoken_amount, spoken_date
 from .tools import (
     TOOLS_BY_NAME,
     ArgumentError,
@@ -54,6 +70,9 @@ class ToolResult:
     message: str
     end_call: bool  # the shell should finish speaking and hang up
     state: ConversationState
+    # Words the shell speaks itself, verbatim, instead of asking the model again (None: ask the
+    # model, as after a refusal or a no-op).
+    line: FixedLine | None = None
 
     def content(self) -> str:
         """The tool message content the model sees (contract: ok, message, state)."""
@@ -121,6 +140,13 @@ class Conversation:
         self._finished = False
         self._finalized = False
 
+        self._last_debtor_text = ""
+        # The disclosure is owed from confirm_identity until one agent turn contained it in full.
+        self._disclosure_heard = False
+        # A closing line handed out with an accepted outcome: the call is finished once an agent
+        # turn contains it in full. Cut off by the debtor, the conversation can still go on.
+        self._closing_pending: FixedLine | None = None
+
         self._history: list[dict[str, Any]] = []
         self._transcript: list[Turn] = []
         self._log: list[TransitionRecord] = []
@@ -183,6 +209,11 @@ class Conversation:
         return self._derail_cause
 
     @property
+    def disclosure_owed(self) -> bool:
+        """Verified, but no agent turn since has contained the disclosure word for word."""
+        return self._verified and not self._disclosure_heard
+
+    @property
     def prompt_version(self) -> str:
         return self._prompts.version(self._facts.stage)
 
@@ -212,48 +243,82 @@ class Conversation:
 
     def greeting_line(self) -> str:
         """A deterministic opener the shell may play at pickup instead of waiting for the LLM."""
-        f = self._facts
-        return (
-            f"Hello, this is {f.agent_name}, an AI assistant calling on behalf of "
-            f"{f.company_name}. Am I speaking with {f.debtor_name}?"
-        )
+        return greeting_text(self._prompts.lines, self._facts)
 
     def closing_line(self) -> str:
         """A polite goodbye matching the outcome; says nothing about the debt to a third party."""
-        tz_today = self._facts.local_today(self._now)
+        return self._closing().text
+
+    def owed_line(self) -> FixedLine | None:
+        """The disclosure (and balance) again while it is owed; the shell calls this at the start
+        of each reply turn and speaks it before anything else. The model is asked after it: the
+        debtor's turn (often the barge-in that cut the disclosure) still needs an answer."""
+        if not self.disclosure_owed or self._finished:
+            return None
+        return disclosure_line(self._prompts.lines, self._facts, self._now, ask_model_after=True)
+
+    def apology_line(self) -> str:
+        """Said when the call must end on a failure on our side."""
+        return self._prompts.lines.render("apology")
+
+    def reprompt_line(self) -> str:
+        """Said when the debtor has been silent for a while."""
+        return self._prompts.lines.render("reprompt")
+
+    def silent_goodbye_line(self) -> str:
+        """Said before hanging up on a debtor who stayed silent."""
+        return self._prompts.lines.render("silent_goodbye")
+
+    def premade_lines(self) -> list[str]:
+        """Every fixed line whose text is known at call start, for audio made ahead of time.
+
+        The read-back and callback lines depend on what is agreed, and the derailment line on
+        when it happens, so they are not here.
+        """
+        lines = self._prompts.lines
+        texts = [
+            self.greeting_line(),
+            *(
+                disclosure_line(lines, self._facts, self._now, ask_model_after=ask).text
+                for ask in (False, True)
+            ),
+            *(
+                closing(lines, kind).text
+                for kind in ("dispute_closing", "wrong_party_closing", "opt_out_closing", "goodbye")
+            ),
+            self.apology_line(),
+            self.reprompt_line(),
+            self.silent_goodbye_line(),
+        ]
+        return list(dict.fromkeys(texts))  # unique, in order
+
+    def _closing(self) -> FixedLine:
+        """The closing for the outcome; one place for each text (prompts/lines.md)."""
+        lines = self._prompts.lines
+        today = self._facts.local_today(self._now)
         if self._derailed and self._callback is not None:
-            return (
-                "I'm sorry, this doesn't seem like a good time, so I'll let you go. We'll call "
-                f"you back tomorrow at about {spoken_time(self._callback.when)}. "
-                "Thank you, goodbye."
-            )
+            return derail_line(lines, self._callback.when)
         match self._outcome:
             case CallOutcome.PROMISE_TO_PAY if self._promise is not None:
                 p = self._promise
-                return (
-                    f"Thank you. I have your payment of {spoken_amount(p.amount_minor, p.currency)}"
-                    f" on {spoken_date(p.date, today=tz_today)}. Goodbye."
-                )
+                return read_back_line(lines, p.amount_minor, p.currency, p.date, today)
             case CallOutcome.CALLBACK_SCHEDULED if self._callback is not None:
-                when = self._callback.when
-                return (
-                    f"Thank you. We'll call you back on {spoken_date(when.date(), today=tz_today)}"
-                    f" at {spoken_time(when)}. Goodbye."
-                )
+                return callback_line(lines, self._callback.when, today)
             case CallOutcome.DISPUTED:
-                return "I've noted your dispute. Thank you for your time, goodbye."
+                return closing(lines, "dispute_closing")
             case CallOutcome.OPTED_OUT:
-                return "Understood, I've recorded your request not to be called. Goodbye."
+                return closing(lines, "opt_out_closing")
             case CallOutcome.WRONG_PARTY:
-                return "I'm sorry for the trouble. Have a good day, goodbye."
+                return closing(lines, "wrong_party_closing")
             case _:
-                return "Thank you for your time. Goodbye."
+                return closing(lines, "goodbye")
 
     # --- turns ------------------------------------------------------------------------------------
 
     def add_debtor_turn(self, text: str) -> None:
         self._transcript.append(Turn(Speaker.DEBTOR, text))
         self._history.append({"role": "user", "content": text})
+        self._last_debtor_text = text
         if self._finished:
             return
         self._debtor_turns += 1
@@ -265,6 +330,8 @@ class Conversation:
     def add_agent_turn(self, text: str, interrupted: bool = False) -> None:
         """Record what the debtor actually heard (cut at the interruption point)."""
         self._transcript.append(Turn(Speaker.AGENT, text, interrupted))
+        if self._verified and contains_line(text, disclosure_text(self._prompts.lines)):
+            self._disclosure_heard = True  # heard in full; a cut-off turn leaves it owed
         heard = text.strip()
         if heard:
             self._history.append({"role": "assistant", "content": text})
@@ -272,6 +339,11 @@ class Conversation:
             return
         if self._state is S.GREETING:
             self._move(Event.AGENT_SPOKE)
+        elif self._closing_pending is not None and contains_line(text, self._closing_pending.text):
+            # The goodbye was heard: the call is over, as after an accepted end_call.
+            self._closing_pending = None
+            self._move(Event.END_CALL)
+            self._finished = True
         elif self._derailed:
             self._finished = True  # the closing line was said
         elif self._outcome is not None:
@@ -304,12 +376,15 @@ class Conversation:
             was_derailed = self._derailed
             self._evaluate_derailment()
             if self._derailed and not was_derailed:
+                # The model is not asked again: the shell says the core's own closing.
+                line = self._closing()
                 result = ToolResult(
                     False,
                     f"{result.message} Too many refused moves: a callback was scheduled and the "
-                    "call is closing.",
+                    f'call is closing. The system has said to the debtor: "{line.text}"',
                     True,
                     self._state,
+                    line,
                 )
         self._history.append({"role": "tool", "tool_call_id": call_id, "content": result.content()})
         return result
@@ -458,24 +533,54 @@ class Conversation:
     def _ok(self, message: str, *, end_call: bool = False) -> ToolResult:
         return ToolResult(True, message, end_call, self._state)
 
+    def _spoken(self, message: str, line: FixedLine) -> ToolResult:
+        """Accepted, and the shell speaks `line`: the model is told the words are already said,
+        so that if it is asked again it carries on from them instead of repeating them."""
+        said = f'The system has already said this to the debtor, word for word: "{line.text}"'
+        if line.end_call_after:
+            # The shell hangs up once the line is heard (add_agent_turn then finishes the call).
+            self._closing_pending = line
+            return ToolResult(
+                True,
+                f"{message} {said} The call ends once it is heard; say nothing more. If the "
+                "debtor cuts in, answer briefly and call end_call when done.",
+                True,
+                self._state,
+                line,
+            )
+        return ToolResult(
+            True,
+            f"{message} {said} Do not repeat it; if you reply, answer only what the debtor "
+            "asked, briefly.",
+            False,
+            self._state,
+            line,
+        )
+
     def _confirm_identity(self) -> ToolResult:
         if self._state is S.NEGOTIATION:
             return self._ok("Identity was already confirmed.")
         if self._debtor_turns == 0:
             raise _Refused("The person has not said anything yet: ask for the debtor by name.")
         self._verified = True
+        self._disclosure_heard = False
         self._move(Event.CONFIRM_IDENTITY)
-        balance = spoken_amount(self._facts.balance_minor, self._facts.currency)
-        return self._ok(
-            "Identity confirmed. First say that this is an attempt to collect a debt and any "
-            f"information obtained will be used for that purpose; then explain the balance of "
-            f"{balance}."
-        )
+        ask = needs_model_after(self._last_debtor_text)
+        line = disclosure_line(self._prompts.lines, self._facts, self._now, ask_model_after=ask)
+        return self._spoken("Identity confirmed.", line)
 
     def _record_promise(self, args: RecordPaymentPromiseArgs) -> ToolResult:
         f = self._facts
         if not self._verified:  # the table already implies it; belt and braces
             raise _Refused("Identity is not confirmed: no promise can be recorded.")
+        if self.disclosure_owed:
+            # Compliance before speed: nothing is agreed before the disclosure was heard.
+            raise _Refused(
+                "The debtor has not yet heard the required debt-collection disclosure in full "
+                "(the system is saying it again now), so no promise can be recorded yet. Do not "
+                "read back or confirm anything: ask the debtor to confirm the amount and date, "
+                "and record the promise when they answer."
+            )
         if args.currency != f.currency:
             raise _Refused(f"Currency must be {f.currency}, the account's currency.")
         if args.amount_minor > f.balance_minor:
@@ -496,11 +601,10 @@ class Conversation:
         self._outcome = CallOutcome.PROMISE_TO_PAY
         self._wrap_up_turns = 0
         self._move(Event.RECORD_PAYMENT_PROMISE)
-        return self._ok(
-            f"Promise recorded: {spoken_amount(args.amount_minor, args.currency)} on "
-            f"{spoken_date(args.date, today=today)}. Read it back, thank the debtor, then say "
-            "goodbye and call end_call."
+        line = read_back_line(
+            self._prompts.lines, args.amount_minor, args.currency, args.date, today
         )
+        return self._spoken("Promise recorded.", line)
 
     def _schedule_callback(self, args: ScheduleCallbackArgs) -> ToolResult:
         if self._state is S.CLOSING and self._outcome is not CallOutcome.CALLBACK_SCHEDULED:
@@ -527,10 +631,7 @@ class Conversation:
         self._wrap_up_turns = 0
         self._move(Event.SCHEDULE_CALLBACK)
         today = self._facts.local_today(self._now)
-        return self._ok(
-            f"Callback scheduled for {spoken_date(local.date(), today=today, weekday=True)} at "
-            f"{spoken_time(local)}. Confirm the time, say goodbye and call end_call."
-        )
+        return self._spoken("Callback scheduled.", callback_line(self._prompts.lines, local, today))
 
     def _report_dispute(self, args: ReportDisputeArgs) -> ToolResult:
         if not self._verified:
@@ -542,10 +643,7 @@ class Conversation:
             self._callback = None
         self._wrap_up_turns = 0
         self._move(Event.REPORT_DISPUTE)
-        return self._ok(
-            "Dispute recorded. Do not argue or ask for payment. Tell the debtor it is noted, "
-            "say goodbye and call end_call."
-        )
+        return self._spoken("Dispute recorded.", self._closing())
 
     def _report_wrong_party(self) -> ToolResult:
         self._verified = False  # hide the debt again: whoever this is, it is not the debtor
@@ -554,10 +652,7 @@ class Conversation:
         self._callback = None
         self._wrap_up_turns = 0
         self._move(Event.REPORT_WRONG_PARTY)
-        return self._ok(
-            "Wrong party recorded. Say nothing about the account; apologise for the trouble, "
-            "say goodbye and call end_call."
-        )
+        return self._spoken("Wrong party recorded.", self._closing())
 
     def _no_further_calls(self) -> ToolResult:
         self._outcome = CallOutcome.OPTED_OUT
@@ -565,9 +660,7 @@ class Conversation:
         self._callback = None
         self._wrap_up_turns = 0
         self._move(Event.REQUEST_NO_FURTHER_CALLS)
-        return self._ok(
-            "Recorded: no further calls. Confirm politely, say goodbye and call end_call."
-        )
+        return self._spoken("Recorded: no further calls.", self._closing())
 
     def _end_call(self) -> ToolResult:
         if self._state is S.NEGOTIATION:
@@ -579,8 +672,16 @@ class Conversation:
                 )
             self._outcome = CallOutcome.REFUSED
         self._move(Event.END_CALL)
-        self._finished = True
-        return self._ok("Call ending. Say goodbye if you have not yet.", end_call=True)
+        self._finished = True  # the model's own decision: over now, whatever is heard
+        self._closing_pending = None
+        line = self._closing()
+        return ToolResult(
+            True,
+            f'Call ending. The system says the goodbye for you: "{line.text}"',
+            True,
+            self._state,
+            line,
+        )
 
     def _now_local(self) -> str:
         return self._now.astimezone(self._facts.tz).isoformat(timespec="minutes")

@@ -2,8 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+MAX_CACHE_KEY_CHARS = 64  # keep the key short; a longer version string is hashed
+
+
+def prompt_cache_key(prompt_version: str) -> str:
+    """`prompt_cache_key` for a request: the same for every call on the same prompt version.
+
+    The provider routes requests with the same key to the same cache shard, and the cached part
+    is the shared prefix (the static policy and the tools), which depends on the prompt version,
+    not on the call. Keying by call id would spread identical prefixes over many shards and
+    make every call pay for a cold cache.
+    """
+    key = f"prompts:{prompt_version}"
+    if len(key) <= MAX_CACHE_KEY_CHARS:
+        return key
+    return "prompts:" + hashlib.sha256(prompt_version.encode()).hexdigest()[:32]
 
 
 def llm_request_params(
@@ -41,5 +58,6 @@ def llm_request_params(
         params["tool_choice"] = "auto"
         params["parallel_tool_calls"] = False
     if prompt_cache_key:
-        params["prompt_cache_key"] = prompt_cache_key  # same call -> same cache shard
+        # Same prompt version -> same cache shard: build it with `prompt_cache_key(version)`.
+        params["prompt_cache_key"] = prompt_cache_key
     return params

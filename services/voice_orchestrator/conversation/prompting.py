@@ -1,4 +1,4 @@
-"""Prompt files (policy + one per stage), their versions, and rendering the system prompt.
+"""Prompt files (policy, one per stage, the fixed lines), their versions, and rendering.
 
 `load_prompt_set()` is the core's only file read: it runs once per process (cached by
 `default_prompt_set()`) and hands immutable text to the pure rendering functions below. Tests and
@@ -22,12 +22,13 @@ from .speech import spoken_amount, spoken_date, spoken_number
 
 DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parents[3] / "prompts"
 
-# Placeholders the policy may use: it is in the prompt before the right party is confirmed, so
-# nothing about the debt may be among them. Stage prompts are rendered only after verification.
-POLICY_FIELDS = frozenset(
-    {"agent_name", "company_name", "debtor_name", "timezone", "utc_offset", "today_spoken"}
-)
-STAGE_FIELDS = POLICY_FIELDS | {
+# The policy takes no placeholders at all: it opens every call's system prompt, so keeping it
+# byte-identical across calls lets the provider's prompt cache reuse it. Per-call values (names,
+# today, time zone) are in the CALL FACTS block at the end. (Nothing about the debt may be in it
+# either way: it is in the prompt before the right party is confirmed.)
+POLICY_FIELDS: frozenset[str] = frozenset()
+# Stage prompts are rendered only after verification, after the static policy.
+STAGE_FIELDS = frozenset({"agent_name", "company_name", "debtor_name", "today_spoken"}) | {
     "balance_spoken",
     "due_date_spoken",
     "latest_promise_date_spoken",
@@ -43,10 +44,48 @@ class PromptDoc:
     body: str
 
 
+# prompts/lines.md: every fixed line the system speaks, and the placeholders each may use. The
+# disclosure takes none: it is said word for word on every call.
+_NO_FIELDS: frozenset[str] = frozenset()
+LINE_FIELDS: Mapping[str, frozenset[str]] = MappingProxyType(
+    {
+        "greeting": frozenset({"agent_name", "company_name", "debtor_name"}),
+        "disclosure": _NO_FIELDS,
+        "balance_past_due": frozenset({"balance_spoken", "due_date_spoken"}),
+        "balance_not_due": frozenset({"balance_spoken", "due_date_spoken"}),
+        "payment_question_past_due": _NO_FIELDS,
+        "payment_question_not_due": _NO_FIELDS,
+        "read_back": frozenset({"amount_spoken", "date_spoken"}),
+        "callback_confirm": frozenset({"date_spoken", "time_spoken"}),
+        "derail_closing": frozenset({"time_spoken"}),
+        "dispute_closing": _NO_FIELDS,
+        "wrong_party_closing": _NO_FIELDS,
+        "opt_out_closing": _NO_FIELDS,
+        "goodbye": _NO_FIELDS,
+        "apology": _NO_FIELDS,
+        "reprompt": _NO_FIELDS,
+        "silent_goodbye": _NO_FIELDS,
+    }
+)
+
+
+@dataclass(frozen=True)
+class LinesDoc:
+    """prompts/lines.md: `## name` sections, each one spoken paragraph (a format template)."""
+
+    name: str
+    version: str
+    templates: Mapping[str, str]
+
+    def render(self, line: str, **values: str) -> str:
+        return self.templates[line].format_map(values)
+
+
 @dataclass(frozen=True)
 class PromptSet:
     policy: PromptDoc
     stages: Mapping[DelinquencyStage, PromptDoc]
+    lines: LinesDoc
 
     def version(self, stage: DelinquencyStage) -> str:
         """Combined version recorded with the call: `policy@2026-11-27.1+early@2026-11-27.1`."""
@@ -67,11 +106,49 @@ def parse_prompt(name: str, text: str, allowed: frozenset[str]) -> PromptDoc:
     if not version:
         raise ValueError(f"prompt {name!r}: front matter has no version")
     body = "\n".join(lines[end + 1 :]).strip()
-    used = {field for _, field, _, _ in string.Formatter().parse(body) if field is not None}
-    unknown = used - allowed
+    unknown = _fields(body) - allowed
     if unknown:
         raise ValueError(f"prompt {name!r}: unknown or disallowed placeholders {sorted(unknown)}")
     return PromptDoc(name=name, version=version, body=body)
+
+
+def _fields(text: str) -> set[str]:
+    return {field for _, field, _, _ in string.Formatter().parse(text) if field is not None}
+
+
+def parse_lines(text: str, name: str = "lines") -> LinesDoc:
+    """prompts/lines.md: front matter, free text, then one `## name` section per fixed line.
+
+    Exactly the lines of `LINE_FIELDS` must be there, each with only its own placeholders: a
+    missing line, an unknown one or a stray placeholder fails at load time, not mid-call.
+    """
+    allowed_anywhere = frozenset().union(*LINE_FIELDS.values())
+    doc = parse_prompt(name, text, allowed_anywhere)
+    templates: dict[str, str] = {}
+    current: str | None = None
+    body: list[str] = []
+    for raw in [*doc.body.splitlines(), "## "]:  # the sentinel flushes the last section
+        if raw.startswith("## "):
+            if current is not None:
+                if current in templates:
+                    raise ValueError(f"prompt {name!r}: line {current!r} is defined twice")
+                templates[current] = " ".join(" ".join(body).split())
+            current, body = raw[3:].strip(), []
+        elif current is not None:
+            body.append(raw)
+    missing = set(LINE_FIELDS) - set(templates)
+    unknown = set(templates) - set(LINE_FIELDS)
+    if missing or unknown:
+        raise ValueError(
+            f"prompt {name!r}: missing lines {sorted(missing)}, unknown lines {sorted(unknown)}"
+        )
+    for line, template in templates.items():
+        if not template:
+            raise ValueError(f"prompt {name!r}: line {line!r} is empty")
+        stray = _fields(template) - LINE_FIELDS[line]
+        if stray:
+            raise ValueError(f"prompt {name!r}: line {line!r} may not use {sorted(stray)}")
+    return LinesDoc(name=name, version=doc.version, templates=MappingProxyType(templates))
 
 
 def load_prompt_set(directory: Path = DEFAULT_PROMPTS_DIR) -> PromptSet:
@@ -84,7 +161,8 @@ def load_prompt_set(directory: Path = DEFAULT_PROMPTS_DIR) -> PromptSet:
         )
         for stage in DelinquencyStage
     }
-    return PromptSet(policy=policy, stages=MappingProxyType(stages))
+    lines = parse_lines((directory / "lines.md").read_text("utf-8"))
+    return PromptSet(policy=policy, stages=MappingProxyType(stages), lines=lines)
 
 
 @functools.cache
@@ -99,16 +177,21 @@ def one_line(value: str, limit: int = 200) -> str:
     return " ".join(cleaned.split())[:limit]
 
 
+def utc_offset(facts: CallFacts, now: dt.datetime) -> str:
+    """The debtor's current UTC offset, "-05:00" (it changes with daylight saving time)."""
+    offset = now.astimezone(facts.tz).strftime("%z")  # "-0500"
+    return f"{offset[:3]}:{offset[3:]}"
+
+
 def template_values(facts: CallFacts, now: dt.datetime) -> dict[str, str]:
     today = facts.local_today(now)
     late_days = facts.days_past_due(now)
-    offset = now.astimezone(facts.tz).strftime("%z")  # "-0500" -> "-05:00" below
     return {
         "agent_name": facts.agent_name,
         "company_name": facts.company_name,
         "debtor_name": one_line(facts.debtor_name),
         "timezone": facts.timezone,
-        "utc_offset": f"{offset[:3]}:{offset[3:]}",
+        "utc_offset": utc_offset(facts, now),
         "today_spoken": spoken_date(today, weekday=True),
         "balance_spoken": spoken_amount(facts.balance_minor, facts.currency),
         "due_date_spoken": spoken_date(facts.due_date, today=today),
@@ -125,6 +208,8 @@ def call_facts_block(
 
     Until the right party is verified, `balance_minor`, `balance_spoken` and `due_date` are
     blank (`key: ` with an empty value), so neither the model nor a third party can hear them.
+    Every per-call value is here (and the policy above has none), so the long policy text is the
+    same prefix on every call and the provider's prompt cache can reuse it.
     """
     today = facts.local_today(now)
     show = verified
@@ -145,6 +230,8 @@ def call_facts_block(
         ("today", today.isoformat()),
         ("latest_promise_date", facts.latest_promise_date(now).isoformat()),
         ("timezone", facts.timezone),
+        ("utc_offset", utc_offset(facts, now)),
+        ("today_spoken", spoken_date(today, weekday=True)),
     ]
     return "### CALL FACTS\n" + "\n".join(f"{k}: {v}" for k, v in rows)
 
@@ -158,7 +245,7 @@ def render_system_prompt(
     verified: bool,
 ) -> str:
     values = template_values(facts, now)
-    parts = [prompts.policy.body.format_map(values)]
+    parts = [prompts.policy.body]  # static: the shared prefix (see POLICY_FIELDS)
     if verified:
         # Stage guidance talks about the debt: only once the right party is on the line.
         parts.append(prompts.stages[facts.stage].body.format_map(values))
