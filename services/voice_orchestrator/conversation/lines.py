@@ -220,8 +220,8 @@ def _uncovered_question(sentence: str) -> bool:
         if words:
             parts.append(" ".join(words))
     questions = [p for p in parts if p.split()[0] in _QUESTION_OPENERS]
-    if asked and not questions and parts:
-        questions = [parts[-1]]
+    if asked and not questions:
+        questions = parts[-1:] or ["?"]  # "Right?" is all filler, but still asks
     return any(q not in _COVERED_QUESTIONS for q in questions)
 
 
