@@ -133,7 +133,7 @@ async def claim_media_session(
 
 
 def turn_rows(call_id: uuid.UUID, entries: Sequence[Any]) -> list[dict[str, Any]]:
-    """`call_turns` rows for transcript entries (session.TranscriptEntry), in spoken order."""
+    """`call_turns` rows for transcript entries (generated `TranscriptTurn`), in spoken order."""
     return [
         {
             "call_id": call_id,

@@ -29,7 +29,7 @@ from services.common.outbox import add_event
 from services.common.pricing import Prices, cost_of
 from services.common.settings import Settings
 from services.voice_orchestrator.calls import LIVE, replace_turns
-from services.voice_orchestrator.session import SessionResult, TranscriptEntry
+from services.voice_orchestrator.session import SessionResult, Transcript
 
 log = get_logger(__name__)
 
@@ -52,19 +52,8 @@ def transcript_key(call_id: str) -> str:
     return f"calls/{call_id}/transcript.json"
 
 
-def _turn_dicts(turns: list[TranscriptEntry]) -> list[dict[str, Any]]:
-    return [
-        {
-            "index": i,
-            "speaker": t.speaker,
-            "text": t.text,
-            "state": t.state,
-            "started_at": t.started_at.isoformat(),
-            "ended_at": t.ended_at.isoformat(),
-            "interrupted": t.interrupted,
-        }
-        for i, t in enumerate(turns)
-    ]
+def _turn_dicts(transcript: Transcript) -> list[dict[str, Any]]:
+    return [turn.model_dump(mode="json") for turn in transcript]
 
 
 async def completed_payload(

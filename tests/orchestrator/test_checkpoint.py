@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common.models import CallTurn
 from services.voice_orchestrator.calls import HeartbeatBatcher
-from services.voice_orchestrator.session import TranscriptEntry
+from services.voice_orchestrator.session import Transcript
 from tests.helpers import insert_call
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -21,17 +21,15 @@ async def _call(sessions: async_sessionmaker[AsyncSession], status: str) -> uuid
     return (await insert_call(sessions, status))[1].id
 
 
-def _entries(n: int, tag: str) -> list[TranscriptEntry]:
-    return [
-        TranscriptEntry(
-            speaker="agent" if i % 2 == 0 else "debtor",
-            text=f"{tag} line {i}",
-            state="negotiation",
-            started_at=T0 + timedelta(seconds=i),
-            ended_at=T0 + timedelta(seconds=i, milliseconds=800),
-        )
-        for i in range(n)
-    ]
+def _entries(n: int, tag: str) -> Transcript:
+    transcript = Transcript()
+    for i in range(n):
+        started, ended = T0 + timedelta(seconds=i), T0 + timedelta(seconds=i, milliseconds=800)
+        if i % 2 == 0:
+            transcript.add_agent(f"{tag} {i}", "negotiation", started, ended, interrupted=False)
+        else:
+            transcript.add_debtor(f"{tag} {i}", "negotiation", started, ended, merge=False)
+    return transcript
 
 
 async def _stored(sessions: async_sessionmaker[AsyncSession], call_id: uuid.UUID) -> list[str]:
@@ -63,7 +61,7 @@ async def test_one_flush_checkpoints_every_live_call_and_replaces_changed_ones(
     # rewritten, and the others keep their rows.
     first = live[0]
     transcripts[first][2].interrupted = True
-    transcripts[first].append(_entries(4, "again")[3])
+    transcripts[first].add_agent("again", "closing", T0, T0, interrupted=False)
     await batcher.flush()
     assert await _stored(sessions, first) == [
         f"{i}:{e.speaker}:{e.text}:{e.interrupted}" for i, e in enumerate(transcripts[first])

@@ -1,0 +1,526 @@
+"""`CallSession`: one live call. Supervises the parts, carries out what they decide, and owns
+how the call ends.
+
+    stream      Twilio WS read loop → Listener (frames), Playout (marks), the end (stop)
+    Listener    VAD, Deepgram feed, recording → turn policy actions
+    Responder   model rounds → sentences;     Synthesis: sentences → TTS → playout buffer
+    Pacer       playout buffer → Twilio, paced; CallFlow: greeting hold, re-prompts, closings
+
+All state lives on the event loop thread, so handlers mutate it directly; the only awaits on the
+hot path are WebSocket sends. Time is `loop.time()` (monotonic); "stream ms" is milliseconds since
+Twilio's `start` message, the time line of the recording.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from services.common.logging import bind_call_id, get_logger
+from services.voice_orchestrator.core import Conversation
+from services.voice_orchestrator.latency import TurnTimings
+from services.voice_orchestrator.media.recorder import StereoRecorder
+from services.voice_orchestrator.ports import (
+    LanguageModel,
+    LlmError,
+    SpeechToText,
+    SttEvent,
+    SttFailed,
+    TextToSpeech,
+    TtsUnavailable,
+)
+from services.voice_orchestrator.turns import (
+    Action,
+    CancelPending,
+    Interrupt,
+    SendFinalize,
+    StartResponse,
+    TurnPolicy,
+)
+from services.voice_orchestrator.vendors.twilio import StreamStart, Telephony
+
+from .flow import AnswerNow, CallFlow, HangUp, SayLine
+from .listener import Listener
+from .pacer import Pacer
+from .playout import PlayoutBuffer
+from .responder import Responder
+from .stream import MediaTransport, TwilioStream
+from .synthesis import Synthesis
+from .transcript import Transcript
+from .tuning import SessionTuning
+from .turn import AgentTurn
+from .wrapup import SessionResult, shut_down
+
+log = get_logger(__name__)
+_PARTS = ("stream", "listener", "buffer", "pacer", "synthesis", "responder", "flow")
+
+APOLOGY_LINE = (
+    "I'm sorry, we're having a technical problem on our side. We'll call you back later. Goodbye."
+)
+REPROMPT_LINE = "Hello? Are you still there?"
+SILENT_GOODBYE_LINE = "It seems this isn't a good time. We'll try again later. Goodbye."
+RESUME_AFTER_S = 0.3  # quiet after a pause before the agent carries on
+
+
+class CallSession:
+    def __init__(
+        self,
+        *,
+        call_id: str,
+        start: StreamStart,
+        transport: MediaTransport,
+        conversation: Conversation,
+        stt: SpeechToText,
+        tts: TextToSpeech,
+        llm: LanguageModel,
+        telephony: Telephony,
+        tuning: SessionTuning,
+        heartbeat: Callable[[], Any] | None = None,
+        started_at: float | None = None,
+    ) -> None:
+        self.call_id = call_id
+        self.start = start
+        self.conv = conversation
+        self.stt = stt
+        self.tts = tts
+        self.llm = llm
+        self.telephony = telephony
+        self.tuning = tuning
+        self._heartbeat_fn = heartbeat
+        self.loop = asyncio.get_running_loop()
+        # Stream time 0 = when Twilio's `start` arrived (not when this object was built, after
+        # the database round trips), so our clock lines up with Twilio's media timestamps.
+        now = self.loop.time()
+        self.t0 = started_at if started_at is not None else now
+        self.t0_wall = datetime.now(UTC) - timedelta(seconds=now - self.t0)
+        self.policy = TurnPolicy(min_speech_ms=tuning.barge_in_min_speech_ms)
+        self.recorder = StereoRecorder()
+        self.stream = TwilioStream(
+            transport,
+            start.stream_sid,
+            on_media=self._on_media,
+            on_mark=self._on_mark,
+            on_closed=self._on_closed,
+        )
+        self.listener = Listener(stt, self.recorder, self.policy, tuning.vad, t0=self.t0)
+        self.buffer = PlayoutBuffer(self.recorder)
+        self.pacer = Pacer(
+            self.buffer,
+            self.policy,
+            self.stream.out,
+            self.stream.send,
+            self._stream_ms,
+            self._still_paused,
+            self._on_first_audio,
+            lead_ms=tuning.lead_ms,
+            frames_per_message=tuning.frames_per_message,
+        )
+        self.synthesis = Synthesis(
+            tts,
+            self.buffer,
+            wake=self.pacer.wake.set,
+            background=self._background,
+            on_failure=functools.partial(self._vendor_failure, "tts"),
+            now=self._now,
+        )
+        self.responder = Responder(
+            conversation, llm, max_tool_rounds=tuning.max_tool_rounds, now=self._now
+        )
+        self.flow = CallFlow(
+            tuning.flow_timing(),
+            t0=self.t0,
+            reprompt_line=REPROMPT_LINE,
+            silent_goodbye_line=SILENT_GOODBYE_LINE,
+        )
+        self.transcript = Transcript()
+        self.latency: list[dict[str, Any]] = []
+        self.current: AgentTurn | None = None
+        self._turn_seq = 0
+        self._ended = asyncio.Event()
+        self.end_reason = ""
+        self.failure_reason: str | None = None
+        self._hanging_up = False
+        self.debtor_spoke = False
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.background_tasks: set[asyncio.Task[Any]] = set()
+        self.turn_tasks: set[asyncio.Task[None]] = set()
+
+    # ---- clocks ----------------------------------------------------------------------------
+    def _now(self) -> float:
+        return self.loop.time()
+
+    def _stream_ms(self, at: float | None = None) -> float:
+        return ((self._now() if at is None else at) - self.t0) * 1000.0
+
+    def _wall(self, at: float) -> datetime:
+        return self.t0_wall + timedelta(seconds=at - self.t0)
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    async def run(self) -> SessionResult:
+        bind_call_id(self.call_id)
+        spawn = self._spawn
+        spawn(self.stt.run(self._on_stt), "stt")
+        spawn(self.tts.run(self.synthesis.on_event), "tts")
+        spawn(self.stream.read(), "reader")
+        spawn(self.pacer.run(), "pacer")
+        spawn(self._ticker(), "ticker")
+        spawn(self._heartbeat(), "heartbeat")
+        self._start_turn("greeting", self.t0, text=self.conv.greeting_line(), held=True)
+        await self._ended.wait()
+        return await shut_down(self)
+
+    def _background(self, coro: Awaitable[Any]) -> None:
+        """Fire-and-forget work (a `clear`, a context close) that must not be awaited inline."""
+        task = asyncio.ensure_future(coro)
+        self.background_tasks.add(task)
+        task.add_done_callback(self.background_tasks.discard)
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=f"{name}:{self.call_id}")
+        task.add_done_callback(self._task_done)
+        self.tasks.append(task)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None and not self._ended.is_set():
+            log.error("session_task_crashed", task=task.get_name(), error=repr(exc))
+            self.failure_reason = self.failure_reason or f"internal: {exc!r}"[:500]
+            self._end("internal_error")
+
+    def _end(self, reason: str) -> None:
+        if not self._ended.is_set():
+            self.end_reason = reason
+            self._ended.set()
+
+    def release_parts(self) -> None:
+        """The parts hold the session's bound methods as callbacks: session -> part -> session
+        is a cycle only a full collection frees (rare on purpose, GC_THRESHOLDS), and it would
+        keep the call's recording in memory. Cut once the call is over."""
+        for name in _PARTS:
+            vars(self).pop(name, None)
+
+    def _on_closed(self, reason: str) -> None:
+        self._end("agent_hangup" if self._hanging_up else reason)
+
+    # ---- inbound ----------------------------------------------------------------------------
+    def _on_media(self, frame: bytes, ts: float | None) -> None:
+        actions, speech_started = self.listener.on_media(frame, ts, self._now())
+        if speech_started:
+            turn = self.current
+            if turn is not None and turn.playing and not turn.cancelled:
+                if self.pacer.pause(turn):
+                    turn.paused_at = self._now()
+        if actions:
+            self._apply(actions)
+
+    def _on_mark(self, name: str) -> None:
+        item = self.buffer.mark_echoed(name)
+        if item is not None and item.end:
+            self._turn_played(item.turn)
+
+    def _on_stt(self, event: SttEvent) -> None:
+        if isinstance(event, SttFailed):
+            self._vendor_failure("stt", event.error)
+            return
+        actions = self.listener.on_stt(event, self._now())
+        if actions:
+            self._apply(actions)
+
+    def _apply(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, SendFinalize):
+                self.stt.finalize()
+            elif isinstance(action, Interrupt):
+                self._barge_in(action)
+            elif isinstance(action, CancelPending):
+                turn = self.current
+                if turn is not None:
+                    log.info("reply_dropped", reason=action.reason, turn=turn.id)
+                    self.interrupt(turn, interrupted=True)
+            elif isinstance(action, StartResponse):
+                self._on_debtor_turn_end(action.text)
+
+    # ---- interruption: the one way a turn stops early ----------------------------------------
+    def _barge_in(self, action: Interrupt) -> None:
+        turn = self.current
+        if turn is None or turn.cancelled:
+            return
+        now = self._now()
+        onset = self.t0 + action.onset_ms / 1000.0 if action.onset_ms is not None else now
+        turn.timings.barge_in_onset_at = min(onset, now)
+        turn.timings.barge_in_detected_at = now
+        if turn.end_call_after and self.flow.closing_line is None:
+            # The model's goodbye was cut off: the call still ends, with the core's closing line.
+            self.flow.closing_line = self.conv.closing_line()
+        self.interrupt(turn, interrupted=True)
+        log.info("barge_in", reason=action.reason, turn=turn.id)
+
+    def interrupt(self, turn: AgentTurn, *, interrupted: bool) -> None:
+        """Stop `turn` now. Each part clears itself: the responder's task is cancelled,
+        synthesis drops the TTS context, playout drops what is queued and, if the turn was
+        playing, Twilio gets a `clear` and the transcript keeps only the words heard."""
+        now = self._now()
+        turn.cancelled = True
+        if turn.task is not None:
+            turn.task.cancel()
+        self.synthesis.clear(turn)
+        now_ms = self._stream_ms(now)
+        heard = self.buffer.cut(turn, now_ms)
+        if turn.playing:
+            if turn.paused_at is None:  # paused: Twilio holds nothing of it already
+                self._background(self.stream.send(self.stream.out.clear()))
+            if turn.timings.barge_in_detected_at is not None:
+                # The early clear of the pause this barge-in confirmed, if it paused us.
+                turn.timings.clear_sent_at = turn.paused_at or now
+            self._commit_agent_turn(turn, heard, interrupted=interrupted, end_stream_ms=now_ms)
+        else:
+            self._forget_turn(turn)
+        self.policy.response_finished()
+        self.flow.agent_idle(now)
+
+    def _still_paused(self, turn: AgentTurn) -> bool:
+        """After a pause, carry on only once the debtor has been quiet for a moment: the VAD
+        can flicker between words, and each flicker would let a burst of audio out."""
+        return (
+            turn.paused_at is not None and self._now() - self.listener.last_voiced < RESUME_AFTER_S
+        )
+
+    # ---- agent turns ------------------------------------------------------------------------
+    def _start_turn(
+        self,
+        kind: str,
+        trigger_at: float,
+        *,
+        text: str | None = None,
+        held: bool = False,
+        end_call_after: bool = False,
+    ) -> AgentTurn:
+        """A new agent turn: `text` is a fixed line; without it the model is asked."""
+        self._turn_seq += 1
+        turn = AgentTurn(
+            id=self._turn_seq,
+            kind=kind,
+            context_id=f"{self.start.call_sid[-8:] or 'ctx'}-{self._turn_seq}",
+            timings=TurnTimings(kind=kind, trigger_at=trigger_at),
+            fixed_text=text,
+            held=held,
+            end_call_after=end_call_after,
+        )
+        self.current = turn
+        self.flow.agent_started()
+        self.policy.response_started(cancellable=kind != "greeting")
+        task = asyncio.create_task(self._produce(turn))
+        turn.task = task
+        self.turn_tasks.add(task)
+        task.add_done_callback(self.turn_tasks.discard)
+        task.add_done_callback(functools.partial(_forget_task, turn))
+        return turn
+
+    def _say_fixed(self, kind: str, text: str, *, end_call_after: bool) -> None:
+        if self.current is not None and not self.current.committed:
+            self.interrupt(self.current, interrupted=False)
+        if end_call_after:
+            self.flow.closing(text)
+        held = not self.flow.greeting_released  # nothing before the callee's "Hello?"
+        self._start_turn(kind, self._now(), text=text, held=held, end_call_after=end_call_after)
+
+    def _on_debtor_turn_end(self, text: str) -> None:
+        """The policy ended the debtor's turn (StartResponse): record it and start replying."""
+        now = self._now()
+        if self._hanging_up or self.conv.finished or self.flow.closing_line is not None:
+            self.policy.response_finished()
+            return
+        onset, speech_end = self.listener.utterance_bounds(now)
+        if text:
+            self.debtor_spoke = True
+            self.flow.debtor_spoke()
+            started = onset if onset is not None else now
+            ended = speech_end if speech_end is not None else now
+            self.transcript.add_debtor(
+                text, self.conv.state.value, self._wall(started), self._wall(ended), merge=True
+            )
+            self.conv.add_debtor_turn(text)
+        self.listener.onset = None
+        stt_final_at = self.listener.stt_final_at
+        trigger = speech_end or stt_final_at or now
+        fixed: str | None = None
+        if text and self.conv.check_derailment():
+            fixed = self.conv.closing_line()
+            self.flow.closing(fixed)
+        kind = "reply" if text else "resume"
+        turn = self._start_turn(kind, trigger, text=fixed, end_call_after=fixed is not None)
+        t = turn.timings
+        if text and speech_end is not None:
+            t.speech_end_at = speech_end
+            t.speech_end_wall = self._wall(speech_end)
+            t.stt_final_at = max(stt_final_at or now, speech_end)
+            t.vendor_waits.append((speech_end, t.stt_final_at))
+
+    async def _produce(self, turn: AgentTurn) -> None:
+        """Text for one agent turn → TTS context. Cancelled by `interrupt`."""
+        synthesis = self.synthesis
+        try:
+            await synthesis.open(turn)
+            if turn.fixed_text is not None:
+                await synthesis.speak(turn, turn.fixed_text)
+            else:
+                async with contextlib.aclosing(self.responder.reply(turn)) as sentences:
+                    async for sentence in sentences:
+                        await synthesis.speak(turn, sentence)
+            if not await synthesis.text_done(turn):
+                self._turn_played(turn)
+        except asyncio.CancelledError:
+            raise
+        except LlmError as exc:
+            self._vendor_failure("llm", str(exc))
+        except TtsUnavailable as exc:
+            self._vendor_failure("tts", str(exc))
+        except Exception as exc:  # a bug must not leave the line silent: apologise and end
+            log.exception("turn_failed", turn=turn.id)
+            self._vendor_failure("internal", repr(exc))
+
+    def _on_first_audio(self, turn: AgentTurn) -> None:
+        turn.timings.first_audio_out_at = self._now()
+        self.policy.audio_started()
+        if turn.kind == "greeting" and self.policy.pending:
+            # The callee's "Hello?" came first; keep the transcript in spoken order.
+            text = " ".join(self.policy.pending)
+            self.policy.pending = []
+            now = self._now()
+            onset = self.listener.onset or now
+            end = self.listener.last_voiced or now
+            self.transcript.add_debtor(
+                text, self.conv.state.value, self._wall(onset), self._wall(end), merge=False
+            )
+            self.conv.add_debtor_turn(text)
+            self.debtor_spoke = True
+            self.listener.onset = None
+
+    def _turn_played(self, turn: AgentTurn) -> None:
+        """All of a turn's audio was played (its last mark came back) or it had none."""
+        if turn.committed:
+            return
+        end_ms = self.buffer.played_until_ms(turn, self._stream_ms())
+        if turn.sentences:
+            self._commit_agent_turn(turn, turn.text, interrupted=False, end_stream_ms=end_ms)
+        else:
+            self._forget_turn(turn)
+        self.policy.response_finished()
+        self.flow.agent_idle(self._now())
+        if turn.end_call_after or self.conv.finished:
+            self._hangup()
+        elif self.policy.pending and not self.policy.user_vad:
+            # Words that arrived while the reply was being prepared are answered now.
+            self._apply(self.policy.silence_timeout())
+
+    def _forget_turn(self, turn: AgentTurn) -> None:
+        turn.committed = True
+        self.synthesis.forget(turn)
+        if self.current is turn:
+            self.current = None
+
+    def _commit_agent_turn(
+        self, turn: AgentTurn, text: str, *, interrupted: bool, end_stream_ms: float
+    ) -> None:
+        if turn.committed:
+            return
+        self._forget_turn(turn)
+        start_ms = turn.started_stream_ms if turn.started_stream_ms is not None else end_stream_ms
+        index = self.transcript.add_agent(
+            text,
+            self.conv.state.value,
+            self.t0_wall + timedelta(milliseconds=start_ms),
+            self.t0_wall + timedelta(milliseconds=end_stream_ms),
+            interrupted=interrupted,
+        )
+        self.conv.add_agent_turn(text, interrupted=interrupted)
+        self.latency.append(turn.timings.record(index))
+
+    # ---- failures and the end of the call ---------------------------------------------
+    def _vendor_failure(self, vendor: str, error: str) -> None:
+        if self._hanging_up or self._ended.is_set():
+            return
+        log.warning("vendor_failure", vendor=vendor, error=error[:300])
+        self.failure_reason = self.failure_reason or f"{vendor} failure: {error}"[:1000]
+        if vendor == "tts":
+            if self.current is not None and not self.current.committed:
+                self.interrupt(self.current, interrupted=False)
+            self._hangup()
+            return
+        # The voice still works: apologise and end the call rather than go silent.
+        self._say_fixed("apology", APOLOGY_LINE, end_call_after=True)
+
+    def _hangup(self) -> None:
+        if self._hanging_up:
+            return
+        self._hanging_up = True
+        self._background(self._do_hangup())
+
+    async def _do_hangup(self) -> None:
+        try:
+            await asyncio.wait_for(self.telephony.hangup(self.start.call_sid), 5.0)
+        except Exception as exc:
+            log.warning("hangup_failed", error=repr(exc))
+        try:
+            await asyncio.wait_for(self._ended.wait(), self.tuning.hangup_grace_s)
+        except TimeoutError:
+            self._end("agent_hangup")
+
+    # ---- timers -------------------------------------------------------------------------
+    async def _ticker(self) -> None:
+        flow, policy, listener = self.flow, self.policy, self.listener
+        while True:
+            await asyncio.sleep(0.1)
+            now = self._now()
+            if not flow.greeting_released and flow.greeting_due(
+                now,
+                speech_active=policy.user_vad or policy.stt_active,
+                words_waiting=bool(policy.pending),
+                last_voiced=listener.last_voiced,
+            ):
+                flow.greeting_released = True
+                if self.current is not None:
+                    self.current.held = False
+                    self.pacer.wake.set()
+            turn = self.current
+            if turn is not None and self.synthesis.check_stall(turn, now, self.tuning.tts_stall_s):
+                log.warning("tts_stalled", turn=turn.id)
+            if self._hanging_up or turn is not None or policy.user_vad:
+                continue
+            action = flow.tick(
+                now,
+                last_activity=listener.last_activity,
+                words_waiting=bool(policy.pending or policy.interrupted),
+                stt_active=policy.stt_active,
+            )
+            if isinstance(action, HangUp):
+                self._hangup()
+            elif isinstance(action, SayLine):
+                self._say_fixed(action.kind, action.text, end_call_after=action.end_call_after)
+            elif isinstance(action, AnswerNow):
+                self._apply(policy.silence_timeout())
+
+    async def _heartbeat(self) -> None:
+        if self._heartbeat_fn is None:
+            return
+        while True:
+            try:
+                await self._heartbeat_fn()
+            except Exception as exc:  # a missed heartbeat is not worth ending a call
+                log.warning("heartbeat_failed", error=repr(exc))
+            await asyncio.sleep(self.tuning.heartbeat_s)
+
+
+def _forget_task(turn: AgentTurn, task: asyncio.Task[None]) -> None:
+    """A finished turn task lets go of its turn: a cancelled one keeps its traceback, whose
+    frames keep the session, and turn -> task -> traceback -> turn is a cycle that only a full
+    collection frees."""
+    if turn.task is task:
+        turn.task = None
