@@ -220,6 +220,23 @@ def test_no_promise_until_the_disclosure_was_heard_in_full() -> None:
     assert conv.add_tool_call("p3", "record_payment_promise", promise_args()).ok
 
 
+def test_a_disclosure_queued_ahead_in_the_same_turn_lets_the_promise_through() -> None:
+    """The shell says the disclosure first in the turn, so a promise the model records in
+    that turn is heard after it; a turn cut before the disclosure leaves it owed again."""
+    conv = verified(heard=False)
+    owed = conv.owed_line()
+    assert owed is not None
+    conv.line_queued(owed)
+    assert conv.add_tool_call("p", "record_payment_promise", promise_args()).ok
+    conv.add_agent_turn(owed.text[:20], interrupted=True)
+    assert conv.disclosure_owed and conv.owed_line() is not None
+    # Queued only for the turn it was said in: the next turn's guard refuses again.
+    conv2 = verified(heard=False)
+    conv2.line_queued(owed)
+    conv2.add_agent_turn("", interrupted=True)
+    assert not conv2.add_tool_call("p", "record_payment_promise", promise_args()).ok
+
+
 def test_owed_line_only_for_a_verified_call_that_is_not_over() -> None:
     conv = conversation()
     conv.add_debtor_turn("Hello?")

@@ -143,6 +143,7 @@ class Conversation:
         self._last_debtor_text = ""
         # The disclosure is owed from confirm_identity until one agent turn contained it in full.
         self._disclosure_heard = False
+        self._disclosure_queued = False  # being said in the turn now in progress
         # A closing line handed out with an accepted outcome: the call is finished once an agent
         # turn contains it in full. Cut off by the debtor, the conversation can still go on.
         self._closing_pending: FixedLine | None = None
@@ -327,9 +328,18 @@ class Conversation:
         if not signals.dispute:  # give the model this turn to record a dispute
             self._evaluate_derailment()
 
+    def line_queued(self, line: FixedLine) -> None:
+        """The shell is saying `line` in the current agent turn, ahead of anything the model
+        says in it. A queued disclosure lets the model record a promise in the same turn (the
+        debtor hears the disclosure first); if the turn is cut before it was heard in full,
+        `add_agent_turn` leaves it owed and `owed_line()` has it said again next turn."""
+        if line.kind == "disclosure":
+            self._disclosure_queued = True
+
     def add_agent_turn(self, text: str, interrupted: bool = False) -> None:
         """Record what the debtor actually heard (cut at the interruption point)."""
         self._transcript.append(Turn(Speaker.AGENT, text, interrupted))
+        self._disclosure_queued = False
         if self._verified and contains_line(text, disclosure_text(self._prompts.lines)):
             self._disclosure_heard = True  # heard in full; a cut-off turn leaves it owed
         heard = text.strip()
@@ -573,7 +583,7 @@ class Conversation:
         f = self._facts
         if not self._verified:  # the table already implies it; belt and braces
             raise _Refused("Identity is not confirmed: no promise can be recorded.")
-        if self.disclosure_owed:
+        if self.disclosure_owed and not self._disclosure_queued:
             # Compliance before speed: nothing is agreed before the disclosure was heard.
             raise _Refused(
                 "The debtor has not yet heard the required debt-collection disclosure in full "

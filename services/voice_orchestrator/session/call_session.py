@@ -58,11 +58,6 @@ from .wrapup import SessionResult, shut_down
 log = get_logger(__name__)
 _PARTS = ("stream", "listener", "buffer", "pacer", "synthesis", "responder", "flow")
 
-APOLOGY_LINE = (
-    "I'm sorry, we're having a technical problem on our side. We'll call you back later. Goodbye."
-)
-REPROMPT_LINE = "Hello? Are you still there?"
-SILENT_GOODBYE_LINE = "It seems this isn't a good time. We'll try again later. Goodbye."
 RESUME_AFTER_S = 0.3  # quiet after a pause before the agent carries on
 
 
@@ -133,8 +128,8 @@ class CallSession:
         self.flow = CallFlow(
             tuning.flow_timing(),
             t0=self.t0,
-            reprompt_line=REPROMPT_LINE,
-            silent_goodbye_line=SILENT_GOODBYE_LINE,
+            reprompt_line=conversation.reprompt_line(),
+            silent_goodbye_line=conversation.silent_goodbye_line(),
         )
         self.transcript = Transcript()
         self.latency: list[dict[str, Any]] = []
@@ -313,6 +308,7 @@ class CallSession:
             held=held,
             end_call_after=end_call_after,
         )
+        turn.timings.fixed_line = text is not None
         self.current = turn
         self.flow.agent_started()
         self.policy.response_started(cancellable=kind != "greeting")
@@ -455,7 +451,7 @@ class CallSession:
             self._hangup()
             return
         # The voice still works: apologise and end the call rather than go silent.
-        self._say_fixed("apology", APOLOGY_LINE, end_call_after=True)
+        self._say_fixed("apology", self.conv.apology_line(), end_call_after=True)
 
     def _hangup(self) -> None:
         if self._hanging_up:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.common.logging import get_logger
-from services.voice_orchestrator.core import Conversation, SentenceSplitter
+from services.voice_orchestrator.core import Conversation, SentenceSplitter, commits_to_outcome
 from services.voice_orchestrator.ports import (
     Completed,
     LanguageModel,
@@ -28,6 +28,7 @@ class _Round:
     text: list[str] = field(default_factory=list)
     tool_calls: list[ToolCall] = field(default_factory=list)
     sentences: int = 0  # yielded so far
+    held: list[str] = field(default_factory=list)  # waiting to see if a tool call comes
 
 
 class Responder:
@@ -46,11 +47,24 @@ class Responder:
 
     async def reply(self, turn: AgentTurn) -> AsyncGenerator[str, None]:
         """The sentences of the agent's reply; sets `turn.end_call_after` when the call should
-        end once they are heard."""
+        end once they are heard.
+
+        One model request before the first sound wherever policy fixes the next words: after
+        an accepted tool call the core hands back its `FixedLine` and that is said, not asked
+        for. The model is asked again only when a guard refused the call, or when the line
+        does not answer what the debtor asked (`ask_model_after`); its words follow the line.
+        """
         conv = self.conv
+        timings = turn.timings
+        owed = conv.owed_line()  # an interrupted disclosure is said again before anything else
+        said = 0
+        if owed is not None:
+            timings.fixed_line = True
+            conv.line_queued(owed)
+            said += 1
+            yield owed.text
         round_texts: dict[str, str] = {}
         end_call = False
-        said = 0
         for _ in range(self.max_tool_rounds):
             messages = with_round_texts(conv.llm_messages(), round_texts)
             rnd = _Round()
@@ -70,14 +84,30 @@ class Responder:
                     said += 1
                     yield sentence
             if not rnd.tool_calls:
+                for sentence in rnd.held:  # no move after all: they were plain words
+                    said += 1
+                    yield sentence
                 break
+            timings.tool_calls += len(rnd.tool_calls)
             text = "".join(rnd.text).strip()
+            line = None
             for call in rnd.tool_calls:
                 result = conv.add_tool_call(call.id, call.name, call.arguments)
                 end_call = end_call or result.end_call
+                line = result.line  # accepted, or a refusal that closes the call
                 log.info("tool_call", tool=call.name, ok=result.ok, state=result.state.value)
             if text:
                 round_texts[rnd.tool_calls[0].id] = text
+            if line is not None:
+                if not said:
+                    timings.fixed_line = True
+                conv.line_queued(line)
+                said += 1
+                yield line.text
+                end_call = end_call or line.end_call_after
+                if not line.ask_model_after or end_call or conv.finished:
+                    break
+                continue  # the debtor asked something the line does not answer
             if end_call or conv.finished:
                 turn.end_call_after = True
                 if said:
@@ -92,22 +122,32 @@ class Responder:
         self, turn: AgentTurn, messages: list[dict[str, Any]], rnd: _Round
     ) -> AsyncGenerator[str, None]:
         """One model request: its sentences as they complete; its text pieces and tool calls
-        into `rnd`."""
+        into `rnd`. A sentence that commits to an outcome a guard could still refuse ("I've
+        recorded fifty dollars") is held in `rnd.held` until the request shows whether a tool
+        call comes with it."""
         splitter = SentenceSplitter()
         timings = turn.timings
-        timings.mark_once("llm_request_at", self._now())
+        now = self._now()
+        timings.mark_once("llm_request_at", now)
+        if timings.first_audio_out_at is None:
+            timings.llm_requests_before_audio += 1
         first = True
         stream = self.llm.stream(messages, self.conv.tools())
         try:
             async for event in stream:
                 if first:
                     first = False
-                    timings.mark_once("llm_first_token_at", self._now())
+                    at = self._now()
+                    timings.mark_once("llm_first_token_at", at)
+                    timings.llm_first_token_ats.append(at)
                 if isinstance(event, TextDelta):
                     rnd.text.append(event.text)
                     for sentence in splitter.feed(event.text):
-                        rnd.sentences += 1
-                        yield sentence
+                        if rnd.held or commits_to_outcome(sentence):
+                            rnd.held.append(sentence)  # and what follows it, to keep order
+                        else:
+                            rnd.sentences += 1
+                            yield sentence
                 elif isinstance(event, Completed):
                     rnd.tool_calls = event.tool_calls
         finally:
@@ -115,8 +155,11 @@ class Responder:
         timings.llm_done_at = self._now()
         tail = splitter.flush()
         if tail:
-            rnd.sentences += 1
-            yield tail
+            if rnd.held or commits_to_outcome(tail):
+                rnd.held.append(tail)
+            else:
+                rnd.sentences += 1
+                yield tail
 
 
 def with_round_texts(
