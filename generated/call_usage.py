@@ -7,7 +7,36 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class EarlyGeneration(BaseModel):
+    """
+    Model requests started at our end-of-speech detection, before the final transcript (early generation): kept when the final matched, discarded otherwise. Discarded requests are billed too.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    starts: Annotated[int, Field(description="Requests started early.", ge=0)]
+    hits: Annotated[
+        int,
+        Field(description="Early requests kept: the final transcript matched.", ge=0),
+    ]
+    discards: Annotated[
+        int,
+        Field(
+            description="Early requests cancelled: the final differed or the debtor kept talking.",
+            ge=0,
+        ),
+    ]
+    wasted_output_tokens: Annotated[
+        int,
+        Field(
+            description="Output tokens streamed for discarded requests (approximate: one per streamed delta).",
+            ge=0,
+        ),
+    ]
 
 
 class CallUsage(BaseModel):
@@ -35,4 +64,10 @@ class CallUsage(BaseModel):
     ] = None
     tts_characters: Annotated[
         int | None, Field(description="Characters sent to ElevenLabs.", ge=0)
+    ] = None
+    early_generation: Annotated[
+        EarlyGeneration | None,
+        Field(
+            description="Model requests started at our end-of-speech detection, before the final transcript (early generation): kept when the final matched, discarded otherwise. Discarded requests are billed too."
+        ),
     ] = None

@@ -471,6 +471,21 @@ async def test_usage_is_metered(runs: dict[str, Run]) -> None:
     assert usage["telephony_seconds"] >= runs["cooperative"].call.duration_seconds
 
 
+async def test_early_generation_is_kept_when_the_final_matches(runs: dict[str, Run]) -> None:
+    """The model request starts at our VAD's end of speech; with the simulator's finals
+    matching its interims, replies use it, and each call's counts add up."""
+    hits = 0
+    for run in runs.values():
+        early = (run.call.usage or {}).get("early_generation")
+        if early is None:
+            continue
+        assert early["hits"] + early["discards"] <= early["starts"]
+        hits += early["hits"]
+        kept = [r for r in run.call.latency if r.get("early") == "hit"]
+        assert len(kept) <= early["hits"]
+    assert hits >= 5
+
+
 # ---- vendor failures --------------------------------------------------------------------
 
 

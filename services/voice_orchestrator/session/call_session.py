@@ -208,6 +208,7 @@ class CallSession:
     def _on_media(self, frame: bytes, ts: float | None) -> None:
         actions, speech_started = self.listener.on_media(frame, ts, self._now())
         if speech_started:
+            self.responder.discard_early()  # the debtor goes on: those words were not all
             turn = self.current
             if turn is not None and turn.playing and not turn.cancelled:
                 if self.pacer.pause(turn):
@@ -232,6 +233,7 @@ class CallSession:
         for action in actions:
             if isinstance(action, SendFinalize):
                 self.stt.finalize()
+                self._start_early()
             elif isinstance(action, Interrupt):
                 self._barge_in(action)
             elif isinstance(action, CancelPending):
@@ -241,6 +243,18 @@ class CallSession:
                     self.interrupt(turn, interrupted=True)
             elif isinstance(action, StartResponse):
                 self._on_debtor_turn_end(action.text)
+
+    def _start_early(self) -> None:
+        """Our VAD heard the debtor stop: start the reply's model request now, on the words so
+        far, rather than after Deepgram's final (early.py)."""
+        self.listener.vad_end_at = self._now()
+        if self.current is not None or self._hanging_up or self.conv.finished:
+            return
+        if self.flow.closing_line is not None:
+            return
+        words = " ".join([*self.policy.pending, self.listener.latest_interim]).strip()
+        if words:
+            self.responder.start_early(words)
 
     # ---- interruption: the one way a turn stops early ----------------------------------------
     def _barge_in(self, action: Interrupt) -> None:
@@ -350,9 +364,13 @@ class CallSession:
         if text and self.conv.check_derailment():
             fixed = self.conv.closing_line()
             self.flow.closing(fixed)
+        if fixed is not None or not text:
+            self.responder.discard_early()
         kind = "reply" if text else "resume"
         turn = self._start_turn(kind, trigger, text=fixed, end_call_after=fixed is not None)
         t = turn.timings
+        if self.listener.vad_end_at is not None and self.listener.vad_end_at >= (onset or 0.0):
+            t.vad_end_at = self.listener.vad_end_at
         if text and speech_end is not None:
             t.speech_end_at = speech_end
             t.speech_end_wall = self._wall(speech_end)

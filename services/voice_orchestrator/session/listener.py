@@ -42,6 +42,7 @@ class Listener:
         self.onset: float | None = None  # start of the utterance not yet answered
         self.stt_final_at: float | None = None
         self.latest_interim = ""  # Deepgram's newest interim words not yet final
+        self.vad_end_at: float | None = None  # the VAD last heard the debtor stop
 
     def on_media(self, frame: bytes, ts: float | None, now: float) -> tuple[list[Action], bool]:
         """One inbound frame. Returns the policy's actions and whether the VAD heard speech

@@ -14,10 +14,12 @@ from services.voice_orchestrator.ports import (
     Completed,
     LanguageModel,
     LlmError,
+    LlmEvent,
     TextDelta,
     ToolCall,
 )
 
+from .early import EarlyRequest, EarlyStats, same_request
 from .turn import AgentTurn
 
 log = get_logger(__name__)
@@ -44,6 +46,38 @@ class Responder:
         self.llm = llm
         self.max_tool_rounds = max_tool_rounds
         self._now = now
+        self.early: EarlyRequest | None = None
+        self.early_stats = EarlyStats()
+
+    # ---- early generation -------------------------------------------------------------------
+    def start_early(self, debtor_text: str) -> None:
+        """Start the reply's model request on the debtor's words so far (see early.py)."""
+        self.discard_early()
+        messages = [*self.conv.llm_messages(), {"role": "user", "content": debtor_text}]
+        self.early = EarlyRequest(self.llm, messages, self.conv.tools(), self._now)
+        self.early_stats.starts += 1
+
+    def discard_early(self) -> bool:
+        early, self.early = self.early, None
+        if early is None:
+            return False
+        early.cancel()
+        self.early_stats.discards += 1
+        self.early_stats.wasted_output_tokens += early.deltas
+        return True
+
+    def _claim_early(self, turn: AgentTurn, messages: list[dict[str, Any]]) -> EarlyRequest | None:
+        early = self.early
+        if early is None:
+            return None
+        if not same_request(early.messages, messages):
+            self.discard_early()
+            turn.timings.early = "discard"
+            return None
+        self.early = None
+        self.early_stats.hits += 1
+        turn.timings.early = "hit"
+        return early
 
     async def reply(self, turn: AgentTurn) -> AsyncGenerator[str, None]:
         """The sentences of the agent's reply; sets `turn.end_call_after` when the call should
@@ -65,11 +99,12 @@ class Responder:
             yield owed.text
         round_texts: dict[str, str] = {}
         end_call = False
-        for _ in range(self.max_tool_rounds):
+        for n in range(self.max_tool_rounds):
             messages = with_round_texts(conv.llm_messages(), round_texts)
+            early = self._claim_early(turn, messages) if n == 0 else None
             rnd = _Round()
             try:
-                async for sentence in self._round(turn, messages, rnd):
+                async for sentence in self._round(turn, messages, rnd, early):
                     said += 1
                     yield sentence
             except LlmError as exc:
@@ -119,7 +154,11 @@ class Responder:
             turn.end_call_after = True
 
     async def _round(
-        self, turn: AgentTurn, messages: list[dict[str, Any]], rnd: _Round
+        self,
+        turn: AgentTurn,
+        messages: list[dict[str, Any]],
+        rnd: _Round,
+        early: EarlyRequest | None = None,
     ) -> AsyncGenerator[str, None]:
         """One model request: its sentences as they complete; its text pieces and tool calls
         into `rnd`. A sentence that commits to an outcome a guard could still refuse ("I've
@@ -127,17 +166,15 @@ class Responder:
         call comes with it."""
         splitter = SentenceSplitter()
         timings = turn.timings
-        now = self._now()
-        timings.mark_once("llm_request_at", now)
+        timings.mark_once("llm_request_at", early.started_at if early else self._now())
         if timings.first_audio_out_at is None:
             timings.llm_requests_before_audio += 1
         first = True
-        stream = self.llm.stream(messages, self.conv.tools())
+        stream = early.events() if early else self._timed(messages)
         try:
-            async for event in stream:
+            async for at, event in stream:
                 if first:
                     first = False
-                    at = self._now()
                     timings.mark_once("llm_first_token_at", at)
                     timings.llm_first_token_ats.append(at)
                 if isinstance(event, TextDelta):
@@ -152,6 +189,8 @@ class Responder:
                     rnd.tool_calls = event.tool_calls
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
+            if early is not None:
+                early.cancel()  # a no-op once it ended; stops it if this turn was cut
         timings.llm_done_at = self._now()
         tail = splitter.flush()
         if tail:
@@ -160,6 +199,17 @@ class Responder:
             else:
                 rnd.sentences += 1
                 yield tail
+
+    async def _timed(
+        self, messages: list[dict[str, Any]]
+    ) -> AsyncGenerator[tuple[float, LlmEvent], None]:
+        """A model request now; each event with the time it arrived."""
+        stream = self.llm.stream(messages, self.conv.tools())
+        try:
+            async for event in stream:
+                yield self._now(), event
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
 
 
 def with_round_texts(

@@ -40,6 +40,7 @@ class SessionResult:
 
 
 async def shut_down(s: CallSession) -> SessionResult:
+    s.responder.discard_early()
     turn = s.current
     if turn is not None and not turn.committed:
         # The line went down mid-turn: keep what the debtor heard of it.
@@ -86,6 +87,7 @@ async def shut_down(s: CallSession) -> SessionResult:
         "llm_cached_input_tokens": llm_usage.cached_input_tokens,
         "llm_output_tokens": llm_usage.output_tokens,
         "tts_characters": s.tts.characters,
+        "early_generation": s.responder.early_stats.as_usage(),
     }
     result = SessionResult(
         call_id=s.call_id,
