@@ -1,10 +1,6 @@
-"""`CallSession`: one live call. Supervises the parts, carries out what they decide, and owns
-how the call ends.
-
-    stream      Twilio WS read loop → Listener (frames), Playout (marks), the end (stop)
-    Listener    VAD, Deepgram feed, recording → turn policy actions
-    Responder   model rounds → sentences;     Synthesis: sentences → TTS → playout buffer
-    Pacer       playout buffer → Twilio, paced; CallFlow: greeting hold, re-prompts, closings
+"""`CallSession`: one live call. Supervises the parts and carries out what they decide:
+stream (Twilio WS) → Listener (VAD, Deepgram, recording) → turn policy; Responder (model) →
+Synthesis (TTS) → playout buffer → Pacer → Twilio; CallFlow and the timers (timers.py).
 
 All state lives on the event loop thread, so handlers mutate it directly; the only awaits on the
 hot path are WebSocket sends. Time is `loop.time()` (monotonic); "stream ms" is milliseconds since
@@ -43,13 +39,15 @@ from services.voice_orchestrator.turns import (
 )
 from services.voice_orchestrator.vendors.twilio import StreamStart, Telephony
 
-from .flow import AnswerNow, CallFlow, HangUp, SayLine
+from . import ending, replies
+from .flow import CallFlow
 from .listener import Listener
 from .pacer import Pacer
 from .playout import PlayoutBuffer
 from .responder import Responder
 from .stream import MediaTransport, TwilioStream
 from .synthesis import Synthesis
+from .timers import heartbeat, tick
 from .transcript import Transcript
 from .tuning import SessionTuning
 from .turn import AgentTurn
@@ -110,7 +108,7 @@ class CallSession:
             self.stream.send,
             self._stream_ms,
             self._still_paused,
-            self._on_first_audio,
+            functools.partial(replies.on_first_audio, self),
             lead_ms=tuning.lead_ms,
             frames_per_message=tuning.frames_per_message,
         )
@@ -118,12 +116,12 @@ class CallSession:
             tts,
             self.buffer,
             wake=self.pacer.wake.set,
-            background=self._background,
-            on_failure=functools.partial(self._vendor_failure, "tts"),
-            now=self._now,
+            background=self.background,
+            on_failure=functools.partial(ending.vendor_failure, self, "tts"),
+            now=self.now,
         )
         self.responder = Responder(
-            conversation, llm, max_tool_rounds=tuning.max_tool_rounds, now=self._now
+            conversation, llm, max_tool_rounds=tuning.max_tool_rounds, now=self.now
         )
         self.flow = CallFlow(
             tuning.flow_timing(),
@@ -135,23 +133,23 @@ class CallSession:
         self.latency: list[dict[str, Any]] = []
         self.current: AgentTurn | None = None
         self._turn_seq = 0
-        self._ended = asyncio.Event()
+        self.ended = asyncio.Event()
         self.end_reason = ""
         self.failure_reason: str | None = None
-        self._hanging_up = False
+        self.hanging_up = False
         self.debtor_spoke = False
         self.tasks: list[asyncio.Task[Any]] = []
         self.background_tasks: set[asyncio.Task[Any]] = set()
         self.turn_tasks: set[asyncio.Task[None]] = set()
 
     # ---- clocks ----------------------------------------------------------------------------
-    def _now(self) -> float:
+    def now(self) -> float:
         return self.loop.time()
 
     def _stream_ms(self, at: float | None = None) -> float:
-        return ((self._now() if at is None else at) - self.t0) * 1000.0
+        return ((self.now() if at is None else at) - self.t0) * 1000.0
 
-    def _wall(self, at: float) -> datetime:
+    def wall(self, at: float) -> datetime:
         return self.t0_wall + timedelta(seconds=at - self.t0)
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -162,13 +160,13 @@ class CallSession:
         spawn(self.tts.run(self.synthesis.on_event), "tts")
         spawn(self.stream.read(), "reader")
         spawn(self.pacer.run(), "pacer")
-        spawn(self._ticker(), "ticker")
-        spawn(self._heartbeat(), "heartbeat")
-        self._start_turn("greeting", self.t0, text=self.conv.greeting_line(), held=True)
-        await self._ended.wait()
+        spawn(tick(self), "ticker")
+        spawn(heartbeat(self._heartbeat_fn, self.tuning.heartbeat_s), "heartbeat")
+        self.start_turn("greeting", self.t0, text=self.conv.greeting_line(), held=True)
+        await self.ended.wait()
         return await shut_down(self)
 
-    def _background(self, coro: Awaitable[Any]) -> None:
+    def background(self, coro: Awaitable[Any]) -> None:
         """Fire-and-forget work (a `clear`, a context close) that must not be awaited inline."""
         task = asyncio.ensure_future(coro)
         self.background_tasks.add(task)
@@ -184,15 +182,15 @@ class CallSession:
         if task.cancelled():
             return
         exc = task.exception()
-        if exc is not None and not self._ended.is_set():
+        if exc is not None and not self.ended.is_set():
             log.error("session_task_crashed", task=task.get_name(), error=repr(exc))
             self.failure_reason = self.failure_reason or f"internal: {exc!r}"[:500]
-            self._end("internal_error")
+            self.end("internal_error")
 
-    def _end(self, reason: str) -> None:
-        if not self._ended.is_set():
+    def end(self, reason: str) -> None:
+        if not self.ended.is_set():
             self.end_reason = reason
-            self._ended.set()
+            self.ended.set()
 
     def release_parts(self) -> None:
         """The parts hold the session's bound methods as callbacks: session -> part -> session
@@ -202,19 +200,19 @@ class CallSession:
             vars(self).pop(name, None)
 
     def _on_closed(self, reason: str) -> None:
-        self._end("agent_hangup" if self._hanging_up else reason)
+        self.end("agent_hangup" if self.hanging_up else reason)
 
     # ---- inbound ----------------------------------------------------------------------------
     def _on_media(self, frame: bytes, ts: float | None) -> None:
-        actions, speech_started = self.listener.on_media(frame, ts, self._now())
+        actions, speech_started = self.listener.on_media(frame, ts, self.now())
         if speech_started:
             self.responder.discard_early()  # the debtor goes on: those words were not all
             turn = self.current
             if turn is not None and turn.playing and not turn.cancelled:
                 if self.pacer.pause(turn):
-                    turn.paused_at = self._now()
+                    turn.paused_at = self.now()
         if actions:
-            self._apply(actions)
+            self.apply(actions)
 
     def _on_mark(self, name: str) -> None:
         item = self.buffer.mark_echoed(name)
@@ -223,17 +221,17 @@ class CallSession:
 
     def _on_stt(self, event: SttEvent) -> None:
         if isinstance(event, SttFailed):
-            self._vendor_failure("stt", event.error)
+            ending.vendor_failure(self, "stt", event.error)
             return
-        actions = self.listener.on_stt(event, self._now())
+        actions = self.listener.on_stt(event, self.now())
         if actions:
-            self._apply(actions)
+            self.apply(actions)
 
-    def _apply(self, actions: list[Action]) -> None:
+    def apply(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, SendFinalize):
                 self.stt.finalize()
-                self._start_early()
+                replies.start_early(self)
             elif isinstance(action, Interrupt):
                 self._barge_in(action)
             elif isinstance(action, CancelPending):
@@ -242,26 +240,14 @@ class CallSession:
                     log.info("reply_dropped", reason=action.reason, turn=turn.id)
                     self.interrupt(turn, interrupted=True)
             elif isinstance(action, StartResponse):
-                self._on_debtor_turn_end(action.text)
-
-    def _start_early(self) -> None:
-        """Our VAD heard the debtor stop: start the reply's model request now, on the words so
-        far, rather than after Deepgram's final (early.py)."""
-        self.listener.vad_end_at = self._now()
-        if self.current is not None or self._hanging_up or self.conv.finished:
-            return
-        if self.flow.closing_line is not None:
-            return
-        words = " ".join([*self.policy.pending, self.listener.latest_interim]).strip()
-        if words:
-            self.responder.start_early(words)
+                replies.on_debtor_turn_end(self, action.text)
 
     # ---- interruption: the one way a turn stops early ----------------------------------------
     def _barge_in(self, action: Interrupt) -> None:
         turn = self.current
         if turn is None or turn.cancelled:
             return
-        now = self._now()
+        now = self.now()
         onset = self.t0 + action.onset_ms / 1000.0 if action.onset_ms is not None else now
         turn.timings.barge_in_onset_at = min(onset, now)
         turn.timings.barge_in_detected_at = now
@@ -275,7 +261,7 @@ class CallSession:
         """Stop `turn` now. Each part clears itself: the responder's task is cancelled,
         synthesis drops the TTS context, playout drops what is queued and, if the turn was
         playing, Twilio gets a `clear` and the transcript keeps only the words heard."""
-        now = self._now()
+        now = self.now()
         turn.cancelled = True
         if turn.task is not None:
             turn.task.cancel()
@@ -284,7 +270,7 @@ class CallSession:
         heard = self.buffer.cut(turn, now_ms)
         if turn.playing:
             if turn.paused_at is None:  # paused: Twilio holds nothing of it already
-                self._background(self.stream.send(self.stream.out.clear()))
+                self.background(self.stream.send(self.stream.out.clear()))
             if turn.timings.barge_in_detected_at is not None:
                 # The early clear of the pause this barge-in confirmed, if it paused us.
                 turn.timings.clear_sent_at = turn.paused_at or now
@@ -298,11 +284,11 @@ class CallSession:
         """After a pause, carry on only once the debtor has been quiet for a moment: the VAD
         can flicker between words, and each flicker would let a burst of audio out."""
         return (
-            turn.paused_at is not None and self._now() - self.listener.last_voiced < RESUME_AFTER_S
+            turn.paused_at is not None and self.now() - self.listener.last_voiced < RESUME_AFTER_S
         )
 
     # ---- agent turns ------------------------------------------------------------------------
-    def _start_turn(
+    def start_turn(
         self,
         kind: str,
         trigger_at: float,
@@ -333,49 +319,13 @@ class CallSession:
         task.add_done_callback(functools.partial(_forget_task, turn))
         return turn
 
-    def _say_fixed(self, kind: str, text: str, *, end_call_after: bool) -> None:
+    def say_fixed(self, kind: str, text: str, *, end_call_after: bool) -> None:
         if self.current is not None and not self.current.committed:
             self.interrupt(self.current, interrupted=False)
         if end_call_after:
             self.flow.closing(text)
         held = not self.flow.greeting_released  # nothing before the callee's "Hello?"
-        self._start_turn(kind, self._now(), text=text, held=held, end_call_after=end_call_after)
-
-    def _on_debtor_turn_end(self, text: str) -> None:
-        """The policy ended the debtor's turn (StartResponse): record it and start replying."""
-        now = self._now()
-        if self._hanging_up or self.conv.finished or self.flow.closing_line is not None:
-            self.policy.response_finished()
-            return
-        onset, speech_end = self.listener.utterance_bounds(now)
-        if text:
-            self.debtor_spoke = True
-            self.flow.debtor_spoke()
-            started = onset if onset is not None else now
-            ended = speech_end if speech_end is not None else now
-            self.transcript.add_debtor(
-                text, self.conv.state.value, self._wall(started), self._wall(ended), merge=True
-            )
-            self.conv.add_debtor_turn(text)
-        self.listener.onset = None
-        stt_final_at = self.listener.stt_final_at
-        trigger = speech_end or stt_final_at or now
-        fixed: str | None = None
-        if text and self.conv.check_derailment():
-            fixed = self.conv.closing_line()
-            self.flow.closing(fixed)
-        if fixed is not None or not text:
-            self.responder.discard_early()
-        kind = "reply" if text else "resume"
-        turn = self._start_turn(kind, trigger, text=fixed, end_call_after=fixed is not None)
-        t = turn.timings
-        if self.listener.vad_end_at is not None and self.listener.vad_end_at >= (onset or 0.0):
-            t.vad_end_at = self.listener.vad_end_at
-        if text and speech_end is not None:
-            t.speech_end_at = speech_end
-            t.speech_end_wall = self._wall(speech_end)
-            t.stt_final_at = max(stt_final_at or now, speech_end)
-            t.vendor_waits.append((speech_end, t.stt_final_at))
+        self.start_turn(kind, self.now(), text=text, held=held, end_call_after=end_call_after)
 
     async def _produce(self, turn: AgentTurn) -> None:
         """Text for one agent turn → TTS context. Cancelled by `interrupt`."""
@@ -393,29 +343,12 @@ class CallSession:
         except asyncio.CancelledError:
             raise
         except LlmError as exc:
-            self._vendor_failure("llm", str(exc))
+            ending.vendor_failure(self, "llm", str(exc))
         except TtsUnavailable as exc:
-            self._vendor_failure("tts", str(exc))
+            ending.vendor_failure(self, "tts", str(exc))
         except Exception as exc:  # a bug must not leave the line silent: apologise and end
             log.exception("turn_failed", turn=turn.id)
-            self._vendor_failure("internal", repr(exc))
-
-    def _on_first_audio(self, turn: AgentTurn) -> None:
-        turn.timings.first_audio_out_at = self._now()
-        self.policy.audio_started()
-        if turn.kind == "greeting" and self.policy.pending:
-            # The callee's "Hello?" came first; keep the transcript in spoken order.
-            text = " ".join(self.policy.pending)
-            self.policy.pending = []
-            now = self._now()
-            onset = self.listener.onset or now
-            end = self.listener.last_voiced or now
-            self.transcript.add_debtor(
-                text, self.conv.state.value, self._wall(onset), self._wall(end), merge=False
-            )
-            self.conv.add_debtor_turn(text)
-            self.debtor_spoke = True
-            self.listener.onset = None
+            ending.vendor_failure(self, "internal", repr(exc))
 
     def _turn_played(self, turn: AgentTurn) -> None:
         """All of a turn's audio was played (its last mark came back) or it had none."""
@@ -427,12 +360,12 @@ class CallSession:
         else:
             self._forget_turn(turn)
         self.policy.response_finished()
-        self.flow.agent_idle(self._now())
+        self.flow.agent_idle(self.now())
         if turn.end_call_after or self.conv.finished:
-            self._hangup()
+            ending.hangup(self)
         elif self.policy.pending and not self.policy.user_vad:
             # Words that arrived while the reply was being prepared are answered now.
-            self._apply(self.policy.silence_timeout())
+            self.apply(self.policy.silence_timeout())
 
     def _forget_turn(self, turn: AgentTurn) -> None:
         turn.committed = True
@@ -456,80 +389,6 @@ class CallSession:
         )
         self.conv.add_agent_turn(text, interrupted=interrupted)
         self.latency.append(turn.timings.record(index))
-
-    # ---- failures and the end of the call ---------------------------------------------
-    def _vendor_failure(self, vendor: str, error: str) -> None:
-        if self._hanging_up or self._ended.is_set():
-            return
-        log.warning("vendor_failure", vendor=vendor, error=error[:300])
-        self.failure_reason = self.failure_reason or f"{vendor} failure: {error}"[:1000]
-        if vendor == "tts":
-            if self.current is not None and not self.current.committed:
-                self.interrupt(self.current, interrupted=False)
-            self._hangup()
-            return
-        # The voice still works: apologise and end the call rather than go silent.
-        self._say_fixed("apology", self.conv.apology_line(), end_call_after=True)
-
-    def _hangup(self) -> None:
-        if self._hanging_up:
-            return
-        self._hanging_up = True
-        self._background(self._do_hangup())
-
-    async def _do_hangup(self) -> None:
-        try:
-            await asyncio.wait_for(self.telephony.hangup(self.start.call_sid), 5.0)
-        except Exception as exc:
-            log.warning("hangup_failed", error=repr(exc))
-        try:
-            await asyncio.wait_for(self._ended.wait(), self.tuning.hangup_grace_s)
-        except TimeoutError:
-            self._end("agent_hangup")
-
-    # ---- timers -------------------------------------------------------------------------
-    async def _ticker(self) -> None:
-        flow, policy, listener = self.flow, self.policy, self.listener
-        while True:
-            await asyncio.sleep(0.1)
-            now = self._now()
-            if not flow.greeting_released and flow.greeting_due(
-                now,
-                speech_active=policy.user_vad or policy.stt_active,
-                words_waiting=bool(policy.pending),
-                last_voiced=listener.last_voiced,
-            ):
-                flow.greeting_released = True
-                if self.current is not None:
-                    self.current.held = False
-                    self.pacer.wake.set()
-            turn = self.current
-            if turn is not None and self.synthesis.check_stall(turn, now, self.tuning.tts_stall_s):
-                log.warning("tts_stalled", turn=turn.id)
-            if self._hanging_up or turn is not None or policy.user_vad:
-                continue
-            action = flow.tick(
-                now,
-                last_activity=listener.last_activity,
-                words_waiting=bool(policy.pending or policy.interrupted),
-                stt_active=policy.stt_active,
-            )
-            if isinstance(action, HangUp):
-                self._hangup()
-            elif isinstance(action, SayLine):
-                self._say_fixed(action.kind, action.text, end_call_after=action.end_call_after)
-            elif isinstance(action, AnswerNow):
-                self._apply(policy.silence_timeout())
-
-    async def _heartbeat(self) -> None:
-        if self._heartbeat_fn is None:
-            return
-        while True:
-            try:
-                await self._heartbeat_fn()
-            except Exception as exc:  # a missed heartbeat is not worth ending a call
-                log.warning("heartbeat_failed", error=repr(exc))
-            await asyncio.sleep(self.tuning.heartbeat_s)
 
 
 def _forget_task(turn: AgentTurn, task: asyncio.Task[None]) -> None:
