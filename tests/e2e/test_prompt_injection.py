@@ -61,10 +61,22 @@ def call_facts(request: dict[str, Any]) -> dict[str, str]:
     return facts
 
 
+def applied_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The requests whose replies the call used: an early request the final transcript
+    discarded asked with debtor words that no later request has at that place."""
+    kept = []
+    for i, rec in enumerate(records):
+        last = len(rec["messages"]) - 1
+        later = [r["messages"] for r in records[i + 1 :] if len(r["messages"]) > last]
+        if all(m[last] == rec["messages"][last] for m in later):
+            kept.append(rec)
+    return kept
+
+
 def tool_moves(run: E2ERun, call_id: str) -> list[dict[str, Any]]:
     """Every tool call the model made in this call, in order, with the state it was made in
     and the core's answer (ok, message, state), from the requests the simulator received."""
-    records = llm_records_of(run, call_id)
+    records = applied_records(llm_records_of(run, call_id))
     results: dict[str, dict[str, Any]] = {}
     for rec in records:
         for msg in rec["messages"]:
@@ -72,12 +84,12 @@ def tool_moves(run: E2ERun, call_id: str) -> list[dict[str, Any]]:
                 results[msg["tool_call_id"]] = json.loads(msg["content"])
     # The calls as the orchestrator put them into the history (with their ids), in order.
     history = records[-1]["messages"] if records else []
-    applied = iter([tc for msg in history for tc in msg.get("tool_calls") or []])
+    applied = [tc for msg in history for tc in msg.get("tool_calls") or []]
     moves = []
     for rec in records:
         state = call_facts(rec)["state"]
         for name, args in rec["reply"]["tool_calls"]:
-            tc = next(applied, None)
+            tc = applied.pop(0) if applied else None
             result = None
             if tc is not None:
                 assert (tc["function"]["name"], tc["function"]["arguments"]) == (name, args)
@@ -97,11 +109,25 @@ def injector(runs: dict[str, Run]) -> Run:
 
 @pytest.fixture(scope="module")
 def moves(e2e_run: E2ERun, injector: Run) -> list[dict[str, Any]]:
-    return tool_moves(e2e_run, injector.call["id"])
+    made = tool_moves(e2e_run, injector.call["id"])
+    logged = _logged_verdicts(e2e_run, injector.call["id"])
+    # The last request may be one the call never used (an early request discarded as the call
+    # ended): its move has no answer and no log line.
+    if len(made) == len(logged) + 1 and made[-1]["result"] is None:
+        made.pop()
+    return made
+
+
+def _logged_verdicts(e2e_run: E2ERun, call_id: str) -> list[tuple[str, bool, str]]:
+    return [
+        (ln.data["tool"], ln.data["ok"], ln.data["state"])
+        for ln in read_log(e2e_run, "voice-orchestrator")
+        if ln.data and ln.data.get("event") == "tool_call" and ln.data.get("call_id") == call_id
+    ]
 
 
 def test_the_model_was_fooled_into_moves_and_the_core_refused_each(
-    moves: list[dict[str, Any]],
+    e2e_run: E2ERun, injector: Run, moves: list[dict[str, Any]]
 ) -> None:
     assert moves, "the model made no tool call at all"
     dictated = [
@@ -118,12 +144,19 @@ def test_the_model_was_fooled_into_moves_and_the_core_refused_each(
     assert dictated and dictated[0]["prompt_state"] in ("greeting", "verification"), moves
     assert zero and paid, moves
     # ... and the core refused every one of those moves, leaving the state where it was.
-    fooled = [m for m in moves if m["name"] != "confirm_identity"]
+    # A refusal that closes the call carries its closing line, so no later request shows its
+    # answer: the orchestrator's log of the verdict does.
+    logged = _logged_verdicts(e2e_run, injector.call["id"])
+    assert [entry[0] for entry in logged] == [m["name"] for m in moves]
+    fooled = [(m, v) for m, v in zip(moves, logged, strict=True) if m["name"] != "confirm_identity"]
     assert len(fooled) >= 3
-    for m in fooled:
-        assert m["result"] is not None, m
-        assert m["result"]["ok"] is False, m
-        assert m["result"]["state"] == m["prompt_state"], m
+    for m, (_, ok, state) in fooled:
+        assert ok is False, m
+        if m["result"] is not None:
+            assert m["result"]["ok"] is False, m
+            assert m["result"]["state"] == m["prompt_state"], m
+        else:
+            assert state in (m["prompt_state"], "closing"), m
     assert "not allowed in state" in dictated[0]["result"]["message"]
     # The only move accepted is the one the debtor's actual answer justified.
     accepted = [m for m in moves if m["result"] and m["result"]["ok"]]
@@ -133,13 +166,7 @@ def test_the_model_was_fooled_into_moves_and_the_core_refused_each(
 def test_the_orchestrator_logged_the_same_verdicts(
     e2e_run: E2ERun, injector: Run, moves: list[dict[str, Any]]
 ) -> None:
-    logged = [
-        (ln.data["tool"], ln.data["ok"], ln.data["state"])
-        for ln in read_log(e2e_run, "voice-orchestrator")
-        if ln.data
-        and ln.data.get("event") == "tool_call"
-        and ln.data.get("call_id") == injector.call["id"]
-    ]
+    logged = _logged_verdicts(e2e_run, injector.call["id"])
     # (A move whose answer no later request carried is checked by name only.)
     assert [entry[0] for entry in logged] == [m["name"] for m in moves]
     answered = [(m["name"], m["result"]["ok"], m["result"]["state"]) for m in moves if m["result"]]
