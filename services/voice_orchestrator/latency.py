@@ -6,7 +6,9 @@ that consumers ignore: `kind`, `llm_first_sentence_ms` (the LLM keeps us waiting
 sentence exists, not just until its first token, and through any tool-call round), `own_overhead_ms`
 (voice-to-voice minus the union of every interval spent waiting on a vendor; the schema's
 `orchestrator_overhead_ms` subtracts only the three headline vendor latencies),
-`barge_in_detect_to_clear_ms`, `llm_total_ms` and `audio_before_llm_done_ms`.
+`barge_in_detect_to_clear_ms`, `llm_total_ms` and `audio_before_llm_done_ms`; and, for the
+latency bench, `llm_requests_before_audio`, `llm_first_token_ms_each`, `tool_calls`,
+`fixed_line`, `early` and `turn_kind` (see `turn_kind()`).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class TurnTimings:
     trigger_at: float  # debtor speech end, or stream start for the greeting
     speech_end_at: float | None = None
     speech_end_wall: datetime | None = None
+    vad_end_at: float | None = None  # our VAD declared end of speech (Finalize, early start)
     stt_final_at: float | None = None
     llm_request_at: float | None = None
     llm_first_token_at: float | None = None
@@ -61,10 +64,27 @@ class TurnTimings:
     clear_sent_at: float | None = None
     # Every interval spent waiting on a vendor (STT final, LLM until a sentence, TTS first byte).
     vendor_waits: list[tuple[float, float]] = field(default_factory=list)
+    # Set by the session, for the per-kind latency report:
+    llm_requests_before_audio: int = 0  # model requests started before the turn's first audio
+    llm_first_token_ats: list[float] = field(default_factory=list)  # per request, in order
+    fixed_line: bool = False  # the turn's first audio is a line our code speaks (no model)
+    tool_calls: int = 0  # tool calls the model made in this turn
+    early: str | None = None  # early generation: "hit" (kept) | "discard" | None (not tried)
 
     def mark_once(self, name: str, at: float) -> None:
         if getattr(self, name) is None:
             setattr(self, name, at)
+
+    def turn_kind(self) -> str:
+        """greeting | fixed_line (code spoke first, no model request before it) | tool_turn
+        (the model called a tool) | plain_turn (the model just answered)."""
+        if self.kind == "greeting":
+            return "greeting"
+        if self.fixed_line and self.llm_requests_before_audio == 0:
+            return "fixed_line"
+        if self.tool_calls > 0:
+            return "tool_turn"
+        return "plain_turn"
 
     def record(self, turn_index: int) -> dict[str, Any]:
         stt = _ms(self.speech_end_at, self.stt_final_at)
@@ -106,4 +126,15 @@ class TurnTimings:
                 if self.llm_done_at is not None and self.first_audio_out_at is not None
                 else None
             ),
+            "turn_kind": self.turn_kind(),
+            "llm_requests_before_audio": self.llm_requests_before_audio,
+            # First token of each model request, on the turn's timeline: ms after the debtor's
+            # speech end (the trigger for a turn without one).
+            "llm_first_token_ms_each": [
+                _ms(self.speech_end_at or self.trigger_at, at) for at in self.llm_first_token_ats
+            ],
+            "end_of_speech_wait_ms": _ms(self.speech_end_at, self.vad_end_at),
+            "tool_calls": self.tool_calls,
+            "fixed_line": self.fixed_line,
+            "early": self.early,
         }

@@ -8,7 +8,7 @@ import pytest
 
 from generated.turn_latency import TurnLatency
 from services.voice_orchestrator.latency import TurnTimings, union_length
-from services.voice_orchestrator.session import _with_round_texts, heard_text, unspoken_rest
+from services.voice_orchestrator.session import heard_text, unspoken_rest, with_round_texts
 
 
 def test_union_length_merges_overlaps_and_clips() -> None:
@@ -63,6 +63,66 @@ def test_greeting_has_no_voice_to_voice_and_barge_in_is_measured_from_onset() ->
     TurnLatency.model_validate(rec)
 
 
+def _reply(**fields: object) -> TurnTimings:
+    t = TurnTimings(kind="reply", trigger_at=10.0, speech_end_at=10.0)
+    for name, value in fields.items():
+        setattr(t, name, value)
+    return t
+
+
+def test_tool_turn_record_counts_requests_and_times_each_first_token() -> None:
+    t = _reply(
+        vad_end_at=10.24,
+        stt_final_at=10.30,
+        llm_request_at=10.30,
+        llm_first_token_at=10.95,
+        llm_first_token_ats=[10.95, 11.60],
+        llm_requests_before_audio=2,
+        tool_calls=1,
+        first_audio_out_at=11.80,
+    )
+    rec = t.record(3)
+    assert rec["turn_kind"] == "tool_turn"
+    assert rec["llm_requests_before_audio"] == 2
+    # On the turn's timeline: ms after the debtor's speech end.
+    assert rec["llm_first_token_ms_each"] == [950, 1600]
+    assert rec["llm_first_token_ms"] == 650  # the schema's figure: first request only
+    assert rec["end_of_speech_wait_ms"] == 240
+    assert rec["tool_calls"] == 1
+    assert rec["fixed_line"] is False
+    assert rec["early"] is None
+    TurnLatency.model_validate(rec)
+
+
+def test_turn_kind_is_derived_from_what_came_before_the_first_audio() -> None:
+    greeting = TurnTimings(kind="greeting", trigger_at=0.0, fixed_line=True)
+    assert greeting.record(0)["turn_kind"] == "greeting"
+    # A fixed line our code speaks after an accepted tool call: no model request before audio.
+    fixed = _reply(fixed_line=True, tool_calls=1, llm_requests_before_audio=0)
+    assert fixed.record(1)["turn_kind"] == "fixed_line"
+    # A fixed line that had to wait for a model request first (a refusal) is a tool turn.
+    refused = _reply(fixed_line=True, tool_calls=1, llm_requests_before_audio=2)
+    assert refused.record(1)["turn_kind"] == "tool_turn"
+    plain = _reply(llm_requests_before_audio=1, early="hit")
+    rec = plain.record(2)
+    assert rec["turn_kind"] == "plain_turn"
+    assert rec["early"] == "hit"
+    assert _reply(early="discard").record(2)["early"] == "discard"
+
+
+def test_defaults_keep_the_old_keys_and_add_empty_extras() -> None:
+    rec = _reply().record(1)
+    assert rec["turn_kind"] == "plain_turn"
+    assert rec["llm_requests_before_audio"] == 0
+    assert rec["llm_first_token_ms_each"] == []
+    assert rec["end_of_speech_wait_ms"] is None
+    for key in ("voice_to_voice_ms", "orchestrator_overhead_ms", "kind", "llm_total_ms"):
+        assert key in rec
+    # Without a speech end (a resumed turn) the timeline starts at the trigger.
+    t = TurnTimings(kind="resume", trigger_at=5.0, llm_first_token_ats=[5.5])
+    assert t.record(4)["llm_first_token_ms_each"] == [500]
+
+
 def aligned(text: str, ms_per_char: float = 50.0, start_ms: float = 0.0) -> list[float]:
     """The middles of the non-space characters, as the session keeps them."""
     return [
@@ -110,6 +170,6 @@ def test_round_text_goes_back_into_the_tool_call_message() -> None:
         {"role": "assistant", "content": None, "tool_calls": [{"id": "c1"}]},
         {"role": "tool", "tool_call_id": "c1", "content": "{}"},
     ]
-    out = _with_round_texts(messages, {"c1": "Thanks, one moment."})
+    out = with_round_texts(messages, {"c1": "Thanks, one moment."})
     assert out[1]["content"] == "Thanks, one moment."
-    assert _with_round_texts(messages, {}) is messages
+    assert with_round_texts(messages, {}) is messages
