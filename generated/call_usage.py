@@ -7,36 +7,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-
-class EarlyGeneration(BaseModel):
-    """
-    Model requests started at our end-of-speech detection, before the final transcript (early generation): kept when the final matched, discarded otherwise. Discarded requests are billed too.
-    """
-
-    model_config = ConfigDict(
-        extra="forbid",
-    )
-    starts: Annotated[int, Field(description="Requests started early.", ge=0)]
-    hits: Annotated[
-        int,
-        Field(description="Early requests kept: the final transcript matched.", ge=0),
-    ]
-    discards: Annotated[
-        int,
-        Field(
-            description="Early requests cancelled: the final differed or the debtor kept talking.",
-            ge=0,
-        ),
-    ]
-    wasted_output_tokens: Annotated[
-        int,
-        Field(
-            description="Output tokens streamed for discarded requests (approximate: one per streamed delta).",
-            ge=0,
-        ),
-    ]
+from .early_generation_usage import EarlyGenerationUsage
 
 
 class CallUsage(BaseModel):
@@ -66,8 +39,6 @@ class CallUsage(BaseModel):
         int | None, Field(description="Characters sent to ElevenLabs.", ge=0)
     ] = None
     early_generation: Annotated[
-        EarlyGeneration | None,
-        Field(
-            description="Model requests started at our end-of-speech detection, before the final transcript (early generation): kept when the final matched, discarded otherwise. Discarded requests are billed too."
-        ),
+        EarlyGenerationUsage | None,
+        Field(description="Early generation of this call; null when not measured."),
     ] = None
