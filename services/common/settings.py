@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     openai_max_completion_tokens: int = 200
     openai_timeout_seconds: float = 8.0  # per attempt: connect, and each read of the stream
     openai_max_retries: int = 2  # by the SDK, before the response starts (429, 5xx, timeout)
+    # Idle connections stay open this long, so a reply after a long debtor turn reuses one
+    # (httpx's default, 5 s, made most turns pay a new TLS handshake).
+    openai_keepalive_seconds: float = Field(default=120.0, ge=0)
+    # HTTP/2 by ALPN on https (needs `h2`); plain http, as to the simulator, stays HTTP/1.1.
+    openai_http2: bool = True
 
     # ElevenLabs
     elevenlabs_api_key: SecretStr = SecretStr("local-elevenlabs-key")
@@ -95,6 +100,16 @@ class Settings(BaseSettings):
     elevenlabs_ws_url: str = "wss://api.elevenlabs.io"
     elevenlabs_voice_id: str = "21m00Tcm4TlvDq8ikWAM"
     elevenlabs_model_id: str = "eleven_flash_v2_5"
+    # A call's TTS socket is opened when it is dialed; closed if its media stream has not
+    # started this long after (Twilio rings up to 60 s by default).
+    elevenlabs_prewarm_ttl_seconds: float = Field(default=90.0, gt=0)
+    # Pre-made audio of fixed lines (greeting, disclosure, goodbyes), shared by all calls of the
+    # process: at most this many bytes of μ-law (8 KB a second of speech), least recently used
+    # evicted. 0 turns pre-made audio off (every line is synthesized live).
+    premade_cache_max_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
+    # Start the greeting's pre-made audio when the call is dialed. Off until the session plays
+    # pre-made lines and bills their characters (until then it would be unbilled TTS).
+    premade_at_dial: bool = False
 
     # Price table, integer micro-USD (1 USD = 1_000_000). List prices as of 2026-11-27; see
     # docs/cost.md for sources. Operators with negotiated rates override them here.

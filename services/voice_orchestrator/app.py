@@ -24,6 +24,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from generated.call_dispatch import CallDispatch
 from services.common.blobstore import BlobStore, GcsBlobStore
 from services.common.bus import IdempotentHandler, PubSubBus
 from services.common.db import create_engine, session_factory
@@ -34,10 +35,11 @@ from services.common.outbox import OutboxRelay
 from services.common.settings import Settings, get_settings
 from services.common.topology import subscription_for
 from services.voice_orchestrator import calls
-from services.voice_orchestrator.core import Conversation, default_prompt_set
+from services.voice_orchestrator.core import Conversation, default_prompt_set, prompt_cache_key
 from services.voice_orchestrator.dispatch import MEDIA_PATH, STATUS_PATH, Dispatcher
 from services.voice_orchestrator.finalize import end_without_session, persist_session_result
 from services.voice_orchestrator.ports import LanguageModel, SpeechToText, TextToSpeech
+from services.voice_orchestrator.premade import PremadeLines, PremadeSynthesizer
 from services.voice_orchestrator.session import CallSession, SessionTuning, TransportClosed
 from services.voice_orchestrator.vendors.deepgram import DeepgramListen, DeepgramStt
 from services.voice_orchestrator.vendors.elevenlabs import ElevenLabsTts
@@ -132,15 +134,47 @@ class Orchestrator:
     relay: OutboxRelay | None = None
     bus: PubSubBus | None = None
     heartbeats: calls.HeartbeatBatcher | None = None
+    # Opened when a call is dialed, taken when its media stream starts (see `prepare_call`).
+    warm: calls.WarmCalls = field(default_factory=lambda: calls.WarmCalls(90.0))
+    premade_synth: PremadeSynthesizer | None = None  # None: pre-made audio is off
 
     def stt(self, call_id: str, call_sid: str) -> SpeechToText:
         return DeepgramStt(self.settings, call_sid, listen=self.deepgram)
 
     def tts(self, call_id: str) -> TextToSpeech:
+        """The socket opened when the call was dialed, if it is still good; else a new one."""
+        warm = self.warm.take_tts(call_id)
+        if warm is not None:
+            if warm.usable:
+                return warm
+            self.warm.close_later(warm)
         return ElevenLabsTts(self.settings)
 
-    def llm(self, call_id: str) -> LanguageModel:
-        return OpenAiLlm(self.settings, self.openai, cache_key=call_id)
+    def llm(self, call_id: str, prompt_version: str) -> LanguageModel:
+        # Keyed by prompt version, not by call: every call on the same prompts shares the
+        # provider's cache of the static prefix (policy and tools).
+        return OpenAiLlm(self.settings, self.openai, cache_key=prompt_cache_key(prompt_version))
+
+    def premade(self, call_id: str) -> PremadeLines:
+        """The call's pre-made lines: the ones started when it was dialed (its greeting), or a
+        fresh view of the process-wide cache."""
+        return self.warm.take_premade(call_id) or PremadeLines(self.premade_synth)
+
+    def prepare_call(self, msg: CallDispatch) -> None:
+        """At dial time (the dispatcher's `on_dialing`): open the call's TTS socket and start
+        its greeting's audio while the phone rings."""
+        call_id = str(msg.call_id)
+        tts = ElevenLabsTts(self.settings)
+        tts.connect()
+        premade = PremadeLines(self.premade_synth)
+        if self.premade_synth is not None and self.settings.premade_at_dial:
+            facts = calls.facts_from_dispatch(msg, self.settings)
+            premade.prefetch([Conversation(facts, datetime.now(UTC)).greeting_line()])
+        self.warm.put(call_id, tts=tts, premade=premade)
+
+    def release_call(self, call_id: str) -> None:
+        """The call ends (or was not placed) with no session here: close what it had open."""
+        self.warm.discard(call_id)
 
 
 class StarletteTransport:
@@ -200,6 +234,10 @@ def create_app(settings: Settings | None = None, overrides: Overrides | None = N
             verifier=SignatureVerifier(settings),
             tuning=tuning,
             overrides=overrides,
+            warm=calls.WarmCalls(settings.elevenlabs_prewarm_ttl_seconds),
+            premade_synth=(
+                PremadeSynthesizer(settings) if settings.premade_cache_max_bytes > 0 else None
+            ),
         )
         app.state.orch = orch
         orch.idle.set()
@@ -221,7 +259,13 @@ def create_app(settings: Settings | None = None, overrides: Overrides | None = N
             background.append(asyncio.create_task(orch.relay.run(), name="outbox-relay"))
         if overrides.run_consumer:
             bus = bus or PubSubBus(settings)
-            dispatcher = Dispatcher(settings, orch.telephony, orch.cache)
+            dispatcher = Dispatcher(
+                settings,
+                orch.telephony,
+                orch.cache,
+                on_dialing=orch.prepare_call,
+                on_not_placed=orch.release_call,
+            )
             handler = IdempotentHandler(CONSUMER, sessions, dispatcher.handle)
             sub = subscription_for(settings, settings.pubsub_topic_call_dispatch).name
             bus.subscribe(sub, handler)
@@ -244,6 +288,9 @@ def create_app(settings: Settings | None = None, overrides: Overrides | None = N
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            await orch.warm.aclose()
+            if orch.premade_synth is not None:
+                await orch.premade_synth.aclose()
             await orch.telephony.aclose()
             await orch.openai.close()
             await engine.dispose()
@@ -337,6 +384,8 @@ def _warm_up(orch: Orchestrator) -> None:
 
 async def _on_status(orch: Orchestrator, call_id: uuid.UUID, params: dict[str, str]) -> None:
     status = params.get("CallStatus", "")
+    if (status in UNANSWERED or status == "completed") and str(call_id) not in orch.live:
+        orch.release_call(str(call_id))  # ended before its media stream started here
     async with orch.sessions() as session, session.begin():
         if status == "ringing":
             await calls.mark_ringing(session, call_id)
@@ -412,14 +461,15 @@ async def _run_media_session(orch: Orchestrator, transport: StarletteTransport) 
         log.warning("media_stream_rejected", known=facts is not None)
         await transport.close(CLOSE_POLICY_VIOLATION)
         return
+    conversation = Conversation(facts, datetime.now(UTC))
     session = CallSession(
         call_id=key,
         start=start,
         transport=transport,
-        conversation=Conversation(facts, datetime.now(UTC)),
+        conversation=conversation,
         stt=orch.stt(key, start.call_sid),
         tts=orch.tts(key),
-        llm=orch.llm(key),
+        llm=orch.llm(key, conversation.prompt_version),
         telephony=orch.telephony,
         tuning=orch.tuning,
         heartbeat=_heartbeat_fn(orch.heartbeats, call_id),
@@ -495,6 +545,7 @@ async def _sweeper(orch: Orchestrator) -> None:
                 for call_id in ids:
                     if str(call_id) in orch.live:
                         continue
+                    orch.release_call(str(call_id))
                     await end_without_session(
                         session,
                         orch.settings,

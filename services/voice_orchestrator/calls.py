@@ -12,6 +12,7 @@ import asyncio
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -23,6 +24,8 @@ from services.common.logging import get_logger
 from services.common.models import Call, CallTurn, Debtor
 from services.common.settings import Settings
 from services.voice_orchestrator.core import CallFacts, DelinquencyStage
+from services.voice_orchestrator.premade import PremadeLines
+from services.voice_orchestrator.vendors.elevenlabs import ElevenLabsTts
 
 LIVE = ("dispatched", "dialing", "ringing", "in_progress")
 
@@ -50,6 +53,101 @@ class SnapshotCache:
 
     def pop(self, call_id: str) -> None:
         self._items.pop(call_id, None)
+
+
+@dataclass
+class _Warm:
+    tts: ElevenLabsTts | None
+    premade: PremadeLines | None
+    expiry: asyncio.TimerHandle | None = None
+
+
+class WarmCalls:
+    """What was opened for a call when it was dialed (its TTS socket, its pre-made lines), held
+    until its media stream takes it (`take_tts`, `take_premade`).
+
+    Closed if the call ends without a session (`discard`) or if nothing took it `ttl_s` after
+    the dial: a call whose media stream never connects here (unanswered, or streamed to another
+    instance) keeps no socket open.
+    """
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._items: dict[str, _Warm] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, call_id: object) -> bool:
+        return call_id in self._items
+
+    def put(self, call_id: str, *, tts: ElevenLabsTts | None, premade: PremadeLines | None) -> None:
+        self.discard(call_id)  # a redelivered dispatch dials again: the first one's go
+        entry = _Warm(tts, premade)
+        entry.expiry = asyncio.get_running_loop().call_later(
+            self.ttl_s, self._expire, call_id, entry
+        )
+        self._items[call_id] = entry
+
+    def take_tts(self, call_id: str) -> ElevenLabsTts | None:
+        entry = self._items.get(call_id)
+        if entry is None:
+            return None
+        tts, entry.tts = entry.tts, None
+        self._drop_if_empty(call_id, entry)
+        return tts
+
+    def take_premade(self, call_id: str) -> PremadeLines | None:
+        entry = self._items.get(call_id)
+        if entry is None:
+            return None
+        premade, entry.premade = entry.premade, None
+        self._drop_if_empty(call_id, entry)
+        return premade
+
+    def discard(self, call_id: str) -> None:
+        """The call ended without (or before) a session here: close what it had."""
+        entry = self._items.pop(call_id, None)
+        if entry is not None:
+            self._close(entry)
+
+    def close_later(self, tts: ElevenLabsTts) -> None:
+        """Close a socket in the background (one not handed to any session)."""
+        self._close(_Warm(tts, None))
+
+    async def aclose(self) -> None:
+        for call_id in list(self._items):
+            self.discard(call_id)
+        await asyncio.gather(*self._closing, return_exceptions=True)
+
+    def _expire(self, call_id: str, entry: _Warm) -> None:
+        if self._items.get(call_id) is entry:
+            log.info("warm_call_expired", call_id=call_id)
+            self.discard(call_id)
+
+    def _drop_if_empty(self, call_id: str, entry: _Warm) -> None:
+        if entry.tts is None and entry.premade is None:
+            if entry.expiry is not None:
+                entry.expiry.cancel()
+            self._items.pop(call_id, None)
+
+    def _close(self, entry: _Warm) -> None:
+        if entry.expiry is not None:
+            entry.expiry.cancel()
+        task = asyncio.create_task(_close_warm(entry), name="warm-close")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+
+async def _close_warm(entry: _Warm) -> None:
+    if entry.tts is not None:
+        try:
+            await entry.tts.close()
+        except Exception as exc:
+            log.info("warm_tts_close_failed", error=repr(exc))
+    if entry.premade is not None:
+        await entry.premade.aclose()
 
 
 def facts_from_dispatch(msg: CallDispatch, settings: Settings) -> CallFacts:

@@ -6,11 +6,16 @@ with a conditional UPDATE `dispatched → dialing`. A second dispatch of the sam
 ce-id, finds it no longer `dispatched` (or waits on the row lock until the first commits, then
 finds it) and does not dial. If Twilio fails transiently the transaction rolls back, the claim
 with it, and Pub/Sub redelivers; if Twilio rejects the call for good, the call ends `failed`.
+
+`on_dialing` runs just before the Twilio request, so what it starts (the call's TTS socket,
+its greeting's audio) gets ready while the phone rings; `on_not_placed` undoes it when the call
+was not placed after all.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 from pydantic import ValidationError
 from sqlalchemy import func, update
@@ -38,10 +43,33 @@ def status_callback_url(settings: Settings, call_id: uuid.UUID | str) -> str:
 
 
 class Dispatcher:
-    def __init__(self, settings: Settings, telephony: Telephony, cache: SnapshotCache) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        telephony: Telephony,
+        cache: SnapshotCache,
+        *,
+        on_dialing: Callable[[CallDispatch], None] | None = None,
+        on_not_placed: Callable[[str], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.telephony = telephony
         self.cache = cache
+        self.on_dialing = on_dialing
+        self.on_not_placed = on_not_placed
+
+    def _dialing(self, msg: CallDispatch) -> None:
+        if self.on_dialing is None:
+            return
+        try:
+            self.on_dialing(msg)
+        except Exception as exc:  # a head start, never a reason not to dial
+            log.warning("dispatch_prepare_failed", error=repr(exc))
+
+    def _not_placed(self, call_id: str) -> None:
+        self.cache.pop(call_id)
+        if self.on_not_placed is not None:
+            self.on_not_placed(call_id)
 
     async def handle(self, session: AsyncSession, event: CloudEvent) -> None:
         if event.type != CE_TYPE:
@@ -67,6 +95,7 @@ class Dispatcher:
             log.info("dispatch_skipped_already_placed", ce_id=event.id)
             return
         self.cache.put(msg)
+        self._dialing(msg)
         s = self.settings
         try:
             sid = await self.telephony.create_call(
@@ -88,12 +117,12 @@ class Dispatcher:
                     outcome="failed",
                     failure_reason=f"Twilio rejected the call ({exc.status}, code {exc.code})",
                 )
-                self.cache.pop(str(call_id))
+                self._not_placed(str(call_id))
                 return
-            self.cache.pop(str(call_id))
+            self._not_placed(str(call_id))
             raise
         except BaseException:
-            self.cache.pop(str(call_id))
+            self._not_placed(str(call_id))
             raise
         await session.execute(update(Call).where(Call.id == call_id).values(twilio_call_sid=sid))
         log.info("call_placed")

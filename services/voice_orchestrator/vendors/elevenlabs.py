@@ -10,6 +10,10 @@ uses to cut an interrupted turn to the words the debtor heard.
 A socket that drops (a close, a refused handshake) is reopened at once, at most `max_reconnects`
 times per call; the contexts open on it are reported lost (`TtsContextLost`) and the session
 re-sends what they had not synthesized yet in new contexts. Past that: `TtsFailed`.
+
+`connect()` opens the socket ahead of `run()` (the orchestrator does it when it dials, so the
+TLS and WebSocket handshakes are done before the debtor picks up); events that come before
+`run()` gives the callback are held and handed to it first.
 """
 
 from __future__ import annotations
@@ -81,6 +85,18 @@ class ElevenLabsTts:
         self._closing = False
         self._failed = False
         self._last_send = time.monotonic()
+        self._on_event: Callable[[TtsEvent], None] | None = None
+        self._held: list[TtsEvent] = []  # events before `run()` gave the callback
+        self._task: asyncio.Task[None] | None = None  # the connection loop `connect()` started
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    @property
+    def usable(self) -> bool:
+        """Not closed and not given up: a socket opened ahead (`connect()`) can still be used."""
+        return not (self._closing or self._failed or (self._task is not None and self._task.done()))
 
     def url(self) -> str:
         s = self.settings
@@ -149,9 +165,36 @@ class ElevenLabsTts:
                 await ws.send(json.dumps({"close_socket": True}))
             with contextlib.suppress(Exception):
                 await ws.close()
+        task = self._task
+        if task is not None and self._on_event is None and not task.done():
+            # Opened ahead and never handed to a session (`run()` owns the task once it is).
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     # ---- connection ------------------------------------------------------------------------
+    def connect(self) -> None:
+        """Start opening the socket now (needs a running loop); `run()` takes it over."""
+        if self._task is None and not self._closing:
+            self._task = asyncio.create_task(self._loop(), name="tts-connect")
+
     async def run(self, on_event: Callable[[TtsEvent], None]) -> None:
+        self._on_event = on_event
+        held, self._held = self._held, []
+        for event in held:
+            on_event(event)
+        if self._task is None:
+            await self._loop()
+        else:
+            # Cancelling `run()` cancels the loop, as when it runs here.
+            await self._task
+
+    def _emit(self, event: TtsEvent) -> None:
+        if self._on_event is None:
+            self._held.append(event)
+        else:
+            self._on_event(event)
+
+    async def _loop(self) -> None:
         failures = 0
         headers = {"xi-api-key": self.settings.elevenlabs_api_key.get_secret_value()}
         while not self._closing:
@@ -164,6 +207,8 @@ class ElevenLabsTts:
                     open_timeout=5,
                     compression=None,  # audio in base64: deflate costs CPU, saves little
                 ) as ws:
+                    if self._closing:
+                        return  # closed while the handshake was under way
                     self._ws = ws
                     self._connected.set()
                     keepalive = asyncio.create_task(self._keepalive())
@@ -174,7 +219,7 @@ class ElevenLabsTts:
                                 continue
                             if isinstance(event, TtsDone):
                                 self._open_contexts.discard(event.context_id)
-                            on_event(event)
+                            self._emit(event)
                     finally:
                         keepalive.cancel()
                         self._connected.clear()
@@ -194,12 +239,12 @@ class ElevenLabsTts:
                 lost = sorted(self._open_contexts)
                 self._open_contexts.clear()
                 if lost:
-                    on_event(TtsContextLost(lost))
+                    self._emit(TtsContextLost(lost))
                 failures += 1
                 if failures > self.max_reconnects:
                     self._failed = True
                     log.warning("tts_failed", error=repr(exc))
-                    on_event(TtsFailed(repr(exc)))
+                    self._emit(TtsFailed(repr(exc)))
                     return
                 self.reconnects += 1
                 log.warning("tts_reconnecting", error=repr(exc), attempt=failures)

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx2
 import openai
 from openai import AsyncOpenAI, AsyncStream
 
@@ -156,6 +157,30 @@ def request_deadline_seconds(settings: Settings) -> float:
     return settings.openai_timeout_seconds * (settings.openai_max_retries + 1)
 
 
+def openai_http_client(settings: Settings) -> httpx2.AsyncClient:
+    """The SDK's own httpx client class (its defaults: redirects, 1,000 connections), with
+    connections kept warm between turns and HTTP/2 where the server offers it.
+
+    The default keep-alive expiry is 5 s: a debtor's turn is often longer, so each reply paid a
+    new TCP + TLS handshake (~100-300 ms to api.openai.com) before its first token. Idle
+    connections now stay `OPENAI_KEEPALIVE_SECONDS`.
+
+    HTTP/2 (`OPENAI_HTTP2`, needs `h2`) is negotiated by ALPN on https only: the server picks
+    it or HTTP/1.1. It matters for us because the session cancels requests (barge-in, a
+    discarded early request): on HTTP/1.1 a response abandoned mid-body costs its connection,
+    so the next request opens a new one; on HTTP/2 it resets one stream and the connection
+    stays. Plain `http://` (the local simulator) is always HTTP/1.1: no prior-knowledge h2c.
+    """
+    return openai.DefaultAsyncHttpxClient(
+        http2=settings.openai_http2,
+        limits=httpx2.Limits(
+            max_connections=1000,
+            max_keepalive_connections=100,
+            keepalive_expiry=settings.openai_keepalive_seconds,
+        ),
+    )
+
+
 def openai_client(settings: Settings) -> AsyncOpenAI:
     # The SDK retries (honouring `retry-after`); each attempt gets the timeout (connect, and
     # every read: a hung request or a stalled stream fails after it).
@@ -164,4 +189,5 @@ def openai_client(settings: Settings) -> AsyncOpenAI:
         base_url=settings.openai_base_url,
         max_retries=settings.openai_max_retries,
         timeout=settings.openai_timeout_seconds,
+        http_client=openai_http_client(settings),
     )
