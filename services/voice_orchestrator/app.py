@@ -153,7 +153,12 @@ class Orchestrator:
     def llm(self, call_id: str, prompt_version: str) -> LanguageModel:
         # Keyed by prompt version, not by call: every call on the same prompts shares the
         # provider's cache of the static prefix (policy and tools).
-        return OpenAiLlm(self.settings, self.openai, cache_key=prompt_cache_key(prompt_version))
+        return OpenAiLlm(
+            self.settings,
+            self.openai,
+            cache_key=prompt_cache_key(prompt_version),
+            call_id=call_id,
+        )
 
     def premade(self, call_id: str) -> PremadeLines:
         """The call's pre-made lines: the ones started when it was dialed (its greeting), or a

@@ -195,7 +195,7 @@ async def place_all(
 
 def llm_records_of(run: E2ERun, call_id: str) -> list[dict[str, Any]]:
     """The OpenAI simulator's record of every request the orchestrator made for one call."""
-    return [r for r in run.openai_records if r["params"].get("prompt_cache_key") == call_id]
+    return [r for r in run.openai_records if r["params"].get("safety_identifier") == call_id]
 
 
 SERVICES = ("client-api", "call-scheduler", "voice-orchestrator")

@@ -167,7 +167,7 @@ def test_usage_matches_what_crossed_the_sockets_and_cost_adds_up(
         if c["context_id"].startswith(sid[-8:])
     )
     assert usage["tts_characters"] == chars
-    mine = [r for r in records["openai"] if r["params"].get("prompt_cache_key") == call_id]
+    mine = [r for r in records["openai"] if r["params"].get("safety_identifier") == call_id]
     assert mine
     metered = (
         usage["llm_input_tokens"],

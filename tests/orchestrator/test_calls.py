@@ -7,7 +7,7 @@ agent audio over the debtor, `clear`s, marks).
 
 Vendor failures come from the vendors' side: each fault run posts its faults to the simulators
 (`POST /_sim/faults`) scoped to its own call (Deepgram: the call's number; OpenAI: our
-`prompt_cache_key`, the call id; ElevenLabs: the debtor's name, which the greeting says), and
+`safety_identifier`, the call id; ElevenLabs: the debtor's name, which the greeting says), and
 the simulators' records show what the orchestrator did about them.
 """
 
@@ -62,7 +62,7 @@ class Scope:
     """What identifies one call at each vendor."""
 
     number: str  # Deepgram: the connection's tag is the CallSid, whose call dialled this number
-    call_id: str  # OpenAI: our prompt_cache_key
+    call_id: str  # OpenAI: our safety_identifier
     name: str  # ElevenLabs: the debtor's name, in the greeting's text
 
 
@@ -492,7 +492,7 @@ async def test_early_generation_is_kept_when_the_final_matches(runs: dict[str, R
 def _llm_requests(run: Run) -> list[dict[str, Any]]:
     """The OpenAI simulator's records of this call's requests, in order."""
     key = str(run.call.id)
-    return [r for r in VENDOR_RECORDS["openai"] if r["params"].get("prompt_cache_key") == key]
+    return [r for r in VENDOR_RECORDS["openai"] if r["params"].get("safety_identifier") == key]
 
 
 def _connections(vendor: str, run: Run) -> list[dict[str, Any]]:

@@ -58,10 +58,12 @@ class OpenAiLlm:
         client: AsyncOpenAI | None = None,
         *,
         cache_key: str | None = None,
+        call_id: str | None = None,
     ) -> None:
         self.settings = settings
         self.client = client or openai_client(settings)
         self.cache_key = cache_key
+        self.call_id = call_id
         self.usage = LlmUsage()
 
     async def _open(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> Any:
@@ -77,6 +79,11 @@ class OpenAiLlm:
             verbosity=s.openai_verbosity,
             prompt_cache_key=self.cache_key,
         )
+        if self.call_id:
+            # A stable, non-personal id per call: OpenAI's abuse monitoring groups requests by
+            # it, and our records (and the simulator's fault rules) find a call's requests by
+            # it now that the cache key is shared by every call of a prompt version.
+            params["safety_identifier"] = self.call_id
         return await self.client.post(
             "/chat/completions",
             body=params,
