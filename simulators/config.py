@@ -37,6 +37,12 @@ class SimConfig:
     elevenlabs_speed: float = 4.0
     elevenlabs_chunk_ms: int = 250
     elevenlabs_api_key: str = ""
+    # Jitter: each latency above is the median of a log-normal with this sigma (0 = fixed).
+    deepgram_latency_sigma: float = 0.0
+    openai_ttft_sigma: float = 0.0
+    elevenlabs_ttfb_sigma: float = 0.0
+    twilio_media_latency_ms: float = 0.0  # one way, each direction of the media stream
+    latency_seed: int = 0  # seeds the jitter draws (one sequence per vendor)
     log_level: str = "INFO"
 
     def with_overrides(self, **kwargs: Any) -> SimConfig:
@@ -69,6 +75,11 @@ HELP: dict[str, str] = {
     "elevenlabs_speed": "audio generated per second of wall time, in seconds",
     "elevenlabs_chunk_ms": "audio per ElevenLabs message, in milliseconds",
     "elevenlabs_api_key": "if set, the only accepted ElevenLabs key",
+    "deepgram_latency_sigma": "log-normal sigma of the Deepgram message delay (0 = fixed)",
+    "openai_ttft_sigma": "log-normal sigma of the time to first token (0 = fixed)",
+    "elevenlabs_ttfb_sigma": "log-normal sigma of the ElevenLabs first-byte time (0 = fixed)",
+    "twilio_media_latency_ms": "delay of the media stream, each direction, in milliseconds",
+    "latency_seed": "seed of the latency jitter (same seed, same draws)",
     "log_level": "Python logging level",
 }
 

@@ -10,6 +10,8 @@ Every simulator also leaves what it received here, for the control API (``/_sim/
 from __future__ import annotations
 
 import asyncio
+import math
+import random
 import re
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
@@ -78,6 +80,21 @@ class PhoneNetwork:
         self._suffixes: dict[str, Persona] = {
             p.number_suffix: p for p in self.personas.values() if p.number_suffix
         }
+        self._jitter: dict[str, random.Random] = {}
+
+    # -- latency jitter ---------------------------------------------------------------------
+    def jittered(self, stream: str, median_s: float, sigma: float) -> float:
+        """``median_s`` times a log-normal factor (median 1) when ``sigma`` > 0, else itself.
+
+        One seeded sequence per ``stream`` ("openai", "deepgram", "elevenlabs"): the same seed
+        and the same order of requests give the same latencies, run after run.
+        """
+        if sigma <= 0 or median_s <= 0:
+            return median_s
+        rng = self._jitter.get(stream)
+        if rng is None:
+            rng = self._jitter[stream] = random.Random(f"{self.config.latency_seed}/{stream}")
+        return median_s * math.exp(sigma * rng.gauss(0.0, 1.0))
 
     # -- personas ---------------------------------------------------------------------------
     @staticmethod

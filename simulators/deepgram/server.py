@@ -129,8 +129,13 @@ async def listen(request: web.Request) -> web.StreamResponse:
     outbox: asyncio.Queue[tuple[float, dict[str, Any], int] | None] = asyncio.Queue()
     last_activity = loop.time()
 
+    last_due = 0.0
+
     def emit(messages: list[dict[str, Any]]) -> None:
-        due = loop.time() + latency
+        nonlocal last_due
+        # Jitter (a log-normal around the latency) never reorders: one sender, in order.
+        delay = network.jittered("deepgram", latency, cfg.deepgram_latency_sigma)
+        due = last_due = max(last_due, loop.time() + delay)
         for m in messages:
             outbox.put_nowait((due, m, transcriber.words_out))
 

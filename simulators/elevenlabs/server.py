@@ -158,7 +158,8 @@ class _Context:
                 self.record.closed = True
                 return
             synth = asyncio.create_task(conn.network.synth.synth(text, "agent"))
-            await asyncio.sleep(max(0.0, triggered + conn.ttfb - loop.time()))
+            ttfb = conn.network.jittered("elevenlabs", conn.ttfb, conn.ttfb_sigma)
+            await asyncio.sleep(max(0.0, triggered + ttfb - loop.time()))
             speech = await synth
             await self._stream(speech)
 
@@ -197,6 +198,7 @@ class _Connection:
         self.record = record
         self.multi = multi
         self.ttfb = cfg.elevenlabs_ttfb_ms / 1000
+        self.ttfb_sigma = cfg.elevenlabs_ttfb_sigma
         self.speed = max(0.1, cfg.elevenlabs_speed)
         self.chunk_ms = cfg.elevenlabs_chunk_ms
         self.output_format = record.query.get("output_format", "mp3_44100_128")

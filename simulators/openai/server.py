@@ -264,7 +264,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
     loop = asyncio.get_running_loop()
     tps = max(1e-3, cfg.openai_tokens_per_s)
-    first_at = started + cfg.openai_ttft_ms / 1000 + comp.reasoning_tokens / tps
+    ttft = network.jittered("openai", cfg.openai_ttft_ms / 1000, cfg.openai_ttft_sigma)
+    record["ttft_s"] = round(ttft, 4)
+    first_at = started + ttft + comp.reasoning_tokens / tps
     if not body.get("stream"):
         out_tokens = comp.completion_tokens - comp.reasoning_tokens
         await asyncio.sleep(max(0.0, first_at + out_tokens / tps - loop.time()))

@@ -5,6 +5,11 @@ the server (``media`` messages, played in order at 8000 bytes/s), echoes ``mark`
 audio has been played, asks the persona for the debtor's next frame and sends it as a ``media``
 message (0xFF silence when nobody speaks). ``clear`` drops the queued audio and echoes every
 pending mark at once. Everything the server sent is recorded for the control API.
+
+With ``twilio_media_latency_ms`` the network between Twilio and the server takes that long each
+way: what the phone sends (media, marks) leaves that many frames later, and what the server sends
+(media, mark, clear) takes effect at the phone that much later. The recordings are the phone's:
+debtor lines when spoken, agent audio when played.
 """
 
 from __future__ import annotations
@@ -124,6 +129,13 @@ class MediaStream:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._was_playing = False
         self._prev_overlap = False
+        # Media-leg latency: messages to the server wait this many frames; messages from it are
+        # applied once their due time (loop time) has come.
+        latency_ms = max(0.0, call.network.config.twilio_media_latency_ms)
+        self._delay_frames = round(latency_ms / FRAME_MS)
+        self._delay_s = latency_ms / 1000
+        self._wire_out: deque[tuple[int, str]] = deque()
+        self._wire_in: deque[tuple[float, str]] = deque()
         persona = call.persona
         self.speeches: list[Speech | None] = [None] * len(persona.lines)
         self.runtime = PersonaRuntime(persona, self.speeches, self._line_started, self._line_ended)
@@ -159,10 +171,26 @@ class MediaStream:
         self.seq += 1
         return str(self.seq)
 
-    async def _send(self, msg: dict[str, Any]) -> None:
+    async def _send(self, msg: dict[str, Any], *, delayed: bool = False) -> None:
         assert self._ws is not None
         self.sent.append({"at_ms": self._ms, **msg})
-        await self._ws.send_str(json.dumps(msg))
+        await self._wire(json.dumps(msg), delayed)
+
+    async def _wire(self, data: str, delayed: bool) -> None:
+        """Send now, or (media-leg latency) once `_delay_frames` more frames have passed."""
+        assert self._ws is not None
+        if delayed and self._delay_frames:
+            self._wire_out.append((self._ms // FRAME_MS + self._delay_frames, data))
+        else:
+            await self._ws.send_str(data)
+
+    async def _flush_wire_out(self, n: int | None) -> None:
+        """Send what is due by frame `n` (None: everything, in order)."""
+        ws = self._ws
+        assert ws is not None
+        q = self._wire_out
+        while q and (n is None or q[0][0] <= n):
+            await ws.send_str(q.popleft()[1])
 
     async def run(self) -> str:
         """Connect, stream until someone hangs up; returns why the stream ended."""
@@ -191,6 +219,7 @@ class MediaStream:
             finally:
                 if self.stop_reason != "server_closed" and not self._ws.closed:
                     try:
+                        await self._flush_wire_out(None)
                         await self._send(self._stop_msg())
                         await self._ws.close()
                     except (aiohttp.ClientError, ConnectionError, RuntimeError):
@@ -257,6 +286,12 @@ class MediaStream:
 
     async def _tick(self, n: int) -> None:
         ms = self._ms = n * FRAME_MS
+        if self._wire_in:
+            now = asyncio.get_running_loop().time()
+            while self._wire_in and self._wire_in[0][0] <= now:
+                self._handle(self._wire_in.popleft()[1])
+        if self._wire_out:
+            await self._flush_wire_out(n)
         pb = self.playback
         chunk = pb.take(FRAME_BYTES) if pb.off < len(pb.buf) else b""
         playing = bool(chunk)
@@ -275,14 +310,13 @@ class MediaStream:
                 self.overlaps.append([ms, ms + FRAME_MS])
         self._prev_overlap = overlap
         payload = base64.b64encode(frame).decode() if frame is not None else _SILENCE_B64
-        ws = self._ws
-        assert ws is not None
         self.seq += 1
         # Hand-built JSON: this runs 50 times a second per call.
-        await ws.send_str(
+        await self._wire(
             f'{{"event":"media","sequenceNumber":"{self.seq}","media":{{"track":"inbound",'
             f'"chunk":"{n + 1}","timestamp":"{ms}","payload":"{payload}"}},'
-            f'"streamSid":"{self.stream_sid}"}}'
+            f'"streamSid":"{self.stream_sid}"}}',
+            True,
         )
         self.frames_sent += 1
         due = self._pending_marks + pb.due_marks() if pb.marks else self._pending_marks
@@ -296,7 +330,8 @@ class MediaStream:
                         "sequenceNumber": self._next_seq(),
                         "streamSid": self.stream_sid,
                         "mark": {"name": rec["name"]},
-                    }
+                    },
+                    delayed=True,
                 )
         if self.runtime.hangup:
             self.stop_reason = "persona_hangup"
@@ -305,9 +340,13 @@ class MediaStream:
         ws = self._ws
         assert ws is not None
         try:
+            loop = asyncio.get_running_loop()
             async for msg in ws:
                 if msg.type == aiohttp.WSMsgType.TEXT:
-                    self._handle(msg.data)
+                    if self._delay_s > 0:
+                        self._wire_in.append((loop.time() + self._delay_s, msg.data))
+                    else:
+                        self._handle(msg.data)
                 elif msg.type == aiohttp.WSMsgType.BINARY:
                     self.errors.append(f"{self._ms}ms: binary frame ignored (Twilio expects JSON)")
                 else:

@@ -109,6 +109,20 @@ async def test_streaming_text_then_tool_call_with_usage(client: AsyncOpenAI) -> 
     ]
     assert len(arg_chunks) > 3  # arguments arrive in pieces
     assert body[-1].choices[0].finish_reason == "tool_calls"
+    # As GPT-5 does: a few words first, in content deltas, then the tool call in the same stream.
+    kinds = [
+        "tool" if c.choices[0].delta.tool_calls else "text"
+        for c in body
+        if c.choices[0].delta.tool_calls or c.choices[0].delta.content
+    ]
+    assert kinds[0] == "text" and "text" not in kinds[kinds.index("tool") :]
+    text = "".join(c.choices[0].delta.content or "" for c in body)
+    assert text in (
+        "Okay.",
+        "Great, thank you.",
+        "Okay, so that's 200 dollars on Saturday, December 5.",
+    )
+    assert body[0].choices[0].delta.role == "assistant"
     usage_chunk = chunks[-1][1]
     assert usage_chunk.choices == [] and usage_chunk.usage is not None
     u = usage_chunk.usage
@@ -169,7 +183,7 @@ async def test_non_stream_is_deterministic_and_caches_prompts(client: AsyncOpenA
     for r in (first, second):
         msg = r.choices[0].message
         assert r.object == "chat.completion" and r.choices[0].finish_reason == "tool_calls"
-        assert msg.content is None and msg.tool_calls is not None
+        assert msg.content == "Thank you, Jane." and msg.tool_calls is not None
         assert [(t.function.name, t.function.arguments) for t in msg.tool_calls] == [
             ("confirm_identity", "{}")
         ]

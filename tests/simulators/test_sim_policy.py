@@ -281,3 +281,112 @@ def test_no_tools_means_text_only_and_ai_disclosure() -> None:
 def test_deterministic() -> None:
     msgs = convo("negotiation", "Hi", "I could do 150 dollars next Friday")
     assert respond(msgs, TOOLS) == respond(msgs, TOOLS)
+
+
+def _said_with_tool(state: str, said: str, reply: Any, result_state: str, ok: bool = True):
+    """The conversation after `reply` (text + one tool call) and the core's tool result, with
+    the reply's words put back into the tool-call message."""
+    name, args = reply.tool_calls[0]
+    return [
+        system(result_state),
+        {"role": "assistant", "content": "May I please speak with Jane Doe?"},
+        {"role": "user", "content": said},
+        {
+            "role": "assistant",
+            "content": reply.text,
+            "tool_calls": [
+                {"id": "call_7", "type": "function", "function": {"name": name, "arguments": args}}
+            ],
+        },
+        {
+            "role": "tool",
+            "tool_call_id": "call_7",
+            "content": json.dumps({"ok": ok, "message": "m", "state": result_state}),
+        },
+    ]
+
+
+def test_text_and_tool_call_in_one_reply_then_no_repetition() -> None:
+    r = respond(convo("verification", "May I speak with Jane Doe?", "Yes, speaking."), TOOLS)
+    assert r.text == "Thank you, Jane." and [n for n, _ in r.tool_calls] == ["confirm_identity"]
+    after = respond(_said_with_tool("verification", "Yes, speaking.", r, "negotiation"), TOOLS)
+    assert after.tool_calls == []
+    text = after.text or ""
+    assert "Thank you" not in text  # already said with the tool call
+    assert text.startswith("Acme Finance is a debt collector") and "four hundred fifty" in text
+
+
+def test_question_with_a_tool_call_is_answered_after_the_result() -> None:
+    said = "Yes, this is Jane. Who are you with again?"
+    r = respond(convo("verification", "May I speak with Jane Doe?", said), TOOLS)
+    assert [n for n, _ in r.tool_calls] == ["confirm_identity"]
+    msgs = _said_with_tool("verification", said, r, "negotiation")
+    after = respond(msgs, TOOLS)
+    assert "attempt to collect a debt" in (after.text or "")
+    assert "I'm Alex, an AI assistant with Acme Finance." in (after.text or "")
+    # The shell spoke the disclosure itself, then asks the model to go on: only the answer.
+    msgs.append(
+        {
+            "role": "assistant",
+            "content": "Acme Finance is a debt collector, and this is an attempt to collect a "
+            "debt. Any information obtained will be used for that purpose. Your current balance "
+            "is four hundred fifty dollars.",
+        }
+    )
+    more = respond(msgs, TOOLS)
+    assert more.tool_calls == []
+    assert more.text is not None and "debt collector" not in more.text
+    assert "I'm Alex, an AI assistant with Acme Finance." in more.text
+
+
+@pytest.mark.parametrize(
+    ("said", "expected"),
+    [
+        ("How much is it exactly?", "Your balance is exactly four hundred fifty dollars."),
+        ("When was it due?", "The payment was due on Sunday, November 1."),
+        ("Can I pay part of it now?", "Yes, a partial payment is fine."),
+        ("Sorry, who are you with again?", "I'm Alex, an AI assistant with Acme Finance"),
+    ],
+)
+def test_questions_get_plain_answers_from_the_facts(said: str, expected: str) -> None:
+    r = respond(convo("negotiation", "Your balance is four hundred fifty dollars.", said), TOOLS)
+    assert r.tool_calls == [] and expected in (r.text or "")
+    assert (r.text or "").rstrip().endswith("?")  # and the negotiation goes on
+
+
+def test_no_debt_details_before_verification() -> None:
+    r = respond(
+        convo("verification", "May I speak with Jane Doe?", "How much is it exactly?"), TOOLS
+    )
+    assert "four hundred" not in (r.text or "") and r.tool_calls == []
+
+
+def test_negotiation_over_several_turns_then_a_refused_and_an_accepted_promise() -> None:
+    msgs = convo("negotiation", "Your balance is four hundred fifty dollars.", "Maybe 100 dollars.")
+    ask = respond(msgs, TOOLS)
+    assert ask.tool_calls == [] and "When can you make that payment?" in (ask.text or "")
+    msgs += [
+        {"role": "assistant", "content": ask.text},
+        {"role": "user", "content": "Could I wait until next month?"},
+    ]
+    r = respond(msgs, TOOLS)
+    assert [n for n, _ in r.tool_calls] == ["record_payment_promise"]
+    refused = respond(
+        [
+            *msgs[:-1],
+            *_said_with_tool("negotiation", msgs[-1]["content"], r, "negotiation", False)[2:],
+        ],
+        TOOLS,
+    )
+    assert refused.tool_calls == [] and "Friday, December 11" in (refused.text or "")
+    r2 = respond(convo("negotiation", "Hi", "Okay. 100 dollars next Friday then."), TOOLS)
+    args = json.loads(r2.tool_calls[0][1])
+    assert args == {"amount_minor": 10000, "currency": "USD", "date": "2026-12-04"}
+    assert r2.text in (
+        "Okay.",
+        "Great, thank you.",
+        "Okay, so that's 100 dollars on Friday, December 4.",
+    )
+    done = respond(_said_with_tool("negotiation", "Okay.", r2, "closing"), TOOLS)
+    assert "100 dollars on Friday, December 4" in (done.text or "")
+    assert [n for n, _ in done.tool_calls] == ["end_call"]
