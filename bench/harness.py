@@ -50,7 +50,24 @@ ZERO = {
     "--openai-tokens-per-s": "100000",
     "--elevenlabs-ttfb-ms": "0",
 }
-PROFILES = {"realistic": REALISTIC, "zero": ZERO}
+# Realistic medians with the spread production shows, seeded so that a run can be repeated.
+JITTERY = {
+    # Deepgram final: median 100 ms after endpointing, log-normal sigma 0.35 (p95 ~180 ms).
+    "--deepgram-latency-ms": "100",
+    "--deepgram-latency-sigma": "0.35",
+    # GPT-5-mini time to first token: log-normal, median 650 ms, p95 1,100 ms
+    # (sigma = ln(1100 / 650) / 1.645 = 0.32).
+    "--openai-ttft-ms": "650",
+    "--openai-ttft-sigma": "0.32",
+    "--openai-tokens-per-s": "90",
+    # ElevenLabs first byte: median 150 ms, sigma 0.3 (p95 ~245 ms).
+    "--elevenlabs-ttfb-ms": "150",
+    "--elevenlabs-ttfb-sigma": "0.3",
+    # Twilio media leg: 40 ms each way between the phone's media edge and us.
+    "--twilio-media-latency-ms": "40",
+    "--latency-seed": "7",
+}
+PROFILES = {"realistic": REALISTIC, "zero": ZERO, "jittery": JITTERY}
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -75,6 +92,12 @@ class CallResult:
     persona: str
     call: dict[str, Any]
     sim: dict[str, Any]
+    # The orchestrator's per-turn records as stored (extra keys included: turn_kind, ...); the
+    # API's view keeps only the schema's keys. Falls back to those when the DB is unreachable.
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def turn_records(self) -> list[dict[str, Any]]:
+        return self.records or list(self.call.get("latency", []))
 
     def phone_turns(self) -> list[dict[str, Any]]:
         """Per debtor line: ms from its last audio to the next agent audio, as the phone heard."""
@@ -159,13 +182,34 @@ class BenchRun:
                 await asyncio.sleep(1.0)
             views = await wait_terminal(api, [c for c, _ in ids], 60, interval_s=1.0)
             print(f"  {len(ids)} calls done in {time.monotonic() - started:.1f}s", flush=True)
+            stored = await self.stored_latency([c for c, _ in ids])
             results = []
             for cid, persona in ids:
                 call = views[cid]
                 sid = call.get("twilio_call_sid")
                 snap = (await sim.get(f"/_sim/calls/{sid}?wait=5")).json() if sid else {}
-                results.append(CallResult(persona, call, snap))
+                results.append(CallResult(persona, call, snap, stored.get(cid, [])))
             return results
+
+    async def stored_latency(self, call_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """`calls.latency` straight from the database: every key the orchestrator stored."""
+        try:
+            import asyncpg
+
+            url = self.deployment.stack.env()["DATABASE_URL"].replace("+asyncpg", "")
+            conn = await asyncpg.connect(url)
+            try:
+                rows = await conn.fetch(
+                    "SELECT id::text AS id, latency::text AS latency FROM calls "
+                    "WHERE id::text = ANY($1::text[])",
+                    call_ids,
+                )
+            finally:
+                await conn.close()
+        except Exception as exc:  # the API view still gives the schema keys
+            print(f"  (stored latency records unavailable: {exc!r})", flush=True)
+            return {}
+        return {r["id"]: json.loads(r["latency"] or "[]") for r in rows}
 
 
 def turn_figures(results: list[CallResult]) -> dict[str, list[float]]:
@@ -180,7 +224,7 @@ def turn_figures(results: list[CallResult]) -> dict[str, list[float]]:
     }
     for r in results:
         figures["phone_voice_to_voice_ms"] += [t["voice_to_voice_ms"] for t in r.phone_turns()]
-        for t in r.call.get("latency", []):
+        for t in r.turn_records():
             for key in figures:
                 if key != "phone_voice_to_voice_ms" and t.get(key) is not None:
                     figures[key].append(float(t[key]))
@@ -207,3 +251,103 @@ def print_table(title: str, stats: dict[str, dict[str, Any]]) -> None:
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
+
+
+KINDS = ("greeting", "fixed_line", "tool_turn", "plain_turn")
+BREAKDOWN = (
+    "end_of_speech_wait_ms",
+    "stt_final_ms",
+    "llm_first_token_ms",
+    "llm_first_sentence_ms",
+    "tts_first_byte_ms",
+    "voice_to_voice_ms",
+)
+
+
+def turn_kind(rec: dict[str, Any]) -> str:
+    """The record's `turn_kind`; for records of an orchestrator that does not store it yet:
+    greeting, or `unclassified`."""
+    kind = rec.get("turn_kind")
+    if isinstance(kind, str):
+        return kind
+    if rec.get("kind") == "greeting" or (
+        "kind" not in rec
+        and rec.get("turn_index") in (0, 1)
+        and rec.get("debtor_speech_end_at") is None
+    ):
+        return "greeting"
+    return "unclassified"
+
+
+def paired_turns(result: CallResult) -> list[tuple[dict[str, Any], int | None]]:
+    """Each orchestrator record with the phone's voice-to-voice for the same turn (or None).
+
+    The phone's turns are debtor lines in order; line 0 ("Hello?") is the greeting's, and the
+    other lines are matched in order to the reply records that have a debtor speech end.
+    """
+    phone = [t["voice_to_voice_ms"] for t in result.phone_turns()]
+    recs = result.turn_records()
+    out: list[tuple[dict[str, Any], int | None]] = []
+    replies = iter(phone[1:])
+    for rec in recs:
+        if turn_kind(rec) == "greeting":
+            out.append((rec, phone[0] if phone else None))
+        elif rec.get("voice_to_voice_ms") is not None:
+            out.append((rec, next(replies, None)))
+        else:
+            out.append((rec, None))
+    return out
+
+
+def kind_report(results: list[CallResult]) -> dict[str, Any]:
+    """Per turn kind: phone and orchestrator voice-to-voice, the breakdown, model requests
+    before the first audio, early-generation outcomes."""
+    by_kind: dict[str, dict[str, list[float]]] = {}
+    replies_phone: list[float] = []
+    replies_orch: list[float] = []
+    requests: dict[str, int] = {}
+    early = {"starts": 0, "hits": 0, "discards": 0}
+    each: dict[str, dict[int, list[float]]] = {}
+    for r in results:
+        for rec, phone in paired_turns(r):
+            kind = turn_kind(rec)
+            f = by_kind.setdefault(kind, {"phone_voice_to_voice_ms": []})
+            if phone is not None:
+                f["phone_voice_to_voice_ms"].append(float(phone))
+            for key in BREAKDOWN:
+                if rec.get(key) is not None:
+                    f.setdefault(key, []).append(float(rec[key]))
+            for i, ms in enumerate(rec.get("llm_first_token_ms_each") or []):
+                if ms is not None:
+                    each.setdefault(kind, {}).setdefault(i, []).append(float(ms))
+            if kind == "greeting":
+                continue
+            if phone is not None:
+                replies_phone.append(float(phone))
+            if rec.get("voice_to_voice_ms") is not None:
+                replies_orch.append(float(rec["voice_to_voice_ms"]))
+            if "llm_requests_before_audio" in rec:
+                n = str(rec["llm_requests_before_audio"])
+                requests[n] = requests.get(n, 0) + 1
+            if rec.get("early") in ("hit", "discard"):
+                early["starts"] += 1
+                early["hits" if rec["early"] == "hit" else "discards"] += 1
+    kinds_out: dict[str, Any] = {}
+    for kind, f in by_kind.items():
+        kinds_out[kind] = {key: percentiles(v) for key, v in f.items()}
+        kinds_out[kind]["turns"] = len(f.get("phone_voice_to_voice_ms", [])) or max(
+            (len(v) for v in f.values()), default=0
+        )
+        kinds_out[kind]["llm_first_token_ms_each"] = [
+            percentiles(v) for _, v in sorted(each.get(kind, {}).items())
+        ]
+    return {
+        "replies": {
+            "phone_voice_to_voice_ms": percentiles(replies_phone),
+            "voice_to_voice_ms": percentiles(replies_orch),
+        },
+        "by_kind": kinds_out,
+        "llm_requests_before_audio": dict(sorted(requests.items())),
+        "early_generation": early,
+        "raw_by_kind": {kind: f.get("phone_voice_to_voice_ms", []) for kind, f in by_kind.items()},
+    }
