@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from .facts import CallFacts
 from .heuristics import classify
@@ -37,15 +37,7 @@ LineKind = Literal[
     "opt_out_closing",
     "goodbye",
 ]
-LINE_KINDS: tuple[LineKind, ...] = (
-    "disclosure",
-    "read_back",
-    "callback_confirm",
-    "dispute_closing",
-    "wrong_party_closing",
-    "opt_out_closing",
-    "goodbye",
-)
+LINE_KINDS: tuple[LineKind, ...] = get_args(LineKind)
 
 
 @dataclass(frozen=True)
