@@ -87,6 +87,7 @@ class ElevenLabsTts:
         self._last_send = time.monotonic()
         self._on_event: Callable[[TtsEvent], None] | None = None
         self._held: list[TtsEvent] = []  # events before `run()` gave the callback
+        self._owned = False  # `run()` took the connection over
         self._task: asyncio.Task[None] | None = None  # the connection loop `connect()` started
 
     @property
@@ -166,7 +167,7 @@ class ElevenLabsTts:
             with contextlib.suppress(Exception):
                 await ws.close()
         task = self._task
-        if task is not None and self._on_event is None and not task.done():
+        if task is not None and not self._owned and not task.done():
             # Opened ahead and never handed to a session (`run()` owns the task once it is).
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -179,14 +180,20 @@ class ElevenLabsTts:
 
     async def run(self, on_event: Callable[[TtsEvent], None]) -> None:
         self._on_event = on_event
+        self._owned = True
         held, self._held = self._held, []
         for event in held:
             on_event(event)
-        if self._task is None:
-            await self._loop()
-        else:
-            # Cancelling `run()` cancels the loop, as when it runs here.
-            await self._task
+        try:
+            if self._task is None:
+                await self._loop()
+            else:
+                # Cancelling `run()` cancels the loop, as when it runs here.
+                await self._task
+        finally:
+            # The callback is the session's: holding it past the call is a reference cycle
+            # (session -> tts -> callback -> session) that keeps the recording in memory.
+            self._on_event = None
 
     def _emit(self, event: TtsEvent) -> None:
         if self._on_event is None:
