@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import json
-from dataclasses import dataclass
 from typing import Any
 
+from .derailment import DerailmentWatch, derail_callback_time
 from .enums import CallOutcome, ConversationState, EndReason, Speaker, ToolName
 from .facts import CallFacts
-from .heuristics import TurnSignals, classify
+from .guards import MAX_REASON_CHARS, check_callback, check_promise
+from .heuristics import classify
 from .lines import (
     FixedLine,
     callback_line,
@@ -36,7 +36,15 @@ from .lines import (
 )
 from .machine import NEXT_STATE, ConversationLimits, Event
 from .prompting import PromptSet, default_prompt_set, render_system_prompt
-from .speech import spoken_amount, spoken_date
+from .records import (
+    STATE_HINTS,
+    Callback,
+    PaymentPromise,
+    Refused,
+    ToolResult,
+    TransitionRecord,
+    Turn,
+)
 from .tools import (
     TOOLS_BY_NAME,
     ArgumentError,
@@ -48,69 +56,6 @@ from .tools import (
 )
 
 S = ConversationState
-MAX_REASON_CHARS = 500
-
-
-@dataclass(frozen=True)
-class PaymentPromise:
-    amount_minor: int
-    currency: str
-    date: dt.date
-
-
-@dataclass(frozen=True)
-class Callback:
-    when: dt.datetime  # timezone-aware, in the debtor's zone
-    reason: str
-
-
-@dataclass(frozen=True)
-class ToolResult:
-    ok: bool
-    message: str
-    end_call: bool  # the shell should finish speaking and hang up
-    state: ConversationState
-    # Words the shell speaks itself, verbatim, instead of asking the model again (None: ask the
-    # model, as after a refusal or a no-op).
-    line: FixedLine | None = None
-
-    def content(self) -> str:
-        """The tool message content the model sees (contract: ok, message, state)."""
-        return json.dumps({"ok": self.ok, "message": self.message, "state": self.state.value})
-
-
-@dataclass(frozen=True)
-class Turn:
-    speaker: Speaker
-    text: str
-    interrupted: bool = False
-
-
-@dataclass(frozen=True)
-class TransitionRecord:
-    source: ConversationState
-    event: Event
-    target: ConversationState
-
-
-class _Refused(Exception):
-    """A guard said no; the message goes back to the model."""
-
-
-# What the model should do instead, per state, appended to "not allowed now" refusals.
-_STATE_HINTS: dict[ConversationState, str] = {
-    S.GREETING: "Introduce yourself as an AI assistant and ask for the debtor by name first.",
-    S.VERIFICATION: (
-        "Confirm you are speaking with the debtor first (confirm_identity), or use "
-        "report_wrong_party, schedule_callback or request_no_further_calls."
-    ),
-    S.NEGOTIATION: (
-        "Work toward record_payment_promise, schedule_callback, report_dispute or "
-        "request_no_further_calls."
-    ),
-    S.COMMITMENT: "A promise is recorded: read it back, say goodbye and call end_call.",
-    S.CLOSING: "The call is closing: say a short goodbye and call end_call.",
-}
 
 
 class Conversation:
@@ -155,16 +100,7 @@ class Conversation:
         # Derailment and safety-net bookkeeping.
         self._derailed = False
         self._derail_cause: str | None = None
-        self._debtor_turns = 0
-        self._invalid_streak = 0
-        self._invalid_total = 0
-        self._off_topic_streak = 0
-        self._off_topic_total = 0
-        self._hostile = 0
-        self._confused = 0
-        self._injection = 0
-        self._refusal_heard = False
-        self._opt_out_heard = False
+        self._watch = DerailmentWatch(self._limits)
         self._wrap_up_turns = 0
 
     # --- read-only views ----------------------------------------------------------------------
@@ -322,9 +258,8 @@ class Conversation:
         self._last_debtor_text = text
         if self._finished:
             return
-        self._debtor_turns += 1
         signals = classify(text)
-        self._count(signals)
+        self._watch.debtor_turn(signals, verified=self._verified)
         if not signals.dispute:  # give the model this turn to record a dispute
             self._evaluate_derailment()
 
@@ -378,11 +313,8 @@ class Conversation:
             }
         )
         result = self._handle_tool(name, arguments)
-        if result.ok:
-            self._invalid_streak = 0
-        else:
-            self._invalid_streak += 1
-            self._invalid_total += 1
+        self._watch.tool_result(result.ok)
+        if not result.ok:
             was_derailed = self._derailed
             self._evaluate_derailment()
             if self._derailed and not was_derailed:
@@ -430,7 +362,7 @@ class Conversation:
             case EndReason.ERROR:
                 return CallOutcome.FAILED
             case EndReason.HANGUP:
-                if self._opt_out_heard:
+                if self._watch.opt_out_heard:
                     # Safety net: "stop calling me" + hang-up is an opt-out even if the model
                     # never called the tool.
                     return CallOutcome.OPTED_OUT
@@ -439,55 +371,26 @@ class Conversation:
                 return CallOutcome.REFUSED if self._verified else CallOutcome.FAILED
         raise AssertionError(reason)  # pragma: no cover
 
-    def _count(self, s: TurnSignals) -> None:
-        self._hostile += s.hostile
-        self._confused += s.confused
-        self._injection += s.injection
-        if s.off_topic:
-            self._off_topic_streak += 1
-            self._off_topic_total += 1
-        else:
-            self._off_topic_streak = 0
-        if s.refusal and self._verified:
-            self._refusal_heard = True
-        if s.opt_out:
-            self._opt_out_heard = True
-
-    def _derailment_cause(self) -> str | None:
-        lim = self._limits
-        checks = (
-            (self._invalid_streak >= lim.max_consecutive_invalid_tools, "repeated invalid moves"),
-            (self._invalid_total >= lim.max_invalid_tools, "too many invalid moves"),
-            (self._off_topic_streak >= lim.max_consecutive_off_topic, "off-topic"),
-            (self._off_topic_total >= lim.max_off_topic, "off-topic"),
-            (self._hostile >= lim.max_hostile, "hostility"),
-            (self._confused >= lim.max_confused, "confusion"),
-            (self._injection >= lim.max_injection, "manipulation attempts"),
-            (self._debtor_turns >= lim.max_debtor_turns, "no progress"),
-        )
-        return next((cause for hit, cause in checks if hit), None)
-
     def _evaluate_derailment(self) -> None:
         # Only a call with no outcome yet derails; an opt-out heard must never become a callback.
-        if self._derailed or self._finished or self._outcome is not None or self._opt_out_heard:
+        if (
+            self._derailed
+            or self._finished
+            or self._outcome is not None
+            or self._watch.opt_out_heard
+        ):
             return
-        cause = self._derailment_cause()
+        cause = self._watch.cause()
         if cause is None:
             return
         self._derailed = True
         self._derail_cause = cause
-        self._callback = Callback(self._derail_callback_time(), f"derailed: {cause}")
+        self._callback = Callback(
+            derail_callback_time(self._now, self._facts.tz, self._limits.derail_callback_hours),
+            f"derailed: {cause}",
+        )
         self._outcome = CallOutcome.CALLBACK_SCHEDULED
         self._move(Event.DERAIL)
-
-    def _derail_callback_time(self) -> dt.datetime:
-        """Tomorrow, same local hour (clamped into daytime calling hours), on the hour."""
-        tz = self._facts.tz
-        local = self._now.astimezone(tz)
-        lo, hi = self._limits.derail_callback_hours
-        hour = min(max(local.hour, lo), hi)
-        day = local.date() + dt.timedelta(days=1)
-        return dt.datetime.combine(day, dt.time(hour), tzinfo=tz)
 
     # --- tools ------------------------------------------------------------------------------------
 
@@ -511,7 +414,7 @@ class Conversation:
         if (self._state, event) not in NEXT_STATE:
             return self._refuse(
                 f"{tool.value} is not allowed in state {self._state.value}. "
-                + _STATE_HINTS[self._state]
+                + STATE_HINTS[self._state]
             )
         try:
             args = parse_arguments(TOOLS_BY_NAME[tool], arguments)
@@ -536,7 +439,7 @@ class Conversation:
                     return self._no_further_calls()
                 case ToolName.END_CALL:
                     return self._end_call()
-        except _Refused as exc:
+        except Refused as exc:
             return self._refuse(str(exc))
         raise AssertionError(tool)  # pragma: no cover
 
@@ -570,8 +473,8 @@ class Conversation:
     def _confirm_identity(self) -> ToolResult:
         if self._state is S.NEGOTIATION:
             return self._ok("Identity was already confirmed.")
-        if self._debtor_turns == 0:
-            raise _Refused("The person has not said anything yet: ask for the debtor by name.")
+        if self._watch.debtor_turns == 0:
+            raise Refused("The person has not said anything yet: ask for the debtor by name.")
         self._verified = True
         self._disclosure_heard = False
         self._move(Event.CONFIRM_IDENTITY)
@@ -582,31 +485,17 @@ class Conversation:
     def _record_promise(self, args: RecordPaymentPromiseArgs) -> ToolResult:
         f = self._facts
         if not self._verified:  # the table already implies it; belt and braces
-            raise _Refused("Identity is not confirmed: no promise can be recorded.")
+            raise Refused("Identity is not confirmed: no promise can be recorded.")
         if self.disclosure_owed and not self._disclosure_queued:
             # Compliance before speed: nothing is agreed before the disclosure was heard.
-            raise _Refused(
+            raise Refused(
                 "The debtor has not yet heard the required debt-collection disclosure in full "
                 "(the system is saying it again now), so no promise can be recorded yet. Do not "
                 "read back or confirm anything: ask the debtor to confirm the amount and date, "
                 "and record the promise when they answer."
             )
-        if args.currency != f.currency:
-            raise _Refused(f"Currency must be {f.currency}, the account's currency.")
-        if args.amount_minor > f.balance_minor:
-            raise _Refused(
-                f"Amount {args.amount_minor} is above the balance of {f.balance_minor} "
-                f"({spoken_amount(f.balance_minor, f.currency)})."
-            )
+        check_promise(args, f, self._now)
         today = f.local_today(self._now)
-        latest = f.latest_promise_date(self._now)
-        if args.date < today:
-            raise _Refused(f"Date {args.date.isoformat()} is in the past; today is {today}.")
-        if args.date > latest:
-            raise _Refused(
-                f"Date {args.date.isoformat()} is too far out: the latest allowed date for this "
-                f"account is {latest.isoformat()} ({spoken_date(latest, today=today)})."
-            )
         self._promise = PaymentPromise(args.amount_minor, args.currency, args.date)
         self._outcome = CallOutcome.PROMISE_TO_PAY
         self._wrap_up_turns = 0
@@ -618,24 +507,8 @@ class Conversation:
 
     def _schedule_callback(self, args: ScheduleCallbackArgs) -> ToolResult:
         if self._state is S.CLOSING and self._outcome is not CallOutcome.CALLBACK_SCHEDULED:
-            raise _Refused("The call is closing with another outcome; say goodbye and end_call.")
-        reason = args.reason.strip()[:MAX_REASON_CHARS]
-        if not reason:
-            raise _Refused("Give a short reason for the callback.")
-        lim = self._limits
-        if args.when <= self._now:
-            raise _Refused(f"The callback time must be in the future; now is {self._now_local()}.")
-        if args.when > self._now + dt.timedelta(days=lim.callback_horizon_days):
-            raise _Refused(
-                f"The callback must be within {lim.callback_horizon_days} days from now."
-            )
-        local = args.when.astimezone(self._facts.tz)
-        start, end = lim.calling_hours
-        if not start <= local.hour < end:
-            raise _Refused(
-                f"Calls are allowed only between {start}:00 and {end}:00 in the debtor's time "
-                f"zone ({self._facts.timezone}); that time is {local:%H:%M} there."
-            )
+            raise Refused("The call is closing with another outcome; say goodbye and end_call.")
+        local, reason = check_callback(args, self._facts, self._now, self._limits)
         self._callback = Callback(local, reason)
         self._outcome = CallOutcome.CALLBACK_SCHEDULED
         self._wrap_up_turns = 0
@@ -645,7 +518,7 @@ class Conversation:
 
     def _report_dispute(self, args: ReportDisputeArgs) -> ToolResult:
         if not self._verified:
-            raise _Refused("Identity is not confirmed: do not discuss the debt with this person.")
+            raise Refused("Identity is not confirmed: do not discuss the debt with this person.")
         self._dispute_reason = args.reason.strip()[:MAX_REASON_CHARS] or "unspecified"
         if self._outcome is not CallOutcome.OPTED_OUT:  # an opt-out stays the final word
             self._outcome = CallOutcome.DISPUTED
@@ -674,8 +547,8 @@ class Conversation:
 
     def _end_call(self) -> ToolResult:
         if self._state is S.NEGOTIATION:
-            if not self._refusal_heard:
-                raise _Refused(
+            if not self._watch.refusal_heard:
+                raise Refused(
                     "No outcome yet, so the call cannot end. Offer a payment or a callback "
                     "(schedule_callback); if the debtor asks to stop calling use "
                     "request_no_further_calls; if they dispute, report_dispute."
@@ -692,6 +565,3 @@ class Conversation:
             self._state,
             line,
         )
-
-    def _now_local(self) -> str:
-        return self._now.astimezone(self._facts.tz).isoformat(timespec="minutes")
