@@ -163,7 +163,7 @@ class Orchestrator:
     def premade(self, call_id: str) -> PremadeLines:
         """The call's pre-made lines: the ones started when it was dialed (its greeting), or a
         fresh view of the process-wide cache."""
-        return self.warm.take_premade(call_id) or PremadeLines(self.premade_synth)
+        return self.warm.take_premade(call_id) or PremadeLines(self.premade_synth, call_id)
 
     def prepare_call(self, msg: CallDispatch) -> None:
         """At dial time (the dispatcher's `on_dialing`): open the call's TTS socket and start
@@ -171,7 +171,7 @@ class Orchestrator:
         call_id = str(msg.call_id)
         tts = ElevenLabsTts(self.settings)
         tts.connect()
-        premade = PremadeLines(self.premade_synth)
+        premade = PremadeLines(self.premade_synth, call_id)
         if self.premade_synth is not None and self.settings.premade_at_dial:
             facts = calls.facts_from_dispatch(msg, self.settings)
             premade.prefetch([Conversation(facts, datetime.now(UTC)).greeting_line()])
@@ -479,6 +479,7 @@ async def _run_media_session(orch: Orchestrator, transport: StarletteTransport) 
         tuning=orch.tuning,
         heartbeat=_heartbeat_fn(orch.heartbeats, call_id),
         started_at=started_at,
+        premade=orch.premade(key),
     )
     orch.live[key] = session
     orch.idle.clear()

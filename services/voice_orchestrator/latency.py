@@ -70,6 +70,7 @@ class TurnTimings:
     fixed_line: bool = False  # the turn's first audio is a line our code speaks (no model)
     tool_calls: int = 0  # tool calls the model made in this turn
     early: str | None = None  # early generation: "hit" (kept) | "discard" | None (not tried)
+    premade_audio: bool = False  # the turn's first audio was made ahead (no TTS round trip)
 
     def mark_once(self, name: str, at: float) -> None:
         if getattr(self, name) is None:
@@ -137,4 +138,5 @@ class TurnTimings:
             "tool_calls": self.tool_calls,
             "fixed_line": self.fixed_line,
             "early": self.early,
+            "premade_audio": self.premade_audio,
         }

@@ -6,7 +6,7 @@ from here, so a vendor can be swapped or faked without touching the loop.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -154,3 +154,34 @@ class LanguageModel(Protocol):
     def stream(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
     ) -> AsyncIterator[LlmEvent]: ...
+
+
+# ---- pre-made lines ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PremadeAudio:
+    """A whole line synthesized ahead of time."""
+
+    text: str
+    audio: bytes  # μ-law 8 kHz, as the live TTS delivers it
+    alignment: Alignment  # char timings over the whole audio, ms from its start
+
+    @property
+    def duration_ms(self) -> int:
+        return len(self.audio) // 8
+
+
+class PremadeLines(Protocol):
+    """One call's view of lines made ahead (`premade.PremadeLines`): never raises; None means
+    'not there, speak it live'."""
+
+    characters: int  # TTS characters this call's syntheses cost
+
+    def prefetch(self, texts: Iterable[str]) -> None: ...
+
+    def get(self, text: str) -> PremadeAudio | None: ...
+
+    def is_pending(self, text: str) -> bool: ...
+
+    async def wait(self, text: str, timeout_s: float) -> PremadeAudio | None: ...
+
+    async def aclose(self) -> None: ...

@@ -31,6 +31,7 @@ from services.common.logging import get_logger
 from services.common.settings import Settings
 from services.voice_orchestrator.ports import (
     Alignment,
+    PremadeAudio,
     TtsAudio,
     TtsContextLost,
     TtsDone,
@@ -50,17 +51,6 @@ LINE_TIMEOUT_S = 30.0  # one line, text sent to last audio
 RETRY_AFTER_S = 10.0  # after the socket failed, before it is tried again
 
 Key = tuple[str, str, str, str]  # voice_id, model_id, output_format, text
-
-
-@dataclass(frozen=True)
-class PremadeAudio:
-    text: str
-    audio: bytes  # ulaw_8000
-    alignment: Alignment  # char timings over the whole audio, ms from its start
-
-    @property
-    def duration_ms(self) -> int:
-        return len(self.audio) // BYTES_PER_MS
 
 
 class PremadeCache:
@@ -204,7 +194,7 @@ class PremadeSynthesizer:
         return self._inflight.get(self.key(text))
 
     def request(
-        self, text: str, bill: Callable[[int], None] | None = None
+        self, text: str, bill: Callable[[int], None] | None = None, tag: str = ""
     ) -> asyncio.Future[PremadeAudio | None] | None:
         """The line's synthesis (started now unless it is under way); its result is None if it
         failed. None: not to be had now (turned off, closed, the socket is down). `bill` gets
@@ -220,7 +210,7 @@ class PremadeSynthesizer:
             return None
         fut = loop.create_future()
         self._inflight[key] = fut
-        job = asyncio.create_task(self._synthesize(key, text, fut, bill), name="premade-line")
+        job = asyncio.create_task(self._synthesize(key, text, fut, bill, tag), name="premade-line")
         self._jobs.add(job)
         job.add_done_callback(self._jobs.discard)
         return fut
@@ -266,13 +256,14 @@ class PremadeSynthesizer:
         text: str,
         fut: asyncio.Future[PremadeAudio | None],
         bill: Callable[[int], None] | None,
+        tag: str,
     ) -> None:
         result: PremadeAudio | None = None
         try:
             if self._slots is None:
                 self._slots = asyncio.Semaphore(MAX_CONTEXTS)
             async with self._slots:
-                result = await self._one(text, bill)
+                result = await self._one(text, bill, tag)
             if result is not None:
                 self.cache.put(key, result)
                 if self._down_logged:
@@ -285,12 +276,15 @@ class PremadeSynthesizer:
             if not fut.done():
                 fut.set_result(result)
 
-    async def _one(self, text: str, bill: Callable[[int], None] | None) -> PremadeAudio | None:
+    async def _one(
+        self, text: str, bill: Callable[[int], None] | None, tag: str = ""
+    ) -> PremadeAudio | None:
         loop = asyncio.get_running_loop()
         if self._closed or loop.time() < self._down_until:
             return None
         tts = self._socket()
-        context_id = f"premade-{next(self._ids)}"
+        # Named after the call that pays for it, so its characters can be traced to that call.
+        context_id = f"premade-{tag}-{next(self._ids)}" if tag else f"premade-{next(self._ids)}"
         line = _Line(text, loop.create_future())
         self._lines[context_id] = line
         try:
@@ -359,8 +353,9 @@ class PremadeSynthesizer:
 class PremadeLines:
     """One call's view of the pre-made lines (backed by the process-wide synthesizer)."""
 
-    def __init__(self, synth: PremadeSynthesizer | None) -> None:
+    def __init__(self, synth: PremadeSynthesizer | None, tag: str = "") -> None:
         self.synth = synth
+        self.tag = tag  # in the context ids of the syntheses this call starts (its call id)
         self.characters = 0  # TTS characters this call's syntheses cost: add to its usage
         self._closed = False
 
@@ -374,13 +369,17 @@ class PremadeLines:
         try:
             for text in texts:
                 if self.synth.lookup(text) is None:
-                    self.synth.request(text, self._bill)
+                    self.synth.request(text, self._bill, self.tag)
         except Exception as exc:
             log.warning("premade_prefetch_failed", error=repr(exc))
 
     def get(self, text: str) -> PremadeAudio | None:
         """The line's audio if it is ready; never waits."""
         return self.synth.lookup(text) if self.synth is not None else None
+
+    def is_pending(self, text: str) -> bool:
+        """Being made now (asked for at dial time, or by another call)."""
+        return self.synth is not None and self.synth.pending(text) is not None
 
     async def wait(self, text: str, timeout_s: float) -> PremadeAudio | None:
         """The line's audio, synthesizing it now if nobody asked yet; None after `timeout_s`
@@ -391,7 +390,7 @@ class PremadeLines:
         fut = self.synth.pending(text)
         if fut is None and not self._closed:
             try:
-                fut = self.synth.request(text, self._bill)
+                fut = self.synth.request(text, self._bill, self.tag)
             except Exception as exc:
                 log.warning("premade_request_failed", error=repr(exc))
                 return None

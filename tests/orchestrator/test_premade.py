@@ -12,10 +12,9 @@ import pytest
 
 from services.common.settings import Settings
 from services.voice_orchestrator.core import CallFacts, Conversation, DelinquencyStage
-from services.voice_orchestrator.ports import Alignment
+from services.voice_orchestrator.ports import Alignment, PremadeAudio
 from services.voice_orchestrator.premade import (
     OUTPUT_FORMAT,
-    PremadeAudio,
     PremadeCache,
     PremadeLines,
     PremadeSynthesizer,

@@ -23,6 +23,7 @@ from services.voice_orchestrator.media.recorder import StereoRecorder
 from services.voice_orchestrator.ports import (
     LanguageModel,
     LlmError,
+    PremadeLines,
     SpeechToText,
     SttEvent,
     SttFailed,
@@ -57,6 +58,9 @@ log = get_logger(__name__)
 _PARTS = ("stream", "listener", "buffer", "pacer", "synthesis", "responder", "flow")
 
 RESUME_AFTER_S = 0.3  # quiet after a pause before the agent carries on
+# The greeting is held for the callee's "Hello?" anyway: worth a short wait for its audio if it
+# is being made (at dial time) rather than a second, live synthesis.
+GREETING_MADE_WAIT_S = 0.5
 
 
 class CallSession:
@@ -74,6 +78,7 @@ class CallSession:
         tuning: SessionTuning,
         heartbeat: Callable[[], Any] | None = None,
         started_at: float | None = None,
+        premade: PremadeLines | None = None,
     ) -> None:
         self.call_id = call_id
         self.start = start
@@ -119,7 +124,9 @@ class CallSession:
             background=self.background,
             on_failure=functools.partial(ending.vendor_failure, self, "tts"),
             now=self.now,
+            premade=premade,
         )
+        self.premade = premade
         self.responder = Responder(
             conversation, llm, max_tool_rounds=tuning.max_tool_rounds, now=self.now
         )
@@ -162,6 +169,8 @@ class CallSession:
         spawn(self.pacer.run(), "pacer")
         spawn(tick(self), "ticker")
         spawn(heartbeat(self._heartbeat_fn, self.tuning.heartbeat_s), "heartbeat")
+        if self.premade is not None:
+            self.premade.prefetch(self.conv.premade_lines())
         self.start_turn("greeting", self.t0, text=self.conv.greeting_line(), held=True)
         await self.ended.wait()
         return await shut_down(self)
@@ -331,7 +340,8 @@ class CallSession:
         """Text for one agent turn → TTS context. Cancelled by `interrupt`."""
         synthesis = self.synthesis
         try:
-            await synthesis.open(turn)
+            wait_s = GREETING_MADE_WAIT_S if turn.kind == "greeting" else 0.0
+            await synthesis.open(turn, made_wait_s=wait_s)
             if turn.fixed_text is not None:
                 await synthesis.speak(turn, turn.fixed_text)
             else:

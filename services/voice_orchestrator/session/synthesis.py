@@ -1,6 +1,9 @@
 """Synthesis: one TTS context per agent turn; audio and character alignment into the playout
 buffer as it arrives; a turn's audio judged complete; what a dropped socket had not synthesized
-said again in a new context."""
+said again in a new context.
+
+A fixed line whose audio was made ahead (`PremadeLines`) goes straight into the buffer: no TTS
+round trip. A turn that is only such a line opens no context at all (`turn.premade`)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ from services.voice_orchestrator.core import speakable
 from services.voice_orchestrator.media.mulaw import FRAME_MS
 from services.voice_orchestrator.ports import (
     Alignment,
+    PremadeAudio,
+    PremadeLines,
     TextToSpeech,
     TtsAudio,
     TtsContextLost,
@@ -35,8 +40,10 @@ class Synthesis:
         background: Callable[[Awaitable[Any]], None],
         on_failure: Callable[[str], None],
         now: Callable[[], float],
+        premade: PremadeLines | None = None,
     ) -> None:
         self.tts = tts
+        self.premade = premade
         self.buffer = buffer
         self._wake = wake  # the pacer: audio was queued
         self._background = background
@@ -45,7 +52,19 @@ class Synthesis:
         self.turns: dict[str, AgentTurn] = {}  # by context id
 
     # ---- text in --------------------------------------------------------------------------
-    async def open(self, turn: AgentTurn) -> None:
+    async def open(self, turn: AgentTurn, *, made_wait_s: float = 0.0) -> None:
+        """Ready the turn for its text. A fixed-line turn whose audio is made (or being made
+        and ready within `made_wait_s`) needs no TTS context."""
+        if turn.fixed_text is not None and self.premade is not None:
+            made = self.premade.get(turn.fixed_text)
+            if made is None and made_wait_s > 0 and self.premade.is_pending(turn.fixed_text):
+                made = await self.premade.wait(turn.fixed_text, made_wait_s)
+            if made is not None:
+                turn.premade = True
+                return
+        await self._open_context(turn)
+
+    async def _open_context(self, turn: AgentTurn) -> None:
         self.turns[turn.context_id] = turn
         await self.tts.open_context(turn.context_id)
 
@@ -59,10 +78,34 @@ class Synthesis:
             t.llm_first_sentence_at = now
             t.vendor_waits.append((t.llm_request_at, now))
         t.mark_once("tts_first_text_at", now)
+        turn.last_tts_activity = now
+        made = self._made(turn, sentence)
+        if made is not None:
+            self._play_made(turn, text, made)
+            return
+        if turn.premade:  # its line was evicted since `open`: say it live after all
+            turn.premade = False
+            await self._open_context(turn)
         turn.sentences.append(text)
         turn.sent_nonspace += nonspace(text)
-        turn.last_tts_activity = now
         await self.tts.send_text(turn.context_id, text, flush=True)
+
+    def _made(self, turn: AgentTurn, sentence: str) -> PremadeAudio | None:
+        """The sentence's pre-made audio, if there is some and it can go out now: only once
+        everything sent live before it has come back, or the order would change."""
+        if self.premade is None or turn.aligned_nonspace < turn.sent_nonspace:
+            return None
+        if turn.alignment_missing:
+            return None  # no telling whether the live audio before it is all here
+        return self.premade.get(sentence)
+
+    def _play_made(self, turn: AgentTurn, text: str, made: PremadeAudio) -> None:
+        turn.sentences.append(text)
+        # Counted as the alignment counts it, so that completeness is judged as for live audio.
+        turn.sent_nonspace += sum(1 for c in made.alignment.chars if not c.isspace())
+        if turn.timings.tts_first_byte_at is None:
+            turn.timings.premade_audio = True  # the turn's first sound came from memory
+        self.add_audio(turn, made.audio, made.alignment)
 
     async def text_done(self, turn: AgentTurn) -> bool:
         """All of the turn's text was sent. False: it had none (nothing will play)."""

@@ -48,7 +48,7 @@ class AgentTurn:
     tts_done: bool = False
     last_tts_activity: float = 0.0
     resends: int = 0
-    premade: bool = False  # audio came from the pre-made cache, not a live TTS context
+    premade: bool = False  # the whole turn is a pre-made line: no live TTS context
     # ---- Playout: what went to Twilio and what was heard -----------------------------------
     segments: list[Segment] = field(default_factory=list)
     audio_ms_sent: float = 0.0

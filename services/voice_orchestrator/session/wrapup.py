@@ -52,6 +52,9 @@ async def shut_down(s: CallSession) -> SessionResult:
         await s.stt.close()
     with contextlib.suppress(Exception):
         await s.tts.close()
+    if s.premade is not None:
+        with contextlib.suppress(Exception):
+            await s.premade.aclose()
     for task in s.tasks:
         task.cancel()
     await asyncio.gather(*s.tasks, *turn_tasks, return_exceptions=True)
@@ -86,7 +89,9 @@ async def shut_down(s: CallSession) -> SessionResult:
         "llm_input_tokens": llm_usage.input_tokens,
         "llm_cached_input_tokens": llm_usage.cached_input_tokens,
         "llm_output_tokens": llm_usage.output_tokens,
-        "tts_characters": s.tts.characters,
+        # Live syntheses, and the lines this call had made ahead (one another call made first
+        # cost this one nothing).
+        "tts_characters": s.tts.characters + (s.premade.characters if s.premade else 0),
         "early_generation": s.responder.early_stats.as_usage(),
     }
     result = SessionResult(
