@@ -307,6 +307,7 @@ def kind_report(results: list[CallResult]) -> dict[str, Any]:
     replies_orch: list[float] = []
     requests: dict[str, int] = {}
     early = {"starts": 0, "hits": 0, "discards": 0}
+    premade = 0  # replies whose first sound was audio made ahead
     each: dict[str, dict[int, list[float]]] = {}
     for r in results:
         for rec, phone in paired_turns(r):
@@ -329,6 +330,7 @@ def kind_report(results: list[CallResult]) -> dict[str, Any]:
             if "llm_requests_before_audio" in rec:
                 n = str(rec["llm_requests_before_audio"])
                 requests[n] = requests.get(n, 0) + 1
+            premade += bool(rec.get("premade_audio"))
             if rec.get("early") in ("hit", "discard"):
                 early["starts"] += 1
                 early["hits" if rec["early"] == "hit" else "discards"] += 1
@@ -349,5 +351,6 @@ def kind_report(results: list[CallResult]) -> dict[str, Any]:
         "by_kind": kinds_out,
         "llm_requests_before_audio": dict(sorted(requests.items())),
         "early_generation": early,
+        "premade_first_audio": premade,
         "raw_by_kind": {kind: f.get("phone_voice_to_voice_ms", []) for kind, f in by_kind.items()},
     }

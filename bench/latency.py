@@ -70,6 +70,7 @@ def main() -> None:
             print_table(f"profile {profile}: {kind} ({data['turns']} turns)", rows)
         print(f"  model requests before first audio: {kinds['llm_requests_before_audio']}")
         print(f"  early generation: {kinds['early_generation']}")
+        print(f"  replies whose first sound was made ahead: {kinds['premade_first_audio']}")
         print(f"  outcomes: {outcomes}")
     path = write_results("latency", report)
     chart(report, RESULTS / "latency.png")
