@@ -577,8 +577,10 @@ async def test_llm_request_hanging_past_the_timeout_is_given_up_and_retried(
     reqs = _llm_requests(run)
     hung = reqs[0]["fault"]
     assert hung["hang_s"] == 30
-    # We gave up after our timeout, not the vendor's 30 s, and asked again.
-    assert OPENAI_TIMEOUT_S <= hung["client_gave_up_after_s"] < OPENAI_TIMEOUT_S + 0.5
+    # We gave up after our timeout, not the vendor's 30 s, and asked again. Our
+    # clock starts before the request reaches the simulator, so its figure can
+    # fall a few ms short of the timeout.
+    assert OPENAI_TIMEOUT_S - 0.2 <= hung["client_gave_up_after_s"] < OPENAI_TIMEOUT_S + 0.5
     assert "fault" not in reqs[1] and reqs[1]["messages"] == reqs[0]["messages"]
     assert OPENAI_TIMEOUT_S + 0.37 <= _gaps(reqs[:2])[0] < OPENAI_TIMEOUT_S + 1.5
 
