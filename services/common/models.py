@@ -59,6 +59,12 @@ CALL_OUTCOMES = (
     "failed",
 )
 DELIVERY_STATUSES = ("pending", "succeeded", "failed")
+SCHEDULE_REASONS = ("manual", "callback", "retry", "campaign")
+# pending: waiting for its time; dispatched: its call was released; skipped: the rules or a hold
+# refused it at claim time (skip_reason says why); cancelled: dropped before its time (a hold).
+# No "claimed": a row is claimed and decided in one transaction, so that state is never seen.
+SCHEDULE_STATUSES = ("pending", "dispatched", "cancelled", "skipped")
+HOLD_KINDS = ("opt_out", "dispute", "wrong_number")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -95,7 +101,8 @@ class Debtor(Base):
     external_id: Mapped[str | None] = mapped_column(String(128), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     phone: Mapped[str] = mapped_column(String(16))
-    timezone: Mapped[str] = mapped_column(String(64))
+    # Optional: without it the calling rules use every zone the phone number could mean.
+    timezone: Mapped[str | None] = mapped_column(String(64))
     stage: Mapped[str] = mapped_column(String(32))
     amount_owed_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
@@ -133,6 +140,8 @@ class Call(Base):
     outcome: Mapped[str | None] = mapped_column(String(32))
     stage: Mapped[str] = mapped_column(String(32))
     prompt_version: Mapped[str | None] = mapped_column(String(128))
+    # 1 for a trigger or an agreed callback; the retry of attempt n is attempt n + 1.
+    attempt: Mapped[int] = mapped_column(Integer, server_default=sql_text("1"))
     # A retried trigger with the same key returns this call; the fingerprint detects other bodies.
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
     request_fingerprint: Mapped[str | None] = mapped_column(String(64))
@@ -302,6 +311,73 @@ class ProcessedMessage(Base):
     """Pub/Sub messages a consumer has handled, keyed by CloudEvents `ce-id`."""
 
     __tablename__ = "processed_messages"
+class ScheduledCall(Base):
+    """One intended dial with its earliest time: the Call Scheduler's durable schedule."""
+
+    __tablename__ = "scheduled_calls"
+    __table_args__ = (
+        CheckConstraint(_in("reason", SCHEDULE_REASONS), name="reason"),
+        CheckConstraint(_in("status", SCHEDULE_STATUSES), name="status"),
+        CheckConstraint("attempt >= 1", name="attempt_positive"),
+        # The worker's claim query: due pending rows, oldest first.
+        Index(
+            "ix_scheduled_calls_pending_not_before",
+            "not_before",
+            postgresql_where=sql_text("status = 'pending'"),
+        ),
+        Index("ix_scheduled_calls_debtor_id", "debtor_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    debtor_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("debtors.id", ondelete="RESTRICT"))
+    # The call this row places: set at trigger time (manual) or when dispatched (retry, callback).
+    # One row per call.
+    call_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("calls.id", ondelete="CASCADE"), unique=True
+    )
+    # The ended call this row follows up (retry, callback): one follow-up per call.
+    source_call_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("calls.id", ondelete="CASCADE"), unique=True
+    )
+    reason: Mapped[str] = mapped_column(String(16))
+    debtor_requested: Mapped[bool] = mapped_column(Boolean, server_default=sql_text("false"))
+    not_before: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    skip_reason: Mapped[str | None] = mapped_column(Text)
+    attempt: Mapped[int] = mapped_column(Integer, server_default=sql_text("1"))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DebtorHold(Base):
+    """Opt-out, dispute or wrong number: no call to the debtor until an operator lifts it."""
+
+    __tablename__ = "debtor_holds"
+    __table_args__ = (
+        CheckConstraint(_in("kind", HOLD_KINDS), name="kind"),
+        CheckConstraint("(lifted_at IS NULL) = (lifted_reason IS NULL)", name="lift_has_reason"),
+        # One active hold of each kind per debtor.
+        Index(
+            "uq_debtor_holds_active_kind",
+            "debtor_id",
+            "kind",
+            unique=True,
+            postgresql_where=sql_text("lifted_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    debtor_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("debtors.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    # The call in which the debtor said so; None for a hold placed another way.
+    call_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = _now()
+    lifted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lifted_reason: Mapped[str | None] = mapped_column(Text)
+
+
 
     consumer: Mapped[str] = mapped_column(String(128), primary_key=True)
     ce_id: Mapped[str] = mapped_column(String(64), primary_key=True)
