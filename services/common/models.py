@@ -158,6 +158,10 @@ class Call(Base):
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Refreshed by the live session; the sweeper ends calls whose heartbeat went stale.
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Committed before create-call: set with no twilio_call_sid means the dial's outcome is
+    # unknown (a crash in between) until reconciled with Twilio's call list.
+    dial_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    dial_attempts: Mapped[int] = mapped_column(Integer, server_default=sql_text("0"))
     duration_seconds: Mapped[int | None] = mapped_column(Integer)
     recording_uri: Mapped[str | None] = mapped_column(Text)
     transcript_uri: Mapped[str | None] = mapped_column(Text)

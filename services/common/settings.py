@@ -123,6 +123,19 @@ class Settings(BaseSettings):
     # Voice loop tuning
     barge_in_min_speech_ms: int = 200
     call_sweeper_stale_seconds: int = 900
+    # Dial reconciliation (services/voice_orchestrator/reconcile.py, docs/reliability.md).
+    # A `dispatched` call not claimed this long after dispatch (its message lost or
+    # dead-lettered) is dialed by the orchestrator itself; one older than the max age is failed
+    # instead: the rules were checked at dispatch time, and that long after they may not hold.
+    call_dispatch_deadline_seconds: float = Field(default=120.0, gt=0)
+    call_dispatch_max_age_seconds: float = Field(default=900.0, gt=0)
+    # A dial intent with no CallSid is looked up in Twilio's call list; only this long after the
+    # intent (longer than the Twilio client's 10 s timeout, so no create-call is still in flight)
+    # does "not found" count as "never placed".
+    dial_reconcile_after_seconds: float = Field(default=30.0, gt=0)
+    # create-call attempts per call, counting redials after an unknown outcome.
+    dial_max_attempts: int = Field(default=2, ge=1)
+    dial_reconcile_interval_seconds: float = Field(default=10.0, gt=0)
 
     # Crash tests only: named places where the process kills itself (services.common.failpoints).
     failpoints: str = ""

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -34,7 +35,7 @@ from services.common.models import Call
 from services.common.outbox import OutboxRelay
 from services.common.settings import Settings, get_settings
 from services.common.topology import subscription_for
-from services.voice_orchestrator import calls
+from services.voice_orchestrator import calls, reconcile
 from services.voice_orchestrator.core import Conversation, default_prompt_set, prompt_cache_key
 from services.voice_orchestrator.dispatch import MEDIA_PATH, STATUS_PATH, Dispatcher
 from services.voice_orchestrator.finalize import end_without_session, persist_session_result
@@ -262,21 +263,25 @@ def create_app(settings: Settings | None = None, overrides: Overrides | None = N
                 sessions, bus, poll_interval=settings.outbox_poll_interval_seconds
             )
             background.append(asyncio.create_task(orch.relay.run(), name="outbox-relay"))
+        dispatcher = Dispatcher(
+            settings,
+            orch.telephony,
+            orch.cache,
+            sessions,
+            on_dialing=orch.prepare_call,
+            on_not_placed=orch.release_call,
+        )
         if overrides.run_consumer:
             bus = bus or PubSubBus(settings)
-            dispatcher = Dispatcher(
-                settings,
-                orch.telephony,
-                orch.cache,
-                on_dialing=orch.prepare_call,
-                on_not_placed=orch.release_call,
-            )
             handler = IdempotentHandler(CONSUMER, sessions, dispatcher.handle)
             sub = subscription_for(settings, settings.pubsub_topic_call_dispatch).name
             bus.subscribe(sub, handler)
         orch.bus = bus
         if overrides.run_sweeper:
             background.append(asyncio.create_task(_sweeper(orch), name="sweeper"))
+            # Dials whose outcome was lost, dispatches never received (docs/reliability.md).
+            rec = reconcile.for_orchestrator(orch, dispatcher, partial(_on_status, orch))
+            background.append(asyncio.create_task(rec.run(), name="reconciler"))
         background.append(asyncio.create_task(lag.run(), name="loop-lag"))
         orch.heartbeats = calls.HeartbeatBatcher(sessions)
         background.append(asyncio.create_task(orch.heartbeats.run(), name="heartbeats"))
@@ -392,6 +397,7 @@ async def _on_status(orch: Orchestrator, call_id: uuid.UUID, params: dict[str, s
     if (status in UNANSWERED or status == "completed") and str(call_id) not in orch.live:
         orch.release_call(str(call_id))  # ended before its media stream started here
     async with orch.sessions() as session, session.begin():
+        await reconcile.adopt_call_sid(session, call_id, params.get("CallSid", ""))
         if status == "ringing":
             await calls.mark_ringing(session, call_id)
         elif status in ("in-progress", "answered"):
@@ -541,6 +547,8 @@ async def _sweeper(orch: Orchestrator) -> None:
                     await session.scalars(
                         select(Call.id).where(
                             Call.status.in_(("dialing", "ringing", "in_progress")),
+                            # A dial with no CallSid yet is the reconciler's to settle.
+                            Call.twilio_call_sid.is_not(None) | Call.dial_started_at.is_(None),
                             or_(
                                 Call.heartbeat_at < cutoff,
                                 (Call.heartbeat_at.is_(None)) & (Call.started_at < cutoff),
