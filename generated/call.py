@@ -20,6 +20,8 @@ from .metadata import Metadata
 from .payment_promise import PaymentPromise
 from .transcript_turn import TranscriptTurn
 from .turn_latency import TurnLatency
+from .verification_fact_kind import VerificationFactKind
+from .verification_level import VerificationLevel
 
 
 class Call(BaseModel):
@@ -33,6 +35,18 @@ class Call(BaseModel):
     outcome: Annotated[
         CallOutcome | None,
         Field(description="Business result; null until the call ended."),
+    ]
+    verification: Annotated[
+        VerificationLevel,
+        Field(
+            description="How far the person was verified as the debtor (`none` until someone is). Set when the call ends."
+        ),
+    ]
+    verification_fact: Annotated[
+        VerificationFactKind | None,
+        Field(
+            description="Which fact on file the person gave correctly (`verification: name_and_fact`); null otherwise. Never the value."
+        ),
     ]
     stage: Annotated[
         DelinquencyStage,

@@ -19,6 +19,7 @@ from .metadata import Metadata
 from .money import Money
 from .phone_number import PhoneNumber
 from .timezone import Timezone
+from .verification_fact_kind import VerificationFactKind
 
 ClientApiModels = TypeAliasType(
     "ClientApiModels",
@@ -323,9 +324,22 @@ class DebtorCreate(BaseModel):
     account_reference: Annotated[
         str | None,
         Field(
-            description="Your account reference (at most 64 characters). The agent may quote it, but only after right-party verification.",
+            description="Your account reference (at most 64 characters). The agent never says it: if it has at least 4 digits, the person on a call may be asked for its last 4 digits to verify they are the debtor.",
             max_length=64,
             min_length=1,
+        ),
+    ] = None
+    date_of_birth: Annotated[
+        date | None,
+        Field(
+            description="The debtor's date of birth, a fact on file the agent never says: it may ask the person for it to verify they are the debtor. Write-only: never returned (the Debtor lists it in `verification_facts`)."
+        ),
+    ] = None
+    postal_code: Annotated[
+        str | None,
+        Field(
+            description="The debtor's US ZIP code (5 digits), a fact on file the agent never says: it may ask the person for it to verify they are the debtor. Write-only: never returned (the Debtor lists it in `verification_facts`).",
+            pattern="^[0-9]{5}$",
         ),
     ] = None
     external_id: Annotated[
@@ -372,8 +386,14 @@ class Debtor(BaseModel):
     account_reference: Annotated[
         str | None,
         Field(
-            description="Your account reference (at most 64 characters). The agent may quote it, but only after right-party verification.",
+            description="Your account reference (at most 64 characters). The agent never says it: if it has at least 4 digits, the person on a call may be asked for its last 4 digits to verify they are the debtor.",
             max_length=64,
+        ),
+    ]
+    verification_facts: Annotated[
+        list[VerificationFactKind],
+        Field(
+            description="Which facts on file the agent may ask for to verify the person is the debtor, in the order it prefers them (it asks for the first). The values are never returned: date of birth and ZIP code are write-only, so they do not spread into logs and caches of API clients. Empty: only the name can be confirmed (`verification: name_only` on calls)."
         ),
     ]
     metadata: Metadata

@@ -36,6 +36,9 @@ def snapshot(debtor: Debtor) -> DebtorSnapshot:
             "amount_owed": {"amount_minor": debtor.amount_owed_minor, "currency": debtor.currency},
             "due_date": debtor.due_date,
             "account_reference": debtor.account_reference,
+            # Verification facts: compared by the orchestrator's core, never given to the model.
+            "date_of_birth": debtor.date_of_birth,
+            "postal_code": debtor.postal_code,
         }
     )
 

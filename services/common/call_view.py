@@ -99,6 +99,9 @@ def build_call(row: models.Call, *, recording_url: str | None, transcript_url: s
             "debtor_id": row.debtor_id,
             "status": row.status,
             "outcome": row.outcome,
+            # None only on a row not yet flushed (the column's default is server-side).
+            "verification": row.verification or "none",
+            "verification_fact": row.verification_fact,
             "stage": row.stage,
             "prompt_version": row.prompt_version,
             "twilio_call_sid": row.twilio_call_sid,

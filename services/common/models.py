@@ -57,7 +57,12 @@ CALL_OUTCOMES = (
     "voicemail",
     "opted_out",
     "failed",
+    "unverified",
 )
+# How far the person on a call was verified (specs/schemas/verification_level.json), and the
+# kinds of fact on file the agent may ask for (verification_fact_kind.json).
+VERIFICATION_LEVELS = ("none", "name_only", "name_and_fact")
+VERIFICATION_FACTS = ("date_of_birth", "postal_code", "account_last4")
 DELIVERY_STATUSES = ("pending", "succeeded", "failed")
 SCHEDULE_REASONS = ("manual", "callback", "retry", "campaign")
 # pending: waiting for its time; dispatched: its call was released; skipped: the rules or a hold
@@ -94,6 +99,9 @@ class Debtor(Base):
         CheckConstraint(_in("stage", STAGES), name="stage"),
         CheckConstraint("amount_owed_minor >= 0", name="amount_non_negative"),
         CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_format"),
+        CheckConstraint(
+            "postal_code IS NULL OR postal_code ~ '^[0-9]{5}$'", name="postal_code_format"
+        ),
         Index("ix_debtors_created_at_id", "created_at", "id"),
     )
 
@@ -109,6 +117,10 @@ class Debtor(Base):
     due_date: Mapped[date] = mapped_column(Date)
     # Optional in the API contract (DebtorCreate.account_reference may be null).
     account_reference: Mapped[str | None] = mapped_column(String(64))
+    # Facts on file the agent asks for (never says) to verify the right party; write-only in
+    # the API (the view lists which are on file, never the values).
+    date_of_birth: Mapped[date | None] = mapped_column(Date)
+    postal_code: Mapped[str | None] = mapped_column(String(5))
     metadata_: Mapped[dict[str, Any]] = mapped_column(
         "metadata", JSONB, nullable=False, server_default=sql_text("'{}'::jsonb")
     )
@@ -121,6 +133,11 @@ class Call(Base):
     __table_args__ = (
         CheckConstraint(_in("status", CALL_STATUSES), name="status"),
         CheckConstraint(f"outcome IS NULL OR {_in('outcome', CALL_OUTCOMES)}", name="outcome"),
+        CheckConstraint(_in("verification", VERIFICATION_LEVELS), name="verification"),
+        CheckConstraint(
+            f"verification_fact IS NULL OR {_in('verification_fact', VERIFICATION_FACTS)}",
+            name="verification_fact",
+        ),
         CheckConstraint(_in("stage", STAGES), name="stage"),
         # At most one queued or live call per debtor.
         Index(
@@ -156,6 +173,9 @@ class Call(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Right-party verification reached (VERIFICATION_LEVELS) and the fact kind given correctly.
+    verification: Mapped[str] = mapped_column(String(16), server_default="none")
+    verification_fact: Mapped[str | None] = mapped_column(String(16))
     # Refreshed by the live session; the sweeper ends calls whose heartbeat went stale.
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Committed before create-call: set with no twilio_call_sid means the dial's outcome is

@@ -30,6 +30,7 @@ from generated.conversation_state import ConversationState
 from generated.delinquency_stage import DelinquencyStage
 from generated.money import Money
 from generated.speaker import Speaker
+from generated.verification_level import VerificationLevel
 from generated.webhook_delivery_requested import WebhookDeliveryRequested
 
 ENUMS = {
@@ -111,6 +112,8 @@ def test_queued_call_as_the_api_returns_it() -> None:
         debtor_id=UUID("3b2e8a4c-9d5f-4e1a-8b7c-6d5e4f3a2b1c"),
         status=CallStatus.QUEUED,
         outcome=None,
+        verification=VerificationLevel.NONE,
+        verification_fact=None,
         stage=DelinquencyStage.LATE,
         prompt_version=None,
         twilio_call_sid=None,
