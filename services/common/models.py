@@ -196,6 +196,10 @@ class Call(Base):
     )
     promise: Mapped[PaymentPromise | None] = relationship(lazy="raise", uselist=False)
     callback: Mapped[Callback | None] = relationship(lazy="raise", uselist=False)
+    # The schedule row that placed (or will place) this call.
+    schedule: Mapped[ScheduledCall | None] = relationship(
+        lazy="raise", uselist=False, foreign_keys="ScheduledCall.call_id"
+    )
 
 
 class CallTurn(Base):
@@ -331,10 +335,6 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
-class ProcessedMessage(Base):
-    """Pub/Sub messages a consumer has handled, keyed by CloudEvents `ce-id`."""
-
-    __tablename__ = "processed_messages"
 class ScheduledCall(Base):
     """One intended dial with its earliest time: the Call Scheduler's durable schedule."""
 
@@ -402,6 +402,10 @@ class DebtorHold(Base):
     lifted_reason: Mapped[str | None] = mapped_column(Text)
 
 
+class ProcessedMessage(Base):
+    """Pub/Sub messages a consumer has handled, keyed by CloudEvents `ce-id`."""
+
+    __tablename__ = "processed_messages"
 
     consumer: Mapped[str] = mapped_column(String(128), primary_key=True)
     ce_id: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -6,6 +6,7 @@ Every variable is listed in `.env.example`. Only settings differ between the loc
 
 from __future__ import annotations
 
+from datetime import time
 from functools import lru_cache
 from typing import Literal
 
@@ -119,6 +120,27 @@ class Settings(BaseSettings):
     price_openai_cached_input_micro_usd_per_mtok: int = 25_000  # gpt-5-mini cached input
     price_openai_output_micro_usd_per_mtok: int = 2_000_000  # gpt-5-mini output
     price_elevenlabs_micro_usd_per_kchar: int = 50_000  # Flash v2.5, per 1,000 characters
+
+    # Call Scheduler (services/call_scheduler, docs/operations.md "Call Scheduler").
+    # The worker claims due schedule rows when a request arrives and at least this often.
+    scheduler_tick_seconds: float = Field(default=5.0, gt=0)
+    scheduler_batch_size: int = Field(default=50, ge=1)
+    # Calling window in the debtor's local time (every zone the number could mean, if unknown).
+    call_window_start: time = time(8, 0)
+    call_window_end: time = time(21, 0)
+    call_max_attempts: int = Field(default=7, ge=1)  # per debtor in call_attempts_period_days
+    call_attempts_period_days: float = Field(default=7.0, gt=0)
+    # No call this long after a conversation about the debt unless the debtor asked for it.
+    call_quiet_after_conversation_days: float = Field(default=7.0, ge=0)
+    # Retries of busy, no-answer, failed and machine calls: base * 2^(attempt-1), capped, jittered.
+    retry_base_seconds: float = Field(default=900.0, gt=0)
+    retry_cap_seconds: float = Field(default=4 * 3600.0, gt=0)
+    retry_max_per_day: int = Field(default=3, ge=0)
+    retry_max_per_week: int = Field(default=6, ge=0)
+    # A call still `queued` with nothing scheduled for it (its request was lost) this long after
+    # it was created is scheduled again; one older than the max age is failed with a reason.
+    call_queued_deadline_seconds: float = Field(default=120.0, gt=0)
+    call_queued_max_age_seconds: float = Field(default=900.0, gt=0)
 
     # Voice loop tuning
     barge_in_min_speech_ms: int = 200

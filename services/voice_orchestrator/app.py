@@ -27,7 +27,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from generated.call_dispatch import CallDispatch
 from services.common.blobstore import BlobStore, GcsBlobStore
-from services.common.bus import IdempotentHandler, PubSubBus
+from services.common.bus import PubSubBus
 from services.common.db import create_engine, session_factory
 from services.common.logging import bind_call_id, get_logger
 from services.common.looplag import GcPauseMonitor, LoopLagMonitor
@@ -58,7 +58,6 @@ from services.voice_orchestrator.vendors.twilio import (
 
 log = get_logger(__name__)
 
-CONSUMER = "voice-orchestrator"
 START_TIMEOUT_S = 10.0
 SWEEP_INTERVAL_S = 60.0
 SHUTDOWN_DRAIN_S = 8.0
@@ -273,9 +272,8 @@ def create_app(settings: Settings | None = None, overrides: Overrides | None = N
         )
         if overrides.run_consumer:
             bus = bus or PubSubBus(settings)
-            handler = IdempotentHandler(CONSUMER, sessions, dispatcher.handle)
             sub = subscription_for(settings, settings.pubsub_topic_call_dispatch).name
-            bus.subscribe(sub, handler)
+            bus.subscribe(sub, dispatcher)
         orch.bus = bus
         if overrides.run_sweeper:
             background.append(asyncio.create_task(_sweeper(orch), name="sweeper"))

@@ -1,8 +1,7 @@
 """The `call-dispatch` consumer: place one Twilio call per call id, ever.
 
-Runs inside `IdempotentHandler` (a redelivered ce-id is skipped) and adds business-key
-idempotency on top: the call is claimed with a conditional UPDATE `dispatched → dialing`. That
-claim is the dial intent (`dial_started_at`, `dial_attempts + 1`) and commits in its own
+Business-key idempotency: the call is claimed with a conditional UPDATE `dispatched → dialing`.
+That claim is the dial intent (`dial_started_at`, `dial_attempts + 1`) and commits in its own
 transaction *before* create-call is sent, so a second dispatch of the same call, under any ce-id
 or after a crash, finds it no longer `dispatched` and does not dial. The CallSid is stored in
 another transaction after create-call returns; if the process dies in between, the intent stays
@@ -13,6 +12,11 @@ any other error response (or no connection at all) undoes the claim and re-raise
 redelivers. With a request sent and no answer (timeout, connection lost) Twilio may have placed
 the call: the intent is kept for reconciliation and the message acknowledged, never dialed again
 blind.
+
+No transaction stays open across create-call (unlike `IdempotentHandler`): a dial would hold a
+pooled connection while Twilio answers and take a second one for its intent, and enough dials at
+once would starve the pool. The claim is what makes a redelivery harmless; the message's ce-id is
+recorded in `processed_messages` afterwards, as the other consumers record theirs.
 
 `on_dialing` runs just before the Twilio request, so what it starts (the call's TTS socket,
 its greeting's audio) gets ready while the phone rings; `on_not_placed` undoes it when the call
@@ -27,6 +31,7 @@ from collections.abc import Callable
 import aiohttp
 from pydantic import ValidationError
 from sqlalchemy import func, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from twilio.base.exceptions import TwilioRestException
 
@@ -34,7 +39,7 @@ from generated.call_dispatch import CallDispatch
 from services.common import failpoints
 from services.common.bus import CloudEvent
 from services.common.logging import bind_call_id, get_logger
-from services.common.models import Call
+from services.common.models import Call, ProcessedMessage
 from services.common.settings import Settings
 from services.voice_orchestrator.calls import SnapshotCache
 from services.voice_orchestrator.finalize import end_without_session
@@ -43,6 +48,7 @@ from services.voice_orchestrator.vendors.twilio import Telephony, stream_twiml, 
 log = get_logger(__name__)
 
 CE_TYPE = "call.dispatch"
+CONSUMER = "voice-orchestrator"
 MEDIA_PATH = "/media-stream"
 STATUS_PATH = "/twilio/status"
 
@@ -84,7 +90,17 @@ class Dispatcher:
         if self.on_not_placed is not None:
             self.on_not_placed(call_id)
 
-    async def handle(self, session: AsyncSession, event: CloudEvent) -> None:
+    async def __call__(self, event: CloudEvent) -> None:
+        """The `call-dispatch` consumer (a bus `EventHandler`); an error nacks the message."""
+        await self._handle(event)
+        async with self.sessions() as db, db.begin():
+            await db.execute(
+                insert(ProcessedMessage)
+                .values(consumer=CONSUMER, ce_id=event.id)
+                .on_conflict_do_nothing()
+            )
+
+    async def _handle(self, event: CloudEvent) -> None:
         if event.type != CE_TYPE:
             log.warning("dispatch_unexpected_type", ce_type=event.type, ce_id=event.id)
             return

@@ -403,8 +403,7 @@ async def test_the_dispatcher_prepares_before_dialing_and_undoes_when_not_placed
     )
     msg = await _dispatched(sessions)
     event = CloudEvent.create("call.dispatch", "/tests", msg.model_dump(mode="json"))
-    async with sessions() as db:
-        await d.handle(db, event)
+    await d(event)
     assert prepared == [str(msg.call_id)] and ok.prepared_at_dial is True
     assert str(msg.call_id) in warm  # kept for the media stream
 
@@ -422,8 +421,7 @@ async def test_the_dispatcher_prepares_before_dialing_and_undoes_when_not_placed
     msg2 = await _dispatched(sessions)
     event2 = CloudEvent.create("call.dispatch", "/tests", msg2.model_dump(mode="json"))
     with pytest.raises(TwilioRestException):
-        async with sessions() as db:
-            await d2.handle(db, event2)
+        await d2(event2)
     assert down.prepared_at_dial is True
     assert str(msg2.call_id) not in warm  # redelivery will dial (and prepare) again
     async with sessions() as db:
@@ -437,7 +435,6 @@ async def test_the_dispatcher_prepares_before_dialing_and_undoes_when_not_placed
     d3 = Dispatcher(s, ok2, SnapshotCache(), sessions, on_dialing=broken)  # type: ignore[arg-type]
     msg3 = await _dispatched(sessions)
     event3 = CloudEvent.create("call.dispatch", "/tests", msg3.model_dump(mode="json"))
-    async with sessions() as db:
-        await d3.handle(db, event3)  # still dials
+    await d3(event3)  # still dials
     assert ok2.prepared_at_dial is False
     await warm.aclose()
