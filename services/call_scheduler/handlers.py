@@ -17,6 +17,7 @@ from services.common.models import Call, Debtor
 from services.common.outbox import add_event
 from services.common.prompt_versions import prompt_version
 from services.common.settings import Settings
+from services.common.zones import conversation_zone
 
 log = get_logger(__name__)
 
@@ -31,7 +32,8 @@ def snapshot(debtor: Debtor) -> DebtorSnapshot:
             "external_id": debtor.external_id,
             "name": debtor.name,
             "phone": debtor.phone,
-            "timezone": debtor.timezone,
+            # The conversation needs one zone; the window was checked in every possible one.
+            "timezone": conversation_zone(debtor.timezone, debtor.phone),
             "stage": debtor.stage,
             "amount_owed": {"amount_minor": debtor.amount_owed_minor, "currency": debtor.currency},
             "due_date": debtor.due_date,

@@ -23,6 +23,7 @@ from generated.call_dispatch import CallDispatch
 from services.common.logging import get_logger
 from services.common.models import Call, CallTurn, Debtor
 from services.common.settings import Settings
+from services.common.zones import conversation_zone
 from services.voice_orchestrator.core import CallFacts, DelinquencyStage
 from services.voice_orchestrator.premade import PremadeLines
 from services.voice_orchestrator.vendors.elevenlabs import ElevenLabsTts
@@ -195,7 +196,7 @@ async def load_facts(
         balance_minor=debtor.amount_owed_minor,
         currency=debtor.currency,
         due_date=debtor.due_date,
-        timezone=debtor.timezone,
+        timezone=conversation_zone(debtor.timezone, debtor.phone),
         account_reference=debtor.account_reference or "",
     )
 
