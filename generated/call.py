@@ -10,6 +10,7 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, Field
 
+from .answered_by import AnsweredBy
 from .call_cost import CallCost
 from .call_outcome import CallOutcome
 from .call_status import CallStatus
@@ -86,6 +87,12 @@ class Call(BaseModel):
     started_at: Annotated[
         AwareDatetime | None,
         Field(description="When the call was placed with Twilio (dialing began)."),
+    ]
+    answered_by: Annotated[
+        AnsweredBy | None,
+        Field(
+            description="Who answered, by Twilio's answering-machine detection; null while unknown or when detection did not run (not answered, or detection off)."
+        ),
     ]
     answered_at: Annotated[
         AwareDatetime | None,

@@ -109,6 +109,7 @@ def build_call(row: models.Call, *, recording_url: str | None, transcript_url: s
             "created_at": row.created_at,
             "dispatched_at": row.dispatched_at,
             "started_at": row.started_at,
+            "answered_by": row.answered_by,
             "answered_at": row.answered_at,
             "ended_at": row.ended_at,
             "duration_seconds": row.duration_seconds,

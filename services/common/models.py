@@ -57,12 +57,24 @@ CALL_OUTCOMES = (
     "voicemail",
     "opted_out",
     "failed",
+    "voicemail_left",
+    "machine",
     "unverified",
 )
 # How far the person on a call was verified (specs/schemas/verification_level.json), and the
 # kinds of fact on file the agent may ask for (verification_fact_kind.json).
 VERIFICATION_LEVELS = ("none", "name_only", "name_and_fact")
 VERIFICATION_FACTS = ("date_of_birth", "postal_code", "account_last4")
+# Twilio's AMD verdicts (AnsweredBy), as posted to the orchestrator's AMD callback.
+ANSWERED_BY = (
+    "human",
+    "machine_start",
+    "machine_end_beep",
+    "machine_end_silence",
+    "machine_end_other",
+    "fax",
+    "unknown",
+)
 DELIVERY_STATUSES = ("pending", "succeeded", "failed")
 SCHEDULE_REASONS = ("manual", "callback", "retry", "campaign")
 # pending: waiting for its time; dispatched: its call was released; skipped: the rules or a hold
@@ -133,6 +145,9 @@ class Call(Base):
     __table_args__ = (
         CheckConstraint(_in("status", CALL_STATUSES), name="status"),
         CheckConstraint(f"outcome IS NULL OR {_in('outcome', CALL_OUTCOMES)}", name="outcome"),
+        CheckConstraint(
+            f"answered_by IS NULL OR {_in('answered_by', ANSWERED_BY)}", name="answered_by"
+        ),
         CheckConstraint(_in("verification", VERIFICATION_LEVELS), name="verification"),
         CheckConstraint(
             f"verification_fact IS NULL OR {_in('verification_fact', VERIFICATION_FACTS)}",
@@ -173,11 +188,13 @@ class Call(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Refreshed by the live session; the sweeper ends calls whose heartbeat went stale.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Twilio AMD's verdict (ANSWERED_BY); None: no verdict (AMD off, or not answered).
+    answered_by: Mapped[str | None] = mapped_column(String(32))
     # Right-party verification reached (VERIFICATION_LEVELS) and the fact kind given correctly.
     verification: Mapped[str] = mapped_column(String(16), server_default="none")
     verification_fact: Mapped[str | None] = mapped_column(String(16))
-    # Refreshed by the live session; the sweeper ends calls whose heartbeat went stale.
-    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Committed before create-call: set with no twilio_call_sid means the dial's outcome is
     # unknown (a crash in between) until reconciled with Twilio's call list.
     dial_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -6,12 +6,15 @@ Every variable is listed in `.env.example`. Only settings differ between the loc
 
 from __future__ import annotations
 
+import re
 from datetime import time
 from functools import lru_cache
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_COLLECTION_WORDS = re.compile(r"collect|debt|recover|arrear", re.IGNORECASE)
 
 
 class Settings(BaseSettings):
@@ -72,6 +75,15 @@ class Settings(BaseSettings):
     # Public base URL Twilio uses to reach the orchestrator (https://... ; wss derived from it).
     orchestrator_public_url: str = "http://127.0.0.1:8003"
     call_time_limit_seconds: int = 600
+    # Answering-machine detection (docs/voice-orchestrator.md, "Answering machines"): Twilio AMD
+    # with DetectMessageEnd, asynchronous; AnsweredBy is posted to /twilio/amd.
+    amd_enabled: bool = True
+    amd_timeout_seconds: int = Field(default=30, ge=3, le=59)  # MachineDetectionTimeout
+    # On a machine: leave a limited-content message (Reg F §1006.2(j)), or hang up.
+    voicemail_mode: Literal["message", "hangup"] = "message"
+    voicemail_caller_name: str = "Alex Morgan"  # a natural person the debtor can ask for
+    voicemail_business_name: str = "Acme Finance"  # must not indicate debt collection
+    voicemail_callback_number: str = "+18005550199"
 
     # Deepgram
     deepgram_api_key: SecretStr = SecretStr("local-deepgram-key")
@@ -178,6 +190,10 @@ class Settings(BaseSettings):
         ):
             # Without it anyone who finds the URL could inject events.
             raise ValueError("PUBSUB_PUSH_TOKEN is required for push delivery in production")
+        if _COLLECTION_WORDS.search(self.voicemail_business_name):
+            # Reg F §1006.2(j): a limited-content message names a business that does not
+            # indicate debt collection; otherwise it is a communication about the debt.
+            raise ValueError("VOICEMAIL_BUSINESS_NAME must not indicate debt collection")
         return self
 
     @property

@@ -35,13 +35,14 @@ from services.common.models import Call
 from services.common.outbox import OutboxRelay
 from services.common.settings import Settings, get_settings
 from services.common.topology import subscription_for
-from services.voice_orchestrator import calls, reconcile
+from services.voice_orchestrator import amd, calls, reconcile
 from services.voice_orchestrator.core import Conversation, default_prompt_set, prompt_cache_key
 from services.voice_orchestrator.dispatch import MEDIA_PATH, STATUS_PATH, Dispatcher
 from services.voice_orchestrator.finalize import end_without_session, persist_session_result
 from services.voice_orchestrator.ports import LanguageModel, SpeechToText, TextToSpeech
 from services.voice_orchestrator.premade import PremadeLines, PremadeSynthesizer
 from services.voice_orchestrator.session import CallSession, SessionTuning, TransportClosed
+from services.voice_orchestrator.session.voicemail import dial_lines, plan_from_settings
 from services.voice_orchestrator.vendors.deepgram import DeepgramListen, DeepgramStt
 from services.voice_orchestrator.vendors.elevenlabs import ElevenLabsTts
 from services.voice_orchestrator.vendors.openai_llm import OpenAiLlm, openai_client
@@ -175,6 +176,7 @@ class Orchestrator:
         if self.premade_synth is not None and self.settings.premade_at_dial:
             facts = calls.facts_from_dispatch(msg, self.settings)
             premade.prefetch([Conversation(facts, datetime.now(UTC)).greeting_line()])
+        premade.prefetch(dial_lines(self.tuning.voicemail))  # before a machine's beep
         self.warm.put(call_id, tts=tts, premade=premade)
 
     def release_call(self, call_id: str) -> None:
@@ -213,7 +215,10 @@ class StarletteTransport:
 
 
 def default_tuning(settings: Settings) -> SessionTuning:
-    return SessionTuning(barge_in_min_speech_ms=settings.barge_in_min_speech_ms)
+    return SessionTuning(
+        barge_in_min_speech_ms=settings.barge_in_min_speech_ms,
+        voicemail=plan_from_settings(settings),
+    )
 
 
 def create_app(settings: Settings | None = None, overrides: Overrides | None = None) -> FastAPI:
@@ -350,6 +355,8 @@ def create_app(settings: Settings | None = None, overrides: Overrides | None = N
         bind_call_id(str(call_id))
         await _on_status(orch, call_id, params)
         return Response(status_code=204)
+
+    amd.add_amd_route(app, lambda: app.state.orch)  # Twilio's AMD verdicts (signed)
 
     @app.websocket(MEDIA_PATH)
     async def media_stream(ws: WebSocket) -> None:

@@ -41,6 +41,7 @@ from services.common.bus import CloudEvent
 from services.common.logging import bind_call_id, get_logger
 from services.common.models import Call, ProcessedMessage
 from services.common.settings import Settings
+from services.voice_orchestrator.amd import amd_callback_url
 from services.voice_orchestrator.calls import SnapshotCache
 from services.voice_orchestrator.finalize import end_without_session
 from services.voice_orchestrator.vendors.twilio import Telephony, stream_twiml, websocket_url
@@ -163,6 +164,8 @@ class Dispatcher:
                     websocket_url(s.orchestrator_public_url, MEDIA_PATH), str(call_id)
                 ),
                 status_callback=status_callback_url(s, call_id),
+                amd_callback=amd_callback_url(s, call_id) if s.amd_enabled else None,
+                amd_timeout=s.amd_timeout_seconds,
                 time_limit=s.call_time_limit_seconds,
             )
         except TwilioRestException as exc:

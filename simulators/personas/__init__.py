@@ -21,6 +21,17 @@ PERSONA_DIR = Path(__file__).parent
 _ANSWERS = ("answered", "busy", "no-answer", "failed")
 _TRIGGERS = ("answer", "agent_done", "agent_start", "line_end")
 _HANGUPS = ("after_agent_done", "after_last_line", "never")
+# Twilio AMD's AnsweredBy values (simulators/twilio/amd.py); a persona may declare its own.
+ANSWERED_BY = (
+    "human",
+    "machine_start",
+    "machine_end_beep",
+    "machine_end_silence",
+    "machine_end_other",
+    "fax",
+    "unknown",
+)
+SOUNDS = ("beep", "fax")  # non-speech lines: tones, with no words for Deepgram
 
 
 class PersonaError(ValueError):
@@ -37,6 +48,18 @@ class Line:
     after: Trigger = "agent_done"
     delay_ms: int = 600
     timeout_ms: int | None = None  # speak anyway this long after our previous line ended
+    sound: str | None = None  # a tone (SOUNDS) instead of speech; `text` only labels it
+
+
+@dataclass(frozen=True, slots=True)
+class AmdSpec:
+    """What Twilio's answering-machine detection says about this callee, and when: `delay_ms`
+    after line `after_line` ended (None: after the answer). Without one, the simulator derives
+    `human` or `unknown` from the script as Twilio's defaults would (simulators/twilio/amd.py)."""
+
+    answered_by: str
+    after_line: int | None = None
+    delay_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +74,7 @@ class Persona:
     hangup: Hangup = "after_agent_done"
     hangup_delay_ms: int = 800
     max_call_s: float = 180.0
+    amd: AmdSpec | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def scaled(self, factor: float) -> Persona:
@@ -65,11 +89,13 @@ class Persona:
             )
             for ln in self.lines
         )
+        amd = self.amd and replace(self.amd, delay_ms=int(self.amd.delay_ms * factor))
         return replace(
             self,
             ring_ms=int(self.ring_ms * factor),
             hangup_delay_ms=int(self.hangup_delay_ms * factor),
             lines=lines,
+            amd=amd,
         )
 
 
@@ -98,6 +124,10 @@ def parse_persona(data: dict[str, Any], name: str | None = None) -> Persona:
     for i, raw in enumerate(data.get("lines") or []):
         if isinstance(raw, str):
             raw = {"text": raw}
+        if isinstance(raw, dict) and raw.get("sound") is not None:
+            if raw["sound"] not in SOUNDS:
+                raise PersonaError(f"line {i}: sound must be one of {SOUNDS}")
+            raw = {"text": f"[{raw['sound']}]", **raw}
         if not isinstance(raw, dict) or not isinstance(raw.get("text"), str):
             raise PersonaError(f"line {i} needs a text")
         after = raw.get("after", "answer" if i == 0 and data.get("speaks_first") else "agent_done")
@@ -109,6 +139,7 @@ def parse_persona(data: dict[str, Any], name: str | None = None) -> Persona:
                 after=after,
                 delay_ms=_int(raw, "delay_ms", 600) or 0,
                 timeout_ms=_int(raw, "timeout_ms", None),
+                sound=raw.get("sound"),
             )
         )
     loop_from = _int(data, "loop_from", None)
@@ -127,6 +158,7 @@ def parse_persona(data: dict[str, Any], name: str | None = None) -> Persona:
         "hangup_delay_ms",
         "max_call_s",
         "speaks_first",
+        "amd",
     }
     return Persona(
         name=pname,
@@ -139,8 +171,22 @@ def parse_persona(data: dict[str, Any], name: str | None = None) -> Persona:
         hangup=hangup,
         hangup_delay_ms=_int(data, "hangup_delay_ms", 800) or 0,
         max_call_s=float(data.get("max_call_s", 180.0)),
+        amd=_amd(data.get("amd"), len(lines)),
         extra={k: v for k, v in data.items() if k not in known},
     )
+
+
+def _amd(raw: Any, n_lines: int) -> AmdSpec | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        raw = {"answered_by": raw}
+    if not isinstance(raw, dict) or raw.get("answered_by") not in ANSWERED_BY:
+        raise PersonaError(f"amd.answered_by must be one of {ANSWERED_BY}")
+    after = _int(raw, "after_line", None)
+    if after is not None and not 0 <= after < n_lines:
+        raise PersonaError("amd.after_line must index a line")
+    return AmdSpec(str(raw["answered_by"]), after, _int(raw, "delay_ms", 0) or 0)
 
 
 def load_personas(*extra_dirs: Path) -> dict[str, Persona]:

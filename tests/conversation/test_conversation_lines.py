@@ -51,7 +51,7 @@ def test_fixed_line_is_frozen_and_kinds_are_the_contract() -> None:
 
 def test_the_disclosure_comes_verbatim_from_prompts() -> None:
     assert LINES.render("disclosure") == DISCLOSURE
-    assert LINES.version == "2026-12-03.1"
+    assert LINES.version == "2026-12-03.2"
 
 
 def _lines_file(**sections: str) -> str:

@@ -65,6 +65,8 @@ LINE_FIELDS: Mapping[str, frozenset[str]] = MappingProxyType(
         "apology": _NO_FIELDS,
         "reprompt": _NO_FIELDS,
         "silent_goodbye": _NO_FIELDS,
+        # Left on an answering machine: a limited-content message (Reg F §1006.2(j)).
+        "voicemail": frozenset({"caller_name", "business_name", "callback_number_spoken"}),
     }
 )
 
