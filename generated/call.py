@@ -116,6 +116,19 @@ class Call(BaseModel):
             max_length=1000,
         ),
     ]
+    attempt: Annotated[
+        int,
+        Field(
+            description="The call's attempt number: 1 for a trigger or an agreed callback; the Call Scheduler's retry of attempt n (busy, no answer, failed, answering machine) is attempt n + 1.",
+            ge=1,
+        ),
+    ]
+    scheduled_for: Annotated[
+        AwareDatetime | None,
+        Field(
+            description="The earliest time the Call Scheduler may place the call: the time of the trigger, or later while the debtor's calling window is closed or another calling rule holds the call back (it stays `queued` meanwhile). Null for a call that did not go through the schedule."
+        ),
+    ]
     transcript: Annotated[
         list[TranscriptTurn],
         Field(

@@ -37,6 +37,7 @@ def call_load_options() -> list[LoaderOption]:
         selectinload(models.Call.turns),
         selectinload(models.Call.promise),
         selectinload(models.Call.callback),
+        selectinload(models.Call.schedule),
     ]
 
 
@@ -114,6 +115,8 @@ def build_call(row: models.Call, *, recording_url: str | None, transcript_url: s
             "ended_at": row.ended_at,
             "duration_seconds": row.duration_seconds,
             "failure_reason": row.failure_reason,
+            "attempt": row.attempt or 1,
+            "scheduled_for": row.schedule.not_before if row.schedule is not None else None,
             "transcript": turns,
             "payment_promise": PaymentPromise(
                 amount=Money(amount_minor=promise.amount_minor, currency=promise.currency),

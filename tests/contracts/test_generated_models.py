@@ -125,6 +125,8 @@ def test_queued_call_as_the_api_returns_it() -> None:
         ended_at=None,
         duration_seconds=None,
         failure_reason=None,
+        attempt=1,
+        scheduled_for=datetime(2026, 11, 27, 15, 4, tzinfo=UTC),
         transcript=[],
         payment_promise=None,
         callback=None,
