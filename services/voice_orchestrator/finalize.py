@@ -156,6 +156,9 @@ async def persist_session_result(
         answered = row.answered_at or result.started_at
         row.status = "completed"
         row.outcome = result.outcome.value
+        # How far the person was verified, and which fact kind (never its value).
+        level, fact = conv.verification
+        row.verification, row.verification_fact = level.value, fact.value if fact else None
         row.failure_reason = result.failure_reason
         row.prompt_version = conv.prompt_version[:128]
         row.answered_at = answered
