@@ -7,6 +7,7 @@ latency percentiles, cost, the signed webhook and the stereo recording.
 
     ./scripts/demo                                # cooperative payer, early stage
     ./scripts/demo --persona interrupter --stage late
+    ./scripts/demo --persona voicemail            # machine detected, limited-content message
     ./scripts/demo --calls 5 --persona negotiator # five calls at once
     ./scripts/demo --real-vendors --phone +1...   # real Twilio/Deepgram/OpenAI/ElevenLabs
 """
@@ -78,6 +79,7 @@ class DemoCall:
     sid: str | None = None
     lines_seen: int = 0
     tts_seen: int = 0
+    answered_by: str | None = None  # Twilio AMD's verdict, once the call view has it
     clears_seen: int = 0
     final: dict[str, Any] = field(default_factory=dict)
 
@@ -168,6 +170,9 @@ class Demo:
         if call["status"] != c.status:
             c.status = call["status"]
             say(f"  {stamp} {tag} status → {c.status}")
+        if call.get("answered_by") and call["answered_by"] != c.answered_by:
+            c.answered_by = call["answered_by"]
+            say(f"  {stamp} {tag} ** answering-machine detection: {c.answered_by} **")
         c.sid = call.get("twilio_call_sid") or c.sid
         if not (self.sim_url and c.sid):
             return
@@ -195,6 +200,7 @@ class Demo:
         say(f"\n== call {c.call_id} ({c.persona})")
         duration = f.get("duration_seconds")
         say(f"  status {f['status']}, outcome {f.get('outcome')}, duration {duration}s")
+        say(f"  answered by {f.get('answered_by') or 'not detected'} (Twilio AMD)")
         say(f"  prompt version {f.get('prompt_version')}")
         if f.get("payment_promise"):
             p = f["payment_promise"]

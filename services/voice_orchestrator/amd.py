@@ -95,6 +95,9 @@ def add_amd_route(app: FastAPI, orchestrator: Callable[[], _Orchestrator]) -> No
         )
         await store_answered_by(orch.sessions, call_id, answered_by)
         session = orch.live.get(str(call_id))
-        if session is not None and session.start.call_sid == params.get("CallSid"):
+        call_sid = params.get("CallSid", "")
+        if session is None:
+            voicemail.keep_early(call_sid, answered_by)  # its session may be starting
+        elif session.start.call_sid == call_sid:
             voicemail.on_answered_by(session, answered_by)
         return Response(status_code=204)

@@ -23,6 +23,7 @@ pass verification. With no plan (AMD off) the gate is open and verdicts are only
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -42,6 +43,16 @@ log = get_logger(__name__)
 KIND = "voicemail"  # the agent turn (and latency record) of the message
 # Twilio posts the verdict within MachineDetectionTimeout; past it (plus this) none will come.
 VERDICT_GRACE_S = 5.0
+# Verdicts that came before their call's session started here, by CallSid (a few, briefly).
+_EARLY: OrderedDict[str, str] = OrderedDict()
+_EARLY_MAX = 1000
+
+
+def keep_early(call_sid: str, answered_by: str) -> None:
+    """A verdict for a call with no live session (yet): `start` picks it up."""
+    _EARLY[call_sid] = answered_by
+    while len(_EARLY) > _EARLY_MAX:
+        _EARLY.popitem(last=False)
 
 
 @dataclass(frozen=True)
@@ -118,6 +129,9 @@ def start(s: CallSession) -> None:
     if s.premade is not None and plan.mode == "message":
         s.premade.prefetch([plan.message])
     s.background(_verdict_timeout(s, plan.verdict_wait_s))
+    early = _EARLY.pop(s.start.call_sid, None)
+    if early is not None:
+        on_answered_by(s, early)
 
 
 async def _verdict_timeout(s: CallSession, wait_s: float) -> None:
