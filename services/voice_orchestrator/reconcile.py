@@ -217,6 +217,9 @@ def dispatch_from_rows(call: Call, debtor: Debtor) -> CallDispatch:
                 },
                 "due_date": debtor.due_date,
                 "account_reference": debtor.account_reference,
+                # A redial verifies as the first dial would have (never by name alone).
+                "date_of_birth": debtor.date_of_birth,
+                "postal_code": debtor.postal_code,
             },
             "stage": call.stage,
             "prompt_version": call.prompt_version,

@@ -49,6 +49,9 @@ class Line:
     delay_ms: int = 600
     timeout_ms: int | None = None  # speak anyway this long after our previous line ended
     sound: str | None = None  # a tone (SOUNDS) instead of speech; `text` only labels it
+    # Spoken only if the agent said these words since our previous line (e.g. "date of birth":
+    # the answer to the fact question); otherwise skipped. Case-insensitive.
+    if_asked: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,9 @@ class Persona:
     hangup_delay_ms: int = 800
     max_call_s: float = 180.0
     amd: AmdSpec | None = None
+    # What this person would give if asked to verify who they are (FACT_KEYS), as the debtor
+    # record a test or the demo creates for them should hold it; the lines say it (if_asked).
+    facts: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def scaled(self, factor: float) -> Persona:
@@ -140,6 +146,7 @@ def parse_persona(data: dict[str, Any], name: str | None = None) -> Persona:
                 delay_ms=_int(raw, "delay_ms", 600) or 0,
                 timeout_ms=_int(raw, "timeout_ms", None),
                 sound=raw.get("sound"),
+                if_asked=_if_asked(raw, i),
             )
         )
     loop_from = _int(data, "loop_from", None)
@@ -159,6 +166,7 @@ def parse_persona(data: dict[str, Any], name: str | None = None) -> Persona:
         "max_call_s",
         "speaks_first",
         "amd",
+        "facts",
     }
     return Persona(
         name=pname,
@@ -172,8 +180,27 @@ def parse_persona(data: dict[str, Any], name: str | None = None) -> Persona:
         hangup_delay_ms=_int(data, "hangup_delay_ms", 800) or 0,
         max_call_s=float(data.get("max_call_s", 180.0)),
         amd=_amd(data.get("amd"), len(lines)),
+        facts=_facts(data.get("facts")),
         extra={k: v for k, v in data.items() if k not in known},
     )
+
+
+FACT_KEYS = ("date_of_birth", "postal_code", "account_reference")
+
+
+def _if_asked(raw: dict[str, Any], i: int) -> str | None:
+    value = raw.get("if_asked")
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise PersonaError(f"line {i}: if_asked must be a non-empty string")
+    return value.strip().lower() if value else None
+
+
+def _facts(raw: Any) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not set(raw) <= set(FACT_KEYS):
+        raise PersonaError(f"facts must be a mapping with keys from {FACT_KEYS}")
+    return {k: str(v) for k, v in raw.items()}
 
 
 def _amd(raw: Any, n_lines: int) -> AmdSpec | None:

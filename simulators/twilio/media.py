@@ -140,10 +140,17 @@ class MediaStream:
         self._wire_in: deque[tuple[float, str]] = deque()
         persona = call.persona
         self.speeches: list[Speech | None] = [None] * len(persona.lines)
-        self.runtime = PersonaRuntime(persona, self.speeches, self._line_started, self._line_ended)
+        self.runtime = PersonaRuntime(
+            persona, self.speeches, self._line_started, self._line_ended, heard=self._agent_said
+        )
         self.amd = AmdDetector(call.amd, persona) if call.amd is not None else None
 
     # -- persona hooks ----------------------------------------------------------------------
+    def _agent_said(self, words: str, since_ms: int) -> bool:
+        """Did the agent audio played since `since_ms` (stream time) say `words`?"""
+        played = b"".join(s.audio for s in self.segments if s.end_ms > since_ms)
+        return self.call.network.agent_said(words, played)
+
     def _line_started(self, line: SpokenLine, speech: Speech) -> None:
         self.debtor_audio.append((line.start_ms, speech.audio))
         if (
