@@ -15,8 +15,8 @@ blind.
 
 No transaction stays open across create-call (unlike `IdempotentHandler`): a dial would hold a
 pooled connection while Twilio answers and take a second one for its intent, and enough dials at
-once would starve the pool. The claim is what makes a redelivery harmless; the message's ce-id is
-recorded in `processed_messages` afterwards, as the other consumers record theirs.
+once would starve the pool. A ce-id already in `processed_messages` is skipped, and the message's
+ce-id is recorded there once handled; two copies handled at once are kept apart by the claim.
 
 `on_dialing` runs just before the Twilio request, so what it starts (the call's TTS socket,
 its greeting's audio) gets ready while the phone rings; `on_not_placed` undoes it when the call
@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 import aiohttp
 from pydantic import ValidationError
-from sqlalchemy import func, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from twilio.base.exceptions import TwilioRestException
@@ -93,6 +93,15 @@ class Dispatcher:
 
     async def __call__(self, event: CloudEvent) -> None:
         """The `call-dispatch` consumer (a bus `EventHandler`); an error nacks the message."""
+        async with self.sessions() as db:
+            seen = await db.scalar(
+                select(ProcessedMessage.ce_id).where(
+                    ProcessedMessage.consumer == CONSUMER, ProcessedMessage.ce_id == event.id
+                )
+            )
+        if seen is not None:
+            log.info("duplicate_message_skipped", ce_id=event.id, ce_type=event.type)
+            return
         await self._handle(event)
         async with self.sessions() as db, db.begin():
             await db.execute(

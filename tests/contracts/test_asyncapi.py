@@ -37,6 +37,7 @@ OPERATIONS = {
     ("voice-orchestrator", "receive", "call-dispatch"),
     ("voice-orchestrator", "send", "call-events"),
     ("client-api", "receive", "call-events"),
+    ("call-scheduler", "receive", "call-events"),
     ("client-api", "send", "webhook-deliveries"),
     ("client-api", "receive", "webhook-deliveries"),
 }
