@@ -6,9 +6,9 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common.call_events import publish_completed
 from services.common.models import Call
 from services.common.settings import Settings
-from services.voice_orchestrator.finalize import publish_completed
 
 # Prefix of the failure reason of every call the scheduler ended without dialing: such a call
 # is never retried (nothing was tried).
@@ -32,4 +32,4 @@ async def end_unplaced(
     call.failure_reason = (NOT_PLACED + reason)[:1000]
     call.ended_at = now
     call.updated_at = now
-    await publish_completed(session, settings, call.id)
+    await publish_completed(session, settings, call.id, "/call-scheduler")

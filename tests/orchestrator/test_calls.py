@@ -32,9 +32,10 @@ from sqlalchemy import func, select
 from generated.call_completed_data import CallCompletedData
 from generated.turn_latency import TurnLatency
 from services.common.blobstore import GcsBlobStore
+from services.common.call_events import event_id
 from services.common.models import Call, CallTurn, OutboxMessage, PaymentPromise
 from services.common.models import Callback as CallbackRow
-from services.voice_orchestrator.finalize import event_id, recording_key, transcript_key
+from services.voice_orchestrator.finalize import recording_key, transcript_key
 from services.voice_orchestrator.media.mulaw import FRAME_MS
 from services.voice_orchestrator.turns import is_backchannel
 from tests.orchestrator.conftest import (

@@ -84,12 +84,16 @@ async def test_tick_reschedules_or_fails_calls_queued_past_the_deadline(
                 await s.scalars(select(ScheduledCall).where(ScheduledCall.call_id.in_(calls)))
             ).all()
         }
-        completed = [
-            p["call"]["id"]
-            for p in await s.scalars(
-                select(OutboxMessage.payload).where(OutboxMessage.ce_type == "call.completed")
+        completed_rows = (
+            await s.execute(
+                select(OutboxMessage.payload, OutboxMessage.ce_source).where(
+                    OutboxMessage.ce_type == "call.completed"
+                )
             )
-        ]
+        ).all()
+        completed = [payload["call"]["id"] for payload, _ in completed_rows]
+        # The scheduler ended it, and the event says so (not the orchestrator).
+        sources = {payload["call"]["id"]: source for payload, source in completed_rows}
     assert calls[young.id].status == "queued" and young.id not in rows  # not yet past it
     assert calls[lost.id].status == "dispatched" and rows[lost.id].status == "dispatched"
     failed_call = calls[too_old.id]
@@ -97,5 +101,6 @@ async def test_tick_reschedules_or_fails_calls_queued_past_the_deadline(
     assert failed_call.failure_reason is not None
     assert failed_call.failure_reason.startswith("not placed: its request was lost")
     assert completed.count(str(too_old.id)) == 1 and str(lost.id) not in completed
+    assert sources[str(too_old.id)] == "/call-scheduler"
     assert calls[waiting.id].status == "queued" and rows[waiting.id].status == "pending"
     await retire(sessions, [lost.id])
