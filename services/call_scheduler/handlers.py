@@ -14,34 +14,12 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from generated.call_requested import CallRequested
-from generated.debtor_snapshot import DebtorSnapshot
 from services.common.bus import CloudEvent
 from services.common.logging import bind_call_id, get_logger
-from services.common.models import Call, Debtor, ScheduledCall
+from services.common.models import Call, ScheduledCall
 from services.common.settings import Settings
-from services.common.zones import conversation_zone
 
 log = get_logger(__name__)
-
-
-def snapshot(debtor: Debtor) -> DebtorSnapshot:
-    return DebtorSnapshot.model_validate(
-        {
-            "debtor_id": debtor.id,
-            "external_id": debtor.external_id,
-            "name": debtor.name,
-            "phone": debtor.phone,
-            # The conversation needs one zone; the window was checked in every possible one.
-            "timezone": conversation_zone(debtor.timezone, debtor.phone),
-            "stage": debtor.stage,
-            "amount_owed": {"amount_minor": debtor.amount_owed_minor, "currency": debtor.currency},
-            "due_date": debtor.due_date,
-            "account_reference": debtor.account_reference,
-            # Verification facts: compared by the orchestrator's core, never given to the model.
-            "date_of_birth": debtor.date_of_birth,
-            "postal_code": debtor.postal_code,
-        }
-    )
 
 
 class CallRequestHandler:

@@ -31,7 +31,6 @@ from services.call_scheduler.decide import (
     decide_claim,
 )
 from services.call_scheduler.ending import end_unplaced
-from services.call_scheduler.handlers import snapshot
 from services.call_scheduler.rules import RulesConfig, earliest_allowed
 from services.call_scheduler.store import active_holds, contact_of, live_call_id, load_history
 from services.call_scheduler.stuck import reconcile_queued
@@ -40,6 +39,7 @@ from services.common.models import Call, Debtor, ScheduledCall
 from services.common.outbox import add_event
 from services.common.prompt_versions import prompt_version
 from services.common.settings import Settings
+from services.common.snapshots import debtor_snapshot
 
 log = get_logger(__name__)
 
@@ -240,7 +240,7 @@ class ScheduleWorker:
             SOURCE,
             CallDispatch(
                 call_id=call.id,
-                debtor=snapshot(debtor),
+                debtor=debtor_snapshot(debtor),
                 stage=call.stage,
                 prompt_version=version,
                 dispatched_at=now,

@@ -38,6 +38,7 @@ from generated.call_dispatch import CallDispatch
 from services.common.logging import bind_call_id, get_logger
 from services.common.models import Call, Debtor
 from services.common.settings import Settings
+from services.common.snapshots import debtor_snapshot
 from services.voice_orchestrator.dispatch import Dispatcher, store_call_sid
 from services.voice_orchestrator.finalize import end_without_session
 
@@ -204,23 +205,8 @@ def dispatch_from_rows(call: Call, debtor: Debtor) -> CallDispatch:
     return CallDispatch.model_validate(
         {
             "call_id": call.id,
-            "debtor": {
-                "debtor_id": debtor.id,
-                "external_id": debtor.external_id,
-                "name": debtor.name,
-                "phone": debtor.phone,
-                "timezone": debtor.timezone,
-                "stage": debtor.stage,
-                "amount_owed": {
-                    "amount_minor": debtor.amount_owed_minor,
-                    "currency": debtor.currency,
-                },
-                "due_date": debtor.due_date,
-                "account_reference": debtor.account_reference,
-                # A redial verifies as the first dial would have (never by name alone).
-                "date_of_birth": debtor.date_of_birth,
-                "postal_code": debtor.postal_code,
-            },
+            # A redial verifies as the first dial would have (never by name alone).
+            "debtor": debtor_snapshot(debtor).model_dump(),
             "stage": call.stage,
             "prompt_version": call.prompt_version,
             "dispatched_at": call.dispatched_at or call.updated_at,

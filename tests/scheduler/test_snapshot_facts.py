@@ -8,9 +8,9 @@ import uuid
 from datetime import UTC, date, datetime
 
 from generated.call_dispatch import CallDispatch
-from services.call_scheduler.handlers import snapshot
 from services.common.models import Call, Debtor
 from services.common.settings import Settings
+from services.common.snapshots import debtor_snapshot as snapshot
 from services.common.verification_facts import account_last4
 from services.voice_orchestrator.calls import facts_from_dispatch
 from services.voice_orchestrator.reconcile import dispatch_from_rows
@@ -66,3 +66,12 @@ def test_account_last4() -> None:
     assert account_last4("12-34-5678") == "5678"
     assert account_last4("ACC-123") is None
     assert account_last4(None) is None
+
+
+def test_a_redial_of_a_debtor_without_a_zone_speaks_in_the_numbers_zone() -> None:
+    # The record has no zone: the reconciler's redial gives the conversation the same zone as
+    # the scheduler's first dispatch (the number's), never none.
+    debtor = _debtor(timezone=None, phone="+13125550123")  # Chicago
+    call = Call(id=uuid.uuid4(), stage="early", dispatched_at=datetime.now(UTC))
+    redial = dispatch_from_rows(call, debtor)
+    assert redial.debtor.timezone == snapshot(debtor).timezone == "America/Chicago"
