@@ -26,6 +26,7 @@ from services.voice_orchestrator.core import prompt_cache_key as core_key
 from services.voice_orchestrator.dispatch import Dispatcher
 from services.voice_orchestrator.ports import Completed, TextDelta, TtsAudio, TtsDone, TtsEvent
 from services.voice_orchestrator.premade import PremadeSynthesizer
+from services.voice_orchestrator.session.tuning import SessionTuning
 from services.voice_orchestrator.vendors.elevenlabs import ElevenLabsTts
 from services.voice_orchestrator.vendors.openai_llm import (
     OpenAiLlm,
@@ -188,7 +189,7 @@ def _orchestrator(s: Settings, warm: WarmCalls, synth: PremadeSynthesizer | None
         openai=openai_client(s),
         deepgram=none,
         verifier=none,
-        tuning=none,
+        tuning=SessionTuning(),
         overrides=none,
         warm=warm,
         premade_synth=synth,
