@@ -159,6 +159,7 @@ class ScheduleWorker:
         try:
             async with session.begin_nested():
                 decision = await self._apply(session, row, now)
+            call_id = row.call_id  # a retry's or callback's call is created when placed
         except IntegrityError:
             # A call to the debtor was created meanwhile (one live call per debtor): this row's
             # dial is superseded.
@@ -171,7 +172,7 @@ class ScheduleWorker:
                 )
             )
         log.info(
-            "schedule_row_decided",
+            "call_dispatched" if isinstance(decision, Dispatch) else "schedule_row_decided",
             schedule_id=str(row_id),
             call_id=str(call_id) if call_id else None,
             decision=type(decision).__name__.lower(),

@@ -440,11 +440,10 @@ async def test_interrupted_turn_holds_only_what_was_played(runs: dict[str, Run])
         # Tone voice: exactly MS_PER_CHAR of audio per character (spaces included).
         expected_chars = played_ms / MS_PER_CHAR
         assert abs(len(turn.text) - expected_chars) <= 12, (turn.text, played_ms)
-        # A prefix of what the agent meant to say.
-        full = next(
-            c["text"] for c in run.tts_contexts if c["text"].strip().startswith(turn.text[:15])
-        )
-        assert " ".join(full.split()).startswith(turn.text), (turn.text, full)
+        # A prefix of what the agent meant to say (in one of the call's contexts: the lines made
+        # ahead at dial, such as the voicemail message, start the same way).
+        meant = [" ".join(c["text"].split()) for c in run.tts_contexts]
+        assert any(text.startswith(turn.text) for text in meant), (turn.text, meant)
     # The model was told: the next agent turn follows the debtor's words, not the cut text.
     assert interrupted[0].text and "AI" in interrupted[0].text
 

@@ -92,7 +92,8 @@ async def dispatch_ids(session: AsyncSession, call_ids: Iterable[uuid.UUID]) -> 
     rows = await session.scalars(
         select(OutboxMessage.payload).where(OutboxMessage.ce_type == "call.dispatch")
     )
-    return [p["call_id"] for p in rows if p["call_id"] in wanted]
+    # Other packages share the database; their test rows need not look like a dispatch.
+    return [p["call_id"] for p in rows if p.get("call_id") in wanted]
 
 
 async def retire(sessions: async_sessionmaker[AsyncSession], call_ids: Iterable[uuid.UUID]) -> None:
