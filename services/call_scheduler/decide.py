@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from services.call_scheduler.rules import Allowed, Refused
+from services.common.calling_rules import Allowed, Refused
 
 
 @dataclass(frozen=True)

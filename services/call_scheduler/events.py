@@ -14,7 +14,6 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from services.call_scheduler.config import intent, rules_config
 from services.call_scheduler.followup import (
     EndedCall,
     FollowUp,
@@ -24,11 +23,17 @@ from services.call_scheduler.followup import (
     follow_up,
 )
 from services.call_scheduler.holds import place_hold
-from services.call_scheduler.rules import Refused, RulesConfig, earliest_allowed
-from services.call_scheduler.store import active_holds, contact_of, load_history
 from services.common.bus import CloudEvent
+from services.common.calling_rules import Refused, RulesConfig, earliest_allowed
 from services.common.logging import bind_call_id, get_logger
 from services.common.models import LIVE_CALL_STATUSES, Call, Debtor, ScheduledCall
+from services.common.schedule_store import (
+    active_holds,
+    contact_of,
+    intent,
+    load_history,
+    rules_config,
+)
 from services.common.settings import Settings
 
 log = get_logger(__name__)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from services.call_scheduler.ending import NOT_PLACED
-from services.call_scheduler.rules import RulesConfig, retry_delay
+from services.common.calling_rules import RulesConfig, retry_delay
 
 # The debtor said so in the call: kept on the debtor until an operator lifts it.
 HOLD_BY_OUTCOME = {"opted_out": "opt_out", "disputed": "dispute", "wrong_party": "wrong_number"}

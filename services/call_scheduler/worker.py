@@ -21,7 +21,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from generated.call_dispatch import CallDispatch
-from services.call_scheduler.config import intent, rules_config
 from services.call_scheduler.decide import (
     ClaimView,
     Decision,
@@ -31,13 +30,20 @@ from services.call_scheduler.decide import (
     decide_claim,
 )
 from services.call_scheduler.ending import end_unplaced
-from services.call_scheduler.rules import RulesConfig, earliest_allowed
-from services.call_scheduler.store import active_holds, contact_of, live_call_id, load_history
 from services.call_scheduler.stuck import reconcile_queued
+from services.common.calling_rules import RulesConfig, earliest_allowed
 from services.common.logging import get_logger
 from services.common.models import Call, Debtor, ScheduledCall
 from services.common.outbox import add_event
 from services.common.prompt_versions import prompt_version
+from services.common.schedule_store import (
+    active_holds,
+    contact_of,
+    intent,
+    live_call_id,
+    load_history,
+    rules_config,
+)
 from services.common.settings import Settings
 from services.common.snapshots import debtor_snapshot
 

@@ -1,6 +1,6 @@
 """The time zone a conversation speaks in when the debtor record names none.
 
-The calling rules (services/call_scheduler/rules) check the window in every zone the number could
+The calling rules (services/common/calling_rules) check the window in every zone the number could
 mean; the conversation needs one zone to say "today" and "tomorrow", so it takes the record's, or
 the first one the number's area code gives, or Eastern (most US numbers are there).
 """

@@ -11,7 +11,6 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.call_scheduler.config import rules_config
 from services.call_scheduler.events import CallEndedHandler
 from services.call_scheduler.followup import (
     EndedCall,
@@ -23,6 +22,7 @@ from services.call_scheduler.followup import (
 )
 from services.common.bus import CloudEvent
 from services.common.models import Call, Callback, Debtor, DebtorHold, ScheduledCall
+from services.common.schedule_store import rules_config
 from services.common.settings import Settings
 from tests.scheduler.schedule_support import (
     ended_call,

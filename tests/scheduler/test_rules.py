@@ -1,4 +1,4 @@
-"""The calling rules (services/call_scheduler/rules): property tests over instants, zones and
+"""The calling rules (services/common/calling_rules): property tests over instants, zones and
 DST changes, and the split area codes the zone lookup must not miss."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.call_scheduler.rules import (
+from services.common.calling_rules import (
     Allowed,
     DebtorContact,
     History,

@@ -21,8 +21,8 @@ from scripts.localstack import LocalStack
 from scripts.processes import ServiceProcess
 from services.call_scheduler.app import create_app
 from services.call_scheduler.decide import ClaimView, Dispatch, Reschedule, Skip, decide_claim
-from services.call_scheduler.rules import Allowed, Refused
 from services.common.bus import CloudEvent, PubSubBus
+from services.common.calling_rules import Allowed, Refused
 from services.common.models import Call, Debtor
 from services.common.settings import Settings
 from services.voice_orchestrator.conversation import DelinquencyStage, default_prompt_set

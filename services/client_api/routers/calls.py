@@ -19,9 +19,6 @@ from generated.call import Call
 from generated.call_requested import CallRequested
 from generated.call_status import CallStatus
 from generated.client_api import CallPage, CallTriggerRequest
-from services.call_scheduler.config import rules_config
-from services.call_scheduler.rules import Intent, Refused, earliest_allowed
-from services.call_scheduler.store import active_holds, contact_of, load_history
 from services.client_api.deps import BlobsDep, RuntimeDep, SessionDep, SettingsDep
 from services.client_api.errors import constraint_name
 from services.client_api.mapping import call_load_options, call_to_model, load_call
@@ -48,8 +45,10 @@ from services.client_api.strict import strictly
 from services.client_api.validation import storable_text_errors, text_errors
 from services.common import models
 from services.common.blobstore import BlobStore
+from services.common.calling_rules import Intent, Refused, earliest_allowed
 from services.common.logging import get_logger
 from services.common.outbox import add_event
+from services.common.schedule_store import active_holds, contact_of, load_history, rules_config
 from services.common.settings import Settings
 
 log = get_logger(__name__)

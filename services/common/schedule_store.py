@@ -1,7 +1,7 @@
-"""What the calling rules and the views need from the database: SQL only, no decisions.
+"""What the calling rules need from the settings and the database: no decisions here.
 
-Used by the scheduler's worker and by the Client API (the trigger's scheduled time, the debtor
-view), so both read the history the same way.
+Used by the scheduler (worker, follow-ups) and by the Client API (the trigger's scheduled time,
+the debtor view), so both configure the rules and read the history the same way.
 """
 
 from __future__ import annotations
@@ -9,12 +9,37 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Literal, cast
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.call_scheduler.rules import DebtorContact, History, RulesConfig
+from services.common.calling_rules import DebtorContact, History, Intent, RulesConfig
 from services.common.models import LIVE_CALL_STATUSES, Call, Debtor, DebtorHold
+from services.common.settings import Settings
+
+
+def rules_config(settings: Settings) -> RulesConfig:
+    return RulesConfig(
+        window_start=settings.call_window_start,
+        window_end=settings.call_window_end,
+        max_attempts=settings.call_max_attempts,
+        attempts_period=timedelta(days=settings.call_attempts_period_days),
+        quiet_after_conversation=timedelta(days=settings.call_quiet_after_conversation_days),
+        retry_base=timedelta(seconds=settings.retry_base_seconds),
+        retry_cap=timedelta(seconds=settings.retry_cap_seconds),
+        retry_max_per_day=settings.retry_max_per_day,
+        retry_max_per_week=settings.retry_max_per_week,
+    )
+
+
+Reason = Literal["manual", "callback", "retry", "campaign"]
+
+
+def intent(reason: str, debtor_requested: bool = False) -> Intent:
+    """A schedule row's reason (checked by the table's constraint) as the rules' intent."""
+    return Intent(reason=cast(Reason, reason), debtor_requested=debtor_requested)
+
 
 # Outcomes of a conversation with the right party about the debt (Reg F's 7-day quiet period
 # counts from these); a machine, a wrong party or no answer is no conversation.
@@ -22,9 +47,9 @@ CONVERSATION_OUTCOMES = ("promise_to_pay", "callback_scheduled", "refused", "dis
 
 
 def contact_of(debtor: Debtor) -> DebtorContact:
-    # postal_code arrives with the second-factor fields; absent until then.
-    postal_code = getattr(debtor, "postal_code", None)
-    return DebtorContact(phone=debtor.phone, timezone=debtor.timezone, postal_code=postal_code)
+    return DebtorContact(
+        phone=debtor.phone, timezone=debtor.timezone, postal_code=debtor.postal_code
+    )
 
 
 async def load_history(

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Literal
 
-from services.call_scheduler.rules.window import next_time_in_all
-from services.call_scheduler.rules.zones import DebtorContact, possible_zones
+from services.common.calling_rules.window import next_time_in_all
+from services.common.calling_rules.zones import DebtorContact, possible_zones
 
 # How far ahead the rules look for a time inside every zone's window before refusing.
 SEARCH_HORIZON = timedelta(days=14)

@@ -12,7 +12,7 @@ A rule can only hold a call back, never force one through: whatever cannot be de
 no time inside every zone's window) is refused with a reason.
 """
 
-from services.call_scheduler.rules.limits import (
+from services.common.calling_rules.limits import (
     Allowed,
     History,
     Intent,
@@ -21,8 +21,8 @@ from services.call_scheduler.rules.limits import (
     earliest_allowed,
     retry_delay,
 )
-from services.call_scheduler.rules.window import in_window, next_window_start
-from services.call_scheduler.rules.zones import DebtorContact, possible_zones
+from services.common.calling_rules.window import in_window, next_window_start
+from services.common.calling_rules.zones import DebtorContact, possible_zones
 
 __all__ = [
     "Allowed",

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import phonenumbers
 import zipcodes
-from phonenumbers import timezone as pn_timezone
+
+from services.common.zones import zones_for_number
 
 
 @dataclass(frozen=True)
@@ -38,14 +38,9 @@ def _zones_by_area_code() -> dict[str, frozenset[str]]:
 
 @lru_cache(maxsize=4096)
 def _number_zones(phone: str) -> frozenset[str]:
-    try:
-        number = phonenumbers.parse(phone)
-    except phonenumbers.NumberParseException:
-        return frozenset()
-    zones = {z for z in pn_timezone.time_zones_for_number(number) if z != "Etc/Unknown"}
-    if number.country_code == 1:
-        area_code = str(number.national_number)[:3]
-        zones |= _zones_by_area_code().get(area_code, frozenset())
+    zones = set(zones_for_number(phone))
+    if phone.startswith("+1") and len(phone) >= 5:  # NANP: +1, then the area code
+        zones |= _zones_by_area_code().get(phone[2:5], frozenset())
     return frozenset(zones)
 
 
