@@ -218,7 +218,10 @@ class Demo:
         return DemoCall(persona=persona, phone=phone)
 
     async def _create_and_trigger(self, api: httpx.AsyncClient, c: DemoCall) -> None:
-        c.debtor_id = (await create_debtor(api, c.phone, self.args.stage))["id"]
+        # The record holds the facts the persona gives when asked to verify (date of birth...).
+        persona = load_personas().get(c.persona)
+        facts = persona.facts if persona is not None else None
+        c.debtor_id = (await create_debtor(api, c.phone, self.args.stage, facts=facts))["id"]
         call = await trigger_call(api, c.debtor_id)
         c.call_id, c.status = call["id"], call["status"]
 
@@ -260,15 +263,18 @@ class Demo:
         f = c.final
         say(f"\n== call {c.call_id} ({c.persona})")
         duration = f.get("duration_seconds")
-        say(f"  status {f['status']}, outcome {f.get('outcome')}, duration {duration}s")
+        lasted = f"{duration}s" if duration is not None else "- (never answered)"
+        say(f"  status {f['status']}, outcome {f.get('outcome')}, duration {lasted}")
         say(f"  answered by {f.get('answered_by') or 'not detected'} (Twilio AMD)")
+        fact = f" ({f['verification_fact']})" if f.get("verification_fact") else ""
+        say(f"  verification {f.get('verification') or 'none'}{fact}")
         say(f"  prompt version {f.get('prompt_version')}")
         if f.get("payment_promise"):
             p = f["payment_promise"]
             say(f"  promise: {money(p['amount'])} by {p['due_date']}")
         if f.get("callback"):
             say(f"  callback: {f['callback']['scheduled_for']} ({f['callback']['reason']})")
-        say("  transcript:")
+        say("  transcript:" if f.get("transcript") else "  transcript: none (nobody spoke)")
         for t in f.get("transcript", []):
             cut = "  [interrupted]" if t.get("interrupted") else ""
             say(f"    {t['speaker']:>6}: {t['text']}{cut}")
