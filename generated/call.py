@@ -10,6 +10,7 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, Field
 
+from .answered_by import AnsweredBy
 from .call_cost import CallCost
 from .call_outcome import CallOutcome
 from .call_status import CallStatus
@@ -20,6 +21,8 @@ from .metadata import Metadata
 from .payment_promise import PaymentPromise
 from .transcript_turn import TranscriptTurn
 from .turn_latency import TurnLatency
+from .verification_fact_kind import VerificationFactKind
+from .verification_level import VerificationLevel
 
 
 class Call(BaseModel):
@@ -33,6 +36,18 @@ class Call(BaseModel):
     outcome: Annotated[
         CallOutcome | None,
         Field(description="Business result; null until the call ended."),
+    ]
+    verification: Annotated[
+        VerificationLevel,
+        Field(
+            description="How far the person was verified as the debtor (`none` until someone is). Set when the call ends."
+        ),
+    ]
+    verification_fact: Annotated[
+        VerificationFactKind | None,
+        Field(
+            description="Which fact on file the person gave correctly (`verification: name_and_fact`); null otherwise. Never the value."
+        ),
     ]
     stage: Annotated[
         DelinquencyStage,
@@ -73,6 +88,12 @@ class Call(BaseModel):
         AwareDatetime | None,
         Field(description="When the call was placed with Twilio (dialing began)."),
     ]
+    answered_by: Annotated[
+        AnsweredBy | None,
+        Field(
+            description="Who answered, by Twilio's answering-machine detection; null while unknown or when detection did not run (not answered, or detection off)."
+        ),
+    ]
     answered_at: Annotated[
         AwareDatetime | None,
         Field(description="When the call was answered (by a person or a machine)."),
@@ -93,6 +114,19 @@ class Call(BaseModel):
         Field(
             description="Why the call failed or could not be placed (status `failed`/`canceled`, outcome `failed`); otherwise null.",
             max_length=1000,
+        ),
+    ]
+    attempt: Annotated[
+        int,
+        Field(
+            description="The call's attempt number: 1 for a trigger or an agreed callback; the Call Scheduler's retry of attempt n (busy, no answer, failed, answering machine) is attempt n + 1.",
+            ge=1,
+        ),
+    ]
+    scheduled_for: Annotated[
+        AwareDatetime | None,
+        Field(
+            description="The earliest time the Call Scheduler may place the call: the time of the trigger, or later while the debtor's calling window is closed or another calling rule holds the call back (it stays `queued` meanwhile). Null for a call that did not go through the schedule."
         ),
     ]
     transcript: Annotated[

@@ -19,6 +19,7 @@ from .metadata import Metadata
 from .money import Money
 from .phone_number import PhoneNumber
 from .timezone import Timezone
+from .verification_fact_kind import VerificationFactKind
 
 ClientApiModels = TypeAliasType(
     "ClientApiModels",
@@ -30,6 +31,120 @@ ClientApiModels = TypeAliasType(
         ),
     ],
 )
+
+
+class HoldKind(StrEnum):
+    """
+    Why the debtor may not be called: `opt_out` (asked not to be called again), `dispute` (disputes the debt), `wrong_number` (the number reaches someone else).
+    """
+
+    OPT_OUT = "opt_out"
+    DISPUTE = "dispute"
+    WRONG_NUMBER = "wrong_number"
+
+
+class DebtorHold(BaseModel):
+    """
+    A hold on a debtor, recorded from a call's outcome. Active until an operator lifts it with a reason.
+    """
+
+    id: Annotated[UUID, Field(description="The hold's id.")]
+    kind: HoldKind
+    reason: Annotated[str, Field(description="Why the hold was placed.")]
+    call_id: Annotated[
+        UUID | None,
+        Field(description="The call in which it was said; null if placed otherwise."),
+    ]
+    created_at: Annotated[AwareDatetime, Field(description="When the hold was placed.")]
+    lifted_at: Annotated[
+        AwareDatetime | None,
+        Field(description="When an operator lifted it; null while active."),
+    ]
+    lifted_reason: Annotated[
+        str | None,
+        Field(description="The operator's reason for lifting it; null while active."),
+    ]
+
+
+class HoldLiftRequest(BaseModel):
+    """
+    Lifting a hold. The reason is kept with the hold.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    reason: Annotated[
+        str,
+        Field(
+            description="Why the debtor may be called again (1..500 characters, not blank), e.g. 'dispute resolved, debtor confirmed the balance by letter'.",
+            max_length=500,
+            min_length=1,
+        ),
+    ]
+
+
+class ScheduleReason(StrEnum):
+    """
+    Why a call is scheduled: `manual` (a trigger), `callback` (agreed with the debtor in a call), `retry` (a busy, unanswered, failed or machine-answered call tried again), `campaign` (a campaign item).
+    """
+
+    MANUAL = "manual"
+    CALLBACK = "callback"
+    RETRY = "retry"
+    CAMPAIGN = "campaign"
+
+
+class ScheduledCall(BaseModel):
+    """
+    A pending entry of a debtor's call schedule. At `not_before` the Call Scheduler checks holds and the calling rules again, then places the call, moves it to the next allowed time, or drops it with a reason.
+    """
+
+    id: Annotated[UUID, Field(description="The entry's id.")]
+    reason: ScheduleReason
+    not_before: Annotated[
+        AwareDatetime, Field(description="The earliest time the call may be placed.")
+    ]
+    attempt: Annotated[
+        int, Field(description="The attempt number the call will have.", ge=1)
+    ]
+    call_id: Annotated[
+        UUID | None,
+        Field(
+            description="The queued call this entry places (a trigger); null for a retry or callback, whose call is created when it is placed."
+        ),
+    ]
+    follows_call_id: Annotated[
+        UUID | None,
+        Field(
+            description="The ended call this entry follows up (retry, callback); null for a trigger."
+        ),
+    ]
+    created_at: Annotated[AwareDatetime, Field(description="When the entry was made.")]
+
+
+class DebtorSchedule(BaseModel):
+    """
+    The debtor's pending call schedule, earliest first.
+    """
+
+    data: list[ScheduledCall]
+
+
+class CallAttempts(BaseModel):
+    """
+    Calls placed to the debtor in the current attempt period (the last 7 days by default) against the cap (7 by default).
+    """
+
+    count: Annotated[
+        int, Field(description="Calls dispatched to the debtor in the period.", ge=0)
+    ]
+    limit: Annotated[
+        int, Field(description="The most calls allowed in the period.", ge=1)
+    ]
+    period_days: Annotated[
+        float, Field(description="Length of the period, in days, ending now.", gt=0.0)
+    ]
 
 
 class WebhookEventType(StrEnum):
@@ -227,7 +342,7 @@ class Problem(BaseModel):
     type: Annotated[
         str,
         Field(
-            description="URI reference identifying the problem type. Values used: `about:blank` (nothing more specific than the status), `urn:problem:validation-error` (422), `urn:problem:malformed-request` (400), `urn:problem:invalid-cursor` (400), `urn:problem:unauthorized` (401), `urn:problem:not-found` (404), `urn:problem:duplicate-external-id` (409), `urn:problem:call-already-active` (409), `urn:problem:idempotency-key-reused` (409), `urn:problem:payload-too-large` (413)."
+            description="URI reference identifying the problem type. Values used: `about:blank` (nothing more specific than the status), `urn:problem:validation-error` (422), `urn:problem:malformed-request` (400), `urn:problem:invalid-cursor` (400), `urn:problem:unauthorized` (401), `urn:problem:not-found` (404), `urn:problem:duplicate-external-id` (409), `urn:problem:call-already-active` (409), `urn:problem:idempotency-key-reused` (409), `urn:problem:debtor-on-hold` (409), `urn:problem:call-not-allowed` (409), `urn:problem:hold-already-lifted` (409), `urn:problem:payload-too-large` (413)."
         ),
     ]
     title: Annotated[
@@ -312,9 +427,11 @@ class DebtorCreate(BaseModel):
     ]
     phone: Annotated[PhoneNumber, Field(description="Phone number to call, E.164.")]
     timezone: Annotated[
-        Timezone,
-        Field(description="The debtor's IANA time zone (used for calling hours)."),
-    ]
+        Timezone | None,
+        Field(
+            description="The debtor's IANA time zone (used for calling hours). Optional: without it the agent calls only at hours that are inside the calling window in every zone the phone number's area code could mean."
+        ),
+    ] = None
     stage: DelinquencyStage
     amount_owed: Annotated[Money, Field(description="Amount the debtor owes.")]
     due_date: Annotated[
@@ -323,9 +440,22 @@ class DebtorCreate(BaseModel):
     account_reference: Annotated[
         str | None,
         Field(
-            description="Your account reference (at most 64 characters). The agent may quote it, but only after right-party verification.",
+            description="Your account reference (at most 64 characters). The agent never says it: if it has at least 4 digits, the person on a call may be asked for its last 4 digits to verify they are the debtor.",
             max_length=64,
             min_length=1,
+        ),
+    ] = None
+    date_of_birth: Annotated[
+        date | None,
+        Field(
+            description="The debtor's date of birth, a fact on file the agent never says: it may ask the person for it to verify they are the debtor. Write-only: never returned (the Debtor lists it in `verification_facts`)."
+        ),
+    ] = None
+    postal_code: Annotated[
+        str | None,
+        Field(
+            description="The debtor's US ZIP code (5 digits), a fact on file the agent never says: it may ask the person for it to verify they are the debtor. Write-only: never returned (the Debtor lists it in `verification_facts`).",
+            pattern="^[0-9]{5}$",
         ),
     ] = None
     external_id: Annotated[
@@ -363,7 +493,12 @@ class Debtor(BaseModel):
         ),
     ]
     phone: PhoneNumber
-    timezone: Timezone
+    timezone: Annotated[
+        Timezone | None,
+        Field(
+            description="The debtor's IANA time zone; null when not known (calling hours then hold in every zone the number could mean)."
+        ),
+    ]
     stage: DelinquencyStage
     amount_owed: Money
     due_date: Annotated[
@@ -372,8 +507,14 @@ class Debtor(BaseModel):
     account_reference: Annotated[
         str | None,
         Field(
-            description="Your account reference (at most 64 characters). The agent may quote it, but only after right-party verification.",
+            description="Your account reference (at most 64 characters). The agent never says it: if it has at least 4 digits, the person on a call may be asked for its last 4 digits to verify they are the debtor.",
             max_length=64,
+        ),
+    ]
+    verification_facts: Annotated[
+        list[VerificationFactKind],
+        Field(
+            description="Which facts on file the agent may ask for to verify the person is the debtor, in the order it prefers them (it asks for the first). The values are never returned: date of birth and ZIP code are write-only, so they do not spread into logs and caches of API clients. Empty: only the name can be confirmed (`verification: name_only` on calls)."
         ),
     ]
     metadata: Metadata
@@ -383,6 +524,19 @@ class Debtor(BaseModel):
     updated_at: Annotated[
         AwareDatetime, Field(description="When the debtor was last changed.")
     ]
+    holds: Annotated[
+        list[DebtorHold],
+        Field(
+            description="The debtor's holds, newest first. While one is active (`lifted_at` null) every call trigger is refused with 409 and nothing is scheduled."
+        ),
+    ]
+    next_scheduled_call: Annotated[
+        ScheduledCall | None,
+        Field(
+            description="The earliest pending entry of the debtor's call schedule; null when nothing is scheduled."
+        ),
+    ]
+    call_attempts: CallAttempts
 
 
 class DebtorPage(BaseModel):

@@ -47,7 +47,20 @@ class DebtorSnapshot(BaseModel):
     account_reference: Annotated[
         str | None,
         Field(
-            description="The client's account reference the agent may quote after right-party verification.",
+            description="The client's account reference. Never said by the agent; its last 4 digits (if it has at least 4) are a fact the person may be asked for to verify identity.",
             max_length=64,
         ),
     ]
+    date_of_birth: Annotated[
+        date | None,
+        Field(
+            description="Date of birth on file; absent or null: none. Compared with what the person says to verify identity; never said by the agent and never given to the model."
+        ),
+    ] = None
+    postal_code: Annotated[
+        str | None,
+        Field(
+            description="US ZIP code on file (5 digits); absent or null: none. Compared with what the person says to verify identity; never said by the agent and never given to the model.",
+            pattern="^[0-9]{5}$",
+        ),
+    ] = None

@@ -32,7 +32,11 @@ async def create_debtor(
     stage: str = "early",
     amount_minor: int = 45_000,
     name: str = "Jordan Rivera",
+    facts: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """`facts`: what the debtor record holds for right-party verification (`date_of_birth`,
+    `postal_code`, `account_reference`), e.g. a persona's `facts`. Without them the agent can
+    confirm the name only (`verification: name_only`)."""
     r = await api.post(
         "/v1/debtors",
         json={
@@ -42,8 +46,8 @@ async def create_debtor(
             "stage": stage,
             "amount_owed": {"amount_minor": amount_minor, "currency": "USD"},
             "due_date": (date.today() - timedelta(days=12)).isoformat(),
-            "account_reference": "ACME-2291",
             "external_id": f"ext-{uuid.uuid4().hex[:12]}",
+            **(facts or {}),
         },
     )
     r.raise_for_status()

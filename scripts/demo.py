@@ -7,7 +7,10 @@ latency percentiles, cost, the signed webhook and the stereo recording.
 
     ./scripts/demo                                # cooperative payer, early stage
     ./scripts/demo --persona interrupter --stage late
+    ./scripts/demo --persona voicemail            # machine detected, limited-content message
     ./scripts/demo --calls 5 --persona negotiator # five calls at once
+    ./scripts/demo --persona busy                 # busy: the retry scheduled, then placed
+    ./scripts/demo --persona callback_later       # the agreed callback placed (simulated time)
     ./scripts/demo --real-vendors --phone +1...   # real Twilio/Deepgram/OpenAI/ElevenLabs
 """
 
@@ -28,6 +31,14 @@ from typing import Any
 import httpx
 
 from scripts.calls import TERMINAL, assign_persona, create_debtor, fictional_number, trigger_call
+from scripts.demo_followup import (
+    DEMO_ENV,
+    FOLLOW_UP_PERSONAS,
+    describe_entry,
+    fast_forward,
+    wait_for_entry,
+    wait_for_new_call,
+)
 from scripts.deployment import API_KEY, LocalDeployment
 from scripts.localstack import ROOT, StackError
 from scripts.webhook_receiver import WebhookReceiver
@@ -78,6 +89,7 @@ class DemoCall:
     sid: str | None = None
     lines_seen: int = 0
     tts_seen: int = 0
+    answered_by: str | None = None  # Twilio AMD's verdict, once the call view has it
     clears_seen: int = 0
     final: dict[str, Any] = field(default_factory=dict)
 
@@ -88,8 +100,12 @@ class Demo:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         self.out = Path(args.output_dir or ROOT / "demo-output" / stamp).resolve()
         self.out.mkdir(parents=True, exist_ok=True)
+        self.follow_up = args.persona in FOLLOW_UP_PERSONAS and args.calls == 1
         self.deployment = LocalDeployment(
-            self.out, real_vendors=args.real_vendors, sim_args=["--speech", args.voice]
+            self.out,
+            real_vendors=args.real_vendors,
+            sim_args=["--speech", args.voice],
+            service_env=dict(DEMO_ENV) if self.follow_up else {},
         )
         self.receiver = WebhookReceiver()
 
@@ -145,7 +161,54 @@ class Demo:
             for c in calls:
                 await self._report(api, c, hooks)
             self._latency_summary(calls)
-            return 0 if all(self._ok(c, hooks) for c in calls) else 1
+            ok = all(self._ok(c, hooks) for c in calls)
+            if self.follow_up:
+                ok = await self._follow_up(api, sim, calls[0]) and ok
+            return 0 if ok else 1
+
+    async def _follow_up(self, api: httpx.AsyncClient, sim: httpx.AsyncClient, c: DemoCall) -> bool:
+        """What the Call Scheduler does after the first call: it schedules the retry (busy) or
+        the agreed callback, and places it when due."""
+        say("\n== the Call Scheduler's follow-up")
+        entry = await wait_for_entry(api, c.debtor_id)
+        if entry is None:
+            say("  nothing was scheduled")
+            return False
+        wait = describe_entry(entry, say)
+        if entry["reason"] == "callback" and wait > 5:
+            agreed = (c.final.get("callback") or {}).get("scheduled_for")
+            say(f"  the debtor agreed to {agreed}: {wait / 3600:.1f} h from now")
+            say("  ** simulated time: the demo moves this entry to now; the scheduler re-checks")
+            say("     holds and calling rules as at the agreed time, then places the call **")
+            await fast_forward(self.deployment.stack.postgres.url, entry["id"])
+        elif entry["reason"] == "retry":
+            base = DEMO_ENV["RETRY_BASE_SECONDS"]
+            say(f"  exponential backoff with jitter (demo setting RETRY_BASE_SECONDS={base})")
+        placed = await wait_for_new_call(api, c.debtor_id, {c.call_id}, timeout_s=wait + 60)
+        if placed is None:
+            say("  the follow-up call was not placed")
+            return False
+        say(
+            f"  placed: call {placed['id']}, attempt {placed['attempt']}, status {placed['status']}"
+        )
+        second = DemoCall(persona=c.persona, phone=c.phone, debtor_id=c.debtor_id)
+        second.call_id, second.status = placed["id"], placed["status"]
+        started = time.monotonic()
+        while second.status not in TERMINAL and time.monotonic() - started < self.args.timeout:
+            await self._poll(api, sim, second, started)
+            await asyncio.sleep(0.25)
+        second.final = (await api.get(f"/v1/calls/{second.call_id}")).json()
+        hooks = await self.receiver.wait_for(2, timeout_s=20)
+        await self._report(api, second, hooks)
+        after = (await api.get(f"/v1/debtors/{c.debtor_id}")).json()
+        nxt = after["next_scheduled_call"]
+        attempts = after["call_attempts"]
+        say(
+            f"\n  debtor now: {attempts['count']} of {attempts['limit']} calls in "
+            f"{attempts['period_days']:g} days; next scheduled: "
+            + (f"{nxt['reason']} at {nxt['not_before']}" if nxt else "nothing")
+        )
+        return second.final.get("status") in TERMINAL
 
     def _plan(self, i: int) -> DemoCall:
         persona = self.args.persona
@@ -155,7 +218,10 @@ class Demo:
         return DemoCall(persona=persona, phone=phone)
 
     async def _create_and_trigger(self, api: httpx.AsyncClient, c: DemoCall) -> None:
-        c.debtor_id = (await create_debtor(api, c.phone, self.args.stage))["id"]
+        # The record holds the facts the persona gives when asked to verify (date of birth...).
+        persona = load_personas().get(c.persona)
+        facts = persona.facts if persona is not None else None
+        c.debtor_id = (await create_debtor(api, c.phone, self.args.stage, facts=facts))["id"]
         call = await trigger_call(api, c.debtor_id)
         c.call_id, c.status = call["id"], call["status"]
 
@@ -168,6 +234,9 @@ class Demo:
         if call["status"] != c.status:
             c.status = call["status"]
             say(f"  {stamp} {tag} status → {c.status}")
+        if call.get("answered_by") and call["answered_by"] != c.answered_by:
+            c.answered_by = call["answered_by"]
+            say(f"  {stamp} {tag} ** answering-machine detection: {c.answered_by} **")
         c.sid = call.get("twilio_call_sid") or c.sid
         if not (self.sim_url and c.sid):
             return
@@ -194,14 +263,18 @@ class Demo:
         f = c.final
         say(f"\n== call {c.call_id} ({c.persona})")
         duration = f.get("duration_seconds")
-        say(f"  status {f['status']}, outcome {f.get('outcome')}, duration {duration}s")
+        lasted = f"{duration}s" if duration is not None else "- (never answered)"
+        say(f"  status {f['status']}, outcome {f.get('outcome')}, duration {lasted}")
+        say(f"  answered by {f.get('answered_by') or 'not detected'} (Twilio AMD)")
+        fact = f" ({f['verification_fact']})" if f.get("verification_fact") else ""
+        say(f"  verification {f.get('verification') or 'none'}{fact}")
         say(f"  prompt version {f.get('prompt_version')}")
         if f.get("payment_promise"):
             p = f["payment_promise"]
             say(f"  promise: {money(p['amount'])} by {p['due_date']}")
         if f.get("callback"):
             say(f"  callback: {f['callback']['scheduled_for']} ({f['callback']['reason']})")
-        say("  transcript:")
+        say("  transcript:" if f.get("transcript") else "  transcript: none (nobody spoke)")
         for t in f.get("transcript", []):
             cut = "  [interrupted]" if t.get("interrupted") else ""
             say(f"    {t['speaker']:>6}: {t['text']}{cut}")

@@ -287,6 +287,11 @@ class LocalStack:
             "PUBSUB_MIN_BACKOFF_SECONDS": "1",
             "PUBSUB_MAX_BACKOFF_SECONDS": "10",
             "PUBSUB_ACK_DEADLINE_SECONDS": "10",
+            # Tests and demos run at any hour: the local stack's calling window is the whole day
+            # (production keeps 08:00-21:00; the scheduler's own tests set their windows).
+            "CALL_WINDOW_START": "00:00",
+            "CALL_WINDOW_END": "23:59:59",
+            "SCHEDULER_TICK_SECONDS": "1",
         }
 
     def start(self, progress: bool = False) -> None:

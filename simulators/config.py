@@ -42,6 +42,7 @@ class SimConfig:
     openai_ttft_sigma: float = 0.0
     elevenlabs_ttfb_sigma: float = 0.0
     twilio_media_latency_ms: float = 0.0  # one way, each direction of the media stream
+    twilio_amd_time_scale: float = 1.0  # multiplies Twilio's AMD thresholds (tests: faster)
     latency_seed: int = 0  # seeds the jitter draws (one sequence per vendor)
     log_level: str = "INFO"
 
@@ -79,6 +80,7 @@ HELP: dict[str, str] = {
     "openai_ttft_sigma": "log-normal sigma of the time to first token (0 = fixed)",
     "elevenlabs_ttfb_sigma": "log-normal sigma of the ElevenLabs first-byte time (0 = fixed)",
     "twilio_media_latency_ms": "delay of the media stream, each direction, in milliseconds",
+    "twilio_amd_time_scale": "multiplies Twilio's answering-machine detection thresholds",
     "latency_seed": "seed of the latency jitter (same seed, same draws)",
     "log_level": "Python logging level",
 }

@@ -81,6 +81,9 @@ class PhoneNetwork:
             p.number_suffix: p for p in self.personas.values() if p.number_suffix
         }
         self._jitter: dict[str, random.Random] = {}
+        # What the TTS simulator synthesized, so a phone can tell which words it played
+        # (`agent_said`): a persona answers a question only if it was asked.
+        self.agent_speech: OrderedDict[str, Speech] = OrderedDict()
 
     # -- latency jitter ---------------------------------------------------------------------
     def jittered(self, stream: str, median_s: float, sigma: float) -> float:
@@ -136,6 +139,27 @@ class PhoneNetwork:
         while len(self.calls) > self.config.max_calls_kept:
             old_sid, _ = self.calls.popitem(last=False)
             self.utterances.pop(old_sid, None)
+
+    def note_agent_speech(self, speech: Speech) -> None:
+        self.agent_speech[speech.text] = speech
+        self.agent_speech.move_to_end(speech.text)
+        while len(self.agent_speech) > 4096:
+            self.agent_speech.popitem(last=False)
+
+    def agent_said(self, words: str, played: bytes) -> bool:
+        """Whether `played` (agent audio a phone heard) contains speech whose text has `words`.
+
+        Audio is passed through unchanged (μ-law), so a slice from inside the synthesized audio
+        (past its fade-in) is found in what was played byte for byte.
+        """
+        words = words.lower()
+        for text, speech in reversed(self.agent_speech.items()):
+            if words in text.lower():
+                audio = speech.audio
+                probe = audio[160:800] if len(audio) >= 960 else audio
+                if probe and probe in played:
+                    return True
+        return False
 
     def add_utterance(self, utt: Utterance) -> None:
         self.utterances.setdefault(utt.call_sid, []).append(utt)

@@ -1,4 +1,9 @@
-"""Call Scheduler: consumes `call-requests`, publishes `call-dispatch`."""
+"""Call Scheduler: the durable schedule of calls.
+
+Consumes `call-requests` (a trigger: wake the worker) and `call-events` (an ended call: retry,
+callback or hold); its worker claims due schedule rows on those wake-ups and on a periodic tick,
+and publishes `call-dispatch` through the outbox.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from services.call_scheduler.events import CallEndedHandler
 from services.call_scheduler.handlers import CallRequestHandler
+from services.call_scheduler.worker import ScheduleWorker
 from services.common.bus import IdempotentHandler
 from services.common.push import push_router
 from services.common.runtime import ServiceRuntime
@@ -24,18 +31,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = ServiceRuntime(settings, SERVICE)
-        sub = subscription_for(settings, settings.pubsub_topic_call_requests)
+        worker = ScheduleWorker(runtime.sessions, settings, after_commit=runtime.relay.wake)
+
+        def wake_all() -> None:
+            runtime.relay.wake()
+            worker.wake()
+
+        requests = subscription_for(settings, settings.pubsub_topic_call_requests, SERVICE)
         runtime.consume(
-            sub.name,
+            requests.name,
             IdempotentHandler(
-                sub.consumer,
+                requests.consumer,
                 runtime.sessions,
                 CallRequestHandler(settings),
-                after_commit=runtime.relay.wake,
+                after_commit=wake_all,
+            ),
+        )
+        ended = subscription_for(settings, settings.pubsub_topic_call_events, SERVICE)
+        runtime.consume(
+            ended.name,
+            IdempotentHandler(
+                ended.consumer,
+                runtime.sessions,
+                CallEndedHandler(settings),
+                after_commit=wake_all,
             ),
         )
         await runtime.start()
+        runtime.background(worker.run(), "schedule-worker")
         app.state.runtime = runtime
+        app.state.worker = worker
         yield
         await runtime.stop()
 

@@ -1,43 +1,25 @@
-"""The scheduler shell: load what the rules need, apply the decision, publish via the outbox."""
+"""The scheduler's Pub/Sub shell for `call.requested`: make sure the call has a schedule row.
+
+The Client API writes the row with the call (one transaction), so the message is normally only
+the wake-up for the worker. A queued call without a row (written before the schedule existed,
+or by other tools) gets one here, due now; the worker then re-checks everything at claim time.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from generated.call_dispatch import CallDispatch
 from generated.call_requested import CallRequested
-from generated.debtor_snapshot import DebtorSnapshot
-from services.call_scheduler.policy import CallRequestView, Skip, decide
 from services.common.bus import CloudEvent
 from services.common.logging import bind_call_id, get_logger
-from services.common.models import Call, Debtor
-from services.common.outbox import add_event
-from services.common.prompt_versions import prompt_version
+from services.common.models import Call, ScheduledCall
 from services.common.settings import Settings
 
 log = get_logger(__name__)
-
-SOURCE = "/call-scheduler"
-CE_TYPE_DISPATCH = "call.dispatch"
-
-
-def snapshot(debtor: Debtor) -> DebtorSnapshot:
-    return DebtorSnapshot.model_validate(
-        {
-            "debtor_id": debtor.id,
-            "external_id": debtor.external_id,
-            "name": debtor.name,
-            "phone": debtor.phone,
-            "timezone": debtor.timezone,
-            "stage": debtor.stage,
-            "amount_owed": {"amount_minor": debtor.amount_owed_minor, "currency": debtor.currency},
-            "due_date": debtor.due_date,
-            "account_reference": debtor.account_reference,
-        }
-    )
 
 
 class CallRequestHandler:
@@ -46,38 +28,24 @@ class CallRequestHandler:
 
     async def __call__(self, session: AsyncSession, event: CloudEvent) -> None:
         request = CallRequested.model_validate(event.data)
-        call_id = str(request.call_id)
-        bind_call_id(call_id)
-        # Row lock: two deliveries racing on different ce-ids still dispatch once.
-        call = await session.scalar(
-            select(Call).where(Call.id == request.call_id).with_for_update()
-        )
-        debtor = await session.get(Debtor, request.debtor_id)
-        now = datetime.now(UTC)
-        decision = decide(
-            CallRequestView(
-                call_status=call.status if call else None,
-                debtor_exists=debtor is not None,
-                now=now,
-            )
-        )
-        if isinstance(decision, Skip):
-            log.info("call_request_skipped", reason=decision.reason, ce_id=event.id)
+        bind_call_id(str(request.call_id))
+        call = await session.scalar(select(Call).where(Call.id == request.call_id))
+        if call is None:
+            log.info("call_request_skipped", reason="unknown call", ce_id=event.id)
             return
-        assert call is not None and debtor is not None
-        version = prompt_version(call.stage)
-        dispatch = CallDispatch(
-            call_id=call.id,
-            debtor=snapshot(debtor),
-            stage=call.stage,
-            prompt_version=version,
-            dispatched_at=now,
-        )
-        call.status = "dispatched"
-        call.dispatched_at = now
-        call.updated_at = now
-        call.prompt_version = version
-        add_event(
-            session, self.settings.pubsub_topic_call_dispatch, CE_TYPE_DISPATCH, SOURCE, dispatch
-        )
-        log.info("call_dispatched", ce_id=event.id)
+        if call.status == "queued":
+            inserted = await session.execute(
+                insert(ScheduledCall)
+                .values(
+                    debtor_id=call.debtor_id,
+                    call_id=call.id,
+                    reason="manual",
+                    not_before=datetime.now(UTC),
+                    attempt=call.attempt,
+                )
+                .on_conflict_do_nothing(index_elements=[ScheduledCall.call_id])
+                .returning(ScheduledCall.id)
+            )
+            if inserted.first() is not None:
+                log.info("call_request_scheduled", ce_id=event.id)
+        # The worker is woken after this commit (the app's after_commit) and places the call.

@@ -21,7 +21,7 @@ from services.client_api.deps import require_api_key
 from services.client_api.middleware import BodyLimitMiddleware
 from services.client_api.openapi import served_spec
 from services.client_api.responses import UNAUTHORIZED, UNAVAILABLE
-from services.client_api.routers import calls, debtors, health, stats, webhooks
+from services.client_api.routers import calls, debtors, health, schedule, stats, webhooks
 from services.client_api.webhooks.delivery import DeliveryWorker
 from services.client_api.webhooks.fanout import CallEventHandler
 from services.client_api.webhooks.retry import RetryPump
@@ -41,6 +41,7 @@ def _v1_router() -> APIRouter:
         dependencies=[Depends(require_api_key)], responses={**UNAUTHORIZED, **UNAVAILABLE}
     )
     v1.include_router(debtors.router)
+    v1.include_router(schedule.router)
     v1.include_router(calls.router)
     v1.include_router(webhooks.router)
     v1.include_router(stats.router)

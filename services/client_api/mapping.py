@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from generated.client_api import (
     Debtor,
     WebhookDelivery,
@@ -16,6 +19,7 @@ from services.common.call_view import (  # re-exported for the routers
     call_to_model,
     load_call,
 )
+from services.common.verification_facts import account_last4
 
 __all__ = [
     "blob_link",
@@ -29,7 +33,21 @@ __all__ = [
 ]
 
 
-def debtor_to_model(row: models.Debtor) -> Debtor:
+def facts_on_file(row: models.Debtor) -> list[str]:
+    """The verification facts the agent can ask for, in its order of preference."""
+    facts = []
+    if row.date_of_birth is not None:
+        facts.append("date_of_birth")
+    if row.postal_code:
+        facts.append("postal_code")
+    if account_last4(row.account_reference):
+        facts.append("account_last4")
+    return facts
+
+
+def debtor_to_model(row: models.Debtor, schedule: Mapping[str, Any]) -> Debtor:
+    """`schedule`: the debtor's holds, next scheduled call and attempts
+    (services.client_api.schedule_view.schedule_fields)."""
     return Debtor.model_validate(
         {
             "id": row.id,
@@ -41,9 +59,12 @@ def debtor_to_model(row: models.Debtor) -> Debtor:
             "amount_owed": {"amount_minor": row.amount_owed_minor, "currency": row.currency},
             "due_date": row.due_date,
             "account_reference": row.account_reference,
+            # Write-only facts: which are on file, never the values.
+            "verification_facts": facts_on_file(row),
             "metadata": row.metadata_ or {},
             "created_at": row.created_at,
             "updated_at": row.updated_at,
+            **schedule,
         }
     )
 

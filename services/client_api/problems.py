@@ -35,6 +35,9 @@ NOT_FOUND = "urn:problem:not-found"
 DUPLICATE_EXTERNAL_ID = "urn:problem:duplicate-external-id"
 CALL_ALREADY_ACTIVE = "urn:problem:call-already-active"
 IDEMPOTENCY_KEY_REUSED = "urn:problem:idempotency-key-reused"
+DEBTOR_ON_HOLD = "urn:problem:debtor-on-hold"
+CALL_NOT_ALLOWED = "urn:problem:call-not-allowed"
+HOLD_ALREADY_LIFTED = "urn:problem:hold-already-lifted"
 PAYLOAD_TOO_LARGE = "urn:problem:payload-too-large"
 SERVICE_UNAVAILABLE = "urn:problem:service-unavailable"
 RETRY_AFTER_S = 5
@@ -48,6 +51,9 @@ _TITLES = {
     DUPLICATE_EXTERNAL_ID: "Duplicate external_id",
     CALL_ALREADY_ACTIVE: "Call already active",
     IDEMPOTENCY_KEY_REUSED: "Idempotency-Key reused",
+    DEBTOR_ON_HOLD: "Debtor on hold",
+    CALL_NOT_ALLOWED: "Call not allowed by the calling rules",
+    HOLD_ALREADY_LIFTED: "Hold already lifted",
     PAYLOAD_TOO_LARGE: "Payload too large",
     SERVICE_UNAVAILABLE: "Service unavailable",
 }

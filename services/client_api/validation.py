@@ -6,6 +6,7 @@ one 422 problem, before anything is stored.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import re
 import zoneinfo
@@ -91,11 +92,19 @@ def debtor_errors(body: DebtorCreate) -> list[FieldError]:
     errors = storable_text_errors(body)
     if not is_valid_phone(body.phone):
         errors.append(("body.phone", "must be a valid phone number in E.164, e.g. +14155550123"))
-    if not is_known_timezone(body.timezone):
+    if body.timezone is not None and not is_known_timezone(body.timezone):
         errors.append(("body.timezone", "must be an IANA time zone, e.g. America/New_York"))
     if not is_iso4217(body.amount_owed.currency):
         errors.append(("body.amount_owed.currency", "must be an ISO 4217 currency code"))
+    dob = body.date_of_birth
+    # A birth date nobody alive could have, or one in the future, is a data error upstream:
+    # asking a person for it would fail every verification.
+    if dob is not None and not _EARLIEST_BIRTH <= dob <= dt.date.today():
+        errors.append(("body.date_of_birth", "must be a past date after 1900-01-01"))
     return errors
+
+
+_EARLIEST_BIRTH = dt.date(1900, 1, 1)
 
 
 # RFC 3986 characters (unreserved, reserved, percent); IRIs must be sent percent-encoded.

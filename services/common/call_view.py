@@ -37,6 +37,7 @@ def call_load_options() -> list[LoaderOption]:
         selectinload(models.Call.turns),
         selectinload(models.Call.promise),
         selectinload(models.Call.callback),
+        selectinload(models.Call.schedule),
     ]
 
 
@@ -99,6 +100,9 @@ def build_call(row: models.Call, *, recording_url: str | None, transcript_url: s
             "debtor_id": row.debtor_id,
             "status": row.status,
             "outcome": row.outcome,
+            # None only on a row not yet flushed (the column's default is server-side).
+            "verification": row.verification or "none",
+            "verification_fact": row.verification_fact,
             "stage": row.stage,
             "prompt_version": row.prompt_version,
             "twilio_call_sid": row.twilio_call_sid,
@@ -106,10 +110,13 @@ def build_call(row: models.Call, *, recording_url: str | None, transcript_url: s
             "created_at": row.created_at,
             "dispatched_at": row.dispatched_at,
             "started_at": row.started_at,
+            "answered_by": row.answered_by,
             "answered_at": row.answered_at,
             "ended_at": row.ended_at,
             "duration_seconds": row.duration_seconds,
             "failure_reason": row.failure_reason,
+            "attempt": row.attempt or 1,
+            "scheduled_for": row.schedule.not_before if row.schedule is not None else None,
             "transcript": turns,
             "payment_promise": PaymentPromise(
                 amount=Money(amount_minor=promise.amount_minor, currency=promise.currency),

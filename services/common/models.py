@@ -57,6 +57,23 @@ CALL_OUTCOMES = (
     "voicemail",
     "opted_out",
     "failed",
+    "voicemail_left",
+    "machine",
+    "unverified",
+)
+# How far the person on a call was verified (specs/schemas/verification_level.json), and the
+# kinds of fact on file the agent may ask for (verification_fact_kind.json).
+VERIFICATION_LEVELS = ("none", "name_only", "name_and_fact")
+VERIFICATION_FACTS = ("date_of_birth", "postal_code", "account_last4")
+# Twilio's AMD verdicts (AnsweredBy), as posted to the orchestrator's AMD callback.
+ANSWERED_BY = (
+    "human",
+    "machine_start",
+    "machine_end_beep",
+    "machine_end_silence",
+    "machine_end_other",
+    "fax",
+    "unknown",
 )
 DELIVERY_STATUSES = ("pending", "succeeded", "failed")
 SCHEDULE_REASONS = ("manual", "callback", "retry", "campaign")
@@ -94,6 +111,9 @@ class Debtor(Base):
         CheckConstraint(_in("stage", STAGES), name="stage"),
         CheckConstraint("amount_owed_minor >= 0", name="amount_non_negative"),
         CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_format"),
+        CheckConstraint(
+            "postal_code IS NULL OR postal_code ~ '^[0-9]{5}$'", name="postal_code_format"
+        ),
         Index("ix_debtors_created_at_id", "created_at", "id"),
     )
 
@@ -109,6 +129,10 @@ class Debtor(Base):
     due_date: Mapped[date] = mapped_column(Date)
     # Optional in the API contract (DebtorCreate.account_reference may be null).
     account_reference: Mapped[str | None] = mapped_column(String(64))
+    # Facts on file the agent asks for (never says) to verify the right party; write-only in
+    # the API (the view lists which are on file, never the values).
+    date_of_birth: Mapped[date | None] = mapped_column(Date)
+    postal_code: Mapped[str | None] = mapped_column(String(5))
     metadata_: Mapped[dict[str, Any]] = mapped_column(
         "metadata", JSONB, nullable=False, server_default=sql_text("'{}'::jsonb")
     )
@@ -121,6 +145,14 @@ class Call(Base):
     __table_args__ = (
         CheckConstraint(_in("status", CALL_STATUSES), name="status"),
         CheckConstraint(f"outcome IS NULL OR {_in('outcome', CALL_OUTCOMES)}", name="outcome"),
+        CheckConstraint(
+            f"answered_by IS NULL OR {_in('answered_by', ANSWERED_BY)}", name="answered_by"
+        ),
+        CheckConstraint(_in("verification", VERIFICATION_LEVELS), name="verification"),
+        CheckConstraint(
+            f"verification_fact IS NULL OR {_in('verification_fact', VERIFICATION_FACTS)}",
+            name="verification_fact",
+        ),
         CheckConstraint(_in("stage", STAGES), name="stage"),
         # At most one queued or live call per debtor.
         Index(
@@ -158,6 +190,15 @@ class Call(Base):
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Refreshed by the live session; the sweeper ends calls whose heartbeat went stale.
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Twilio AMD's verdict (ANSWERED_BY); None: no verdict (AMD off, or not answered).
+    answered_by: Mapped[str | None] = mapped_column(String(32))
+    # Right-party verification reached (VERIFICATION_LEVELS) and the fact kind given correctly.
+    verification: Mapped[str] = mapped_column(String(16), server_default="none")
+    verification_fact: Mapped[str | None] = mapped_column(String(16))
+    # Committed before create-call: set with no twilio_call_sid means the dial's outcome is
+    # unknown (a crash in between) until reconciled with Twilio's call list.
+    dial_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    dial_attempts: Mapped[int] = mapped_column(Integer, server_default=sql_text("0"))
     duration_seconds: Mapped[int | None] = mapped_column(Integer)
     recording_uri: Mapped[str | None] = mapped_column(Text)
     transcript_uri: Mapped[str | None] = mapped_column(Text)
@@ -172,6 +213,10 @@ class Call(Base):
     )
     promise: Mapped[PaymentPromise | None] = relationship(lazy="raise", uselist=False)
     callback: Mapped[Callback | None] = relationship(lazy="raise", uselist=False)
+    # The schedule row that placed (or will place) this call.
+    schedule: Mapped[ScheduledCall | None] = relationship(
+        lazy="raise", uselist=False, foreign_keys="ScheduledCall.call_id"
+    )
 
 
 class CallTurn(Base):
@@ -307,10 +352,6 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
-class ProcessedMessage(Base):
-    """Pub/Sub messages a consumer has handled, keyed by CloudEvents `ce-id`."""
-
-    __tablename__ = "processed_messages"
 class ScheduledCall(Base):
     """One intended dial with its earliest time: the Call Scheduler's durable schedule."""
 
@@ -378,6 +419,10 @@ class DebtorHold(Base):
     lifted_reason: Mapped[str | None] = mapped_column(Text)
 
 
+class ProcessedMessage(Base):
+    """Pub/Sub messages a consumer has handled, keyed by CloudEvents `ce-id`."""
+
+    __tablename__ = "processed_messages"
 
     consumer: Mapped[str] = mapped_column(String(128), primary_key=True)
     ce_id: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -6,11 +6,15 @@ Every variable is listed in `.env.example`. Only settings differ between the loc
 
 from __future__ import annotations
 
+import re
+from datetime import time
 from functools import lru_cache
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_COLLECTION_WORDS = re.compile(r"collect|debt|recover|arrear", re.IGNORECASE)
 
 
 class Settings(BaseSettings):
@@ -71,6 +75,15 @@ class Settings(BaseSettings):
     # Public base URL Twilio uses to reach the orchestrator (https://... ; wss derived from it).
     orchestrator_public_url: str = "http://127.0.0.1:8003"
     call_time_limit_seconds: int = 600
+    # Answering-machine detection (docs/voice-orchestrator.md, "Answering machines"): Twilio AMD
+    # with DetectMessageEnd, asynchronous; AnsweredBy is posted to /twilio/amd.
+    amd_enabled: bool = True
+    amd_timeout_seconds: int = Field(default=30, ge=3, le=59)  # MachineDetectionTimeout
+    # On a machine: leave a limited-content message (Reg F §1006.2(j)), or hang up.
+    voicemail_mode: Literal["message", "hangup"] = "message"
+    voicemail_caller_name: str = "Alex Morgan"  # a natural person the debtor can ask for
+    voicemail_business_name: str = "Acme Finance"  # must not indicate debt collection
+    voicemail_callback_number: str = "+18005550199"
 
     # Deepgram
     deepgram_api_key: SecretStr = SecretStr("local-deepgram-key")
@@ -120,9 +133,43 @@ class Settings(BaseSettings):
     price_openai_output_micro_usd_per_mtok: int = 2_000_000  # gpt-5-mini output
     price_elevenlabs_micro_usd_per_kchar: int = 50_000  # Flash v2.5, per 1,000 characters
 
+    # Call Scheduler (services/call_scheduler, docs/operations.md "Call Scheduler").
+    # The worker claims due schedule rows when a request arrives and at least this often.
+    scheduler_tick_seconds: float = Field(default=5.0, gt=0)
+    scheduler_batch_size: int = Field(default=50, ge=1)
+    # Calling window in the debtor's local time (every zone the number could mean, if unknown).
+    call_window_start: time = time(8, 0)
+    call_window_end: time = time(21, 0)
+    call_max_attempts: int = Field(default=7, ge=1)  # per debtor in call_attempts_period_days
+    call_attempts_period_days: float = Field(default=7.0, gt=0)
+    # No call this long after a conversation about the debt unless the debtor asked for it.
+    call_quiet_after_conversation_days: float = Field(default=7.0, ge=0)
+    # Retries of busy, no-answer, failed and machine calls: base * 2^(attempt-1), capped, jittered.
+    retry_base_seconds: float = Field(default=900.0, gt=0)
+    retry_cap_seconds: float = Field(default=4 * 3600.0, gt=0)
+    retry_max_per_day: int = Field(default=3, ge=0)
+    retry_max_per_week: int = Field(default=6, ge=0)
+    # A call still `queued` with nothing scheduled for it (its request was lost) this long after
+    # it was created is scheduled again; one older than the max age is failed with a reason.
+    call_queued_deadline_seconds: float = Field(default=120.0, gt=0)
+    call_queued_max_age_seconds: float = Field(default=900.0, gt=0)
+
     # Voice loop tuning
     barge_in_min_speech_ms: int = 200
     call_sweeper_stale_seconds: int = 900
+    # Dial reconciliation (services/voice_orchestrator/reconcile.py, docs/reliability.md).
+    # A `dispatched` call not claimed this long after dispatch (its message lost or
+    # dead-lettered) is dialed by the orchestrator itself; one older than the max age is failed
+    # instead: the rules were checked at dispatch time, and that long after they may not hold.
+    call_dispatch_deadline_seconds: float = Field(default=120.0, gt=0)
+    call_dispatch_max_age_seconds: float = Field(default=900.0, gt=0)
+    # A dial intent with no CallSid is looked up in Twilio's call list; only this long after the
+    # intent (longer than the Twilio client's 10 s timeout, so no create-call is still in flight)
+    # does "not found" count as "never placed".
+    dial_reconcile_after_seconds: float = Field(default=30.0, gt=0)
+    # create-call attempts per call, counting redials after an unknown outcome.
+    dial_max_attempts: int = Field(default=2, ge=1)
+    dial_reconcile_interval_seconds: float = Field(default=10.0, gt=0)
 
     # Crash tests only: named places where the process kills itself (services.common.failpoints).
     failpoints: str = ""
@@ -143,6 +190,10 @@ class Settings(BaseSettings):
         ):
             # Without it anyone who finds the URL could inject events.
             raise ValueError("PUBSUB_PUSH_TOKEN is required for push delivery in production")
+        if _COLLECTION_WORDS.search(self.voicemail_business_name):
+            # Reg F §1006.2(j): a limited-content message names a business that does not
+            # indicate debt collection; otherwise it is a communication about the debt.
+            raise ValueError("VOICEMAIL_BUSINESS_NAME must not indicate debt collection")
         return self
 
     @property

@@ -32,6 +32,10 @@ def subscriptions(settings: Settings) -> list[SubscriptionSpec]:
             "voice-orchestrator",
         ),
         SubscriptionSpec(settings.pubsub_topic_call_events, "call-events.client-api", "client-api"),
+        # The scheduler follows up ended calls (retries, callbacks, holds).
+        SubscriptionSpec(
+            settings.pubsub_topic_call_events, "call-events.call-scheduler", "call-scheduler"
+        ),
         SubscriptionSpec(
             settings.pubsub_topic_webhook_deliveries,
             "webhook-deliveries.client-api",
@@ -41,12 +45,16 @@ def subscriptions(settings: Settings) -> list[SubscriptionSpec]:
 
 
 def topics(settings: Settings) -> list[str]:
-    main = [s.topic for s in subscriptions(settings)]
+    main = list(dict.fromkeys(s.topic for s in subscriptions(settings)))
     return main + [f"{t}-dlq" for t in main]
 
 
-def subscription_for(settings: Settings, topic: str) -> SubscriptionSpec:
+def subscription_for(
+    settings: Settings, topic: str, consumer: str | None = None
+) -> SubscriptionSpec:
+    """The subscription on `topic` (of `consumer`, when several services read the topic; the
+    first one listed otherwise)."""
     for spec in subscriptions(settings):
-        if spec.topic == topic:
+        if spec.topic == topic and (consumer is None or spec.consumer == consumer):
             return spec
     raise KeyError(topic)

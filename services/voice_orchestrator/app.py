@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -26,7 +27,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from generated.call_dispatch import CallDispatch
 from services.common.blobstore import BlobStore, GcsBlobStore
-from services.common.bus import IdempotentHandler, PubSubBus
+from services.common.bus import PubSubBus
 from services.common.db import create_engine, session_factory
 from services.common.logging import bind_call_id, get_logger
 from services.common.looplag import GcPauseMonitor, LoopLagMonitor
@@ -34,13 +35,14 @@ from services.common.models import Call
 from services.common.outbox import OutboxRelay
 from services.common.settings import Settings, get_settings
 from services.common.topology import subscription_for
-from services.voice_orchestrator import calls
+from services.voice_orchestrator import amd, calls, reconcile
 from services.voice_orchestrator.core import Conversation, default_prompt_set, prompt_cache_key
 from services.voice_orchestrator.dispatch import MEDIA_PATH, STATUS_PATH, Dispatcher
 from services.voice_orchestrator.finalize import end_without_session, persist_session_result
 from services.voice_orchestrator.ports import LanguageModel, SpeechToText, TextToSpeech
 from services.voice_orchestrator.premade import PremadeLines, PremadeSynthesizer
 from services.voice_orchestrator.session import CallSession, SessionTuning, TransportClosed
+from services.voice_orchestrator.session.voicemail import dial_lines, plan_from_settings
 from services.voice_orchestrator.vendors.deepgram import DeepgramListen, DeepgramStt
 from services.voice_orchestrator.vendors.elevenlabs import ElevenLabsTts
 from services.voice_orchestrator.vendors.openai_llm import OpenAiLlm, openai_client
@@ -57,7 +59,6 @@ from services.voice_orchestrator.vendors.twilio import (
 
 log = get_logger(__name__)
 
-CONSUMER = "voice-orchestrator"
 START_TIMEOUT_S = 10.0
 SWEEP_INTERVAL_S = 60.0
 SHUTDOWN_DRAIN_S = 8.0
@@ -175,6 +176,7 @@ class Orchestrator:
         if self.premade_synth is not None and self.settings.premade_at_dial:
             facts = calls.facts_from_dispatch(msg, self.settings)
             premade.prefetch([Conversation(facts, datetime.now(UTC)).greeting_line()])
+        premade.prefetch(dial_lines(self.tuning.voicemail))  # before a machine's beep
         self.warm.put(call_id, tts=tts, premade=premade)
 
     def release_call(self, call_id: str) -> None:
@@ -213,7 +215,10 @@ class StarletteTransport:
 
 
 def default_tuning(settings: Settings) -> SessionTuning:
-    return SessionTuning(barge_in_min_speech_ms=settings.barge_in_min_speech_ms)
+    return SessionTuning(
+        barge_in_min_speech_ms=settings.barge_in_min_speech_ms,
+        voicemail=plan_from_settings(settings),
+    )
 
 
 def create_app(settings: Settings | None = None, overrides: Overrides | None = None) -> FastAPI:
@@ -262,21 +267,24 @@ def create_app(settings: Settings | None = None, overrides: Overrides | None = N
                 sessions, bus, poll_interval=settings.outbox_poll_interval_seconds
             )
             background.append(asyncio.create_task(orch.relay.run(), name="outbox-relay"))
+        dispatcher = Dispatcher(
+            settings,
+            orch.telephony,
+            orch.cache,
+            sessions,
+            on_dialing=orch.prepare_call,
+            on_not_placed=orch.release_call,
+        )
         if overrides.run_consumer:
             bus = bus or PubSubBus(settings)
-            dispatcher = Dispatcher(
-                settings,
-                orch.telephony,
-                orch.cache,
-                on_dialing=orch.prepare_call,
-                on_not_placed=orch.release_call,
-            )
-            handler = IdempotentHandler(CONSUMER, sessions, dispatcher.handle)
             sub = subscription_for(settings, settings.pubsub_topic_call_dispatch).name
-            bus.subscribe(sub, handler)
+            bus.subscribe(sub, dispatcher)
         orch.bus = bus
         if overrides.run_sweeper:
             background.append(asyncio.create_task(_sweeper(orch), name="sweeper"))
+            # Dials whose outcome was lost, dispatches never received (docs/reliability.md).
+            rec = reconcile.for_orchestrator(orch, dispatcher, partial(_on_status, orch))
+            background.append(asyncio.create_task(rec.run(), name="reconciler"))
         background.append(asyncio.create_task(lag.run(), name="loop-lag"))
         orch.heartbeats = calls.HeartbeatBatcher(sessions)
         background.append(asyncio.create_task(orch.heartbeats.run(), name="heartbeats"))
@@ -348,6 +356,8 @@ def create_app(settings: Settings | None = None, overrides: Overrides | None = N
         await _on_status(orch, call_id, params)
         return Response(status_code=204)
 
+    amd.add_amd_route(app, lambda: app.state.orch)  # Twilio's AMD verdicts (signed)
+
     @app.websocket(MEDIA_PATH)
     async def media_stream(ws: WebSocket) -> None:
         orch: Orchestrator = ws.app.state.orch
@@ -392,6 +402,7 @@ async def _on_status(orch: Orchestrator, call_id: uuid.UUID, params: dict[str, s
     if (status in UNANSWERED or status == "completed") and str(call_id) not in orch.live:
         orch.release_call(str(call_id))  # ended before its media stream started here
     async with orch.sessions() as session, session.begin():
+        await reconcile.adopt_call_sid(session, call_id, params.get("CallSid", ""))
         if status == "ringing":
             await calls.mark_ringing(session, call_id)
         elif status in ("in-progress", "answered"):
@@ -541,6 +552,8 @@ async def _sweeper(orch: Orchestrator) -> None:
                     await session.scalars(
                         select(Call.id).where(
                             Call.status.in_(("dialing", "ringing", "in_progress")),
+                            # A dial with no CallSid yet is the reconciler's to settle.
+                            Call.twilio_call_sid.is_not(None) | Call.dial_started_at.is_(None),
                             or_(
                                 Call.heartbeat_at < cutoff,
                                 (Call.heartbeat_at.is_(None)) & (Call.started_at < cutoff),

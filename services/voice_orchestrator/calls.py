@@ -23,6 +23,8 @@ from generated.call_dispatch import CallDispatch
 from services.common.logging import get_logger
 from services.common.models import Call, CallTurn, Debtor
 from services.common.settings import Settings
+from services.common.verification_facts import account_last4
+from services.common.zones import conversation_zone
 from services.voice_orchestrator.core import CallFacts, DelinquencyStage
 from services.voice_orchestrator.premade import PremadeLines
 from services.voice_orchestrator.vendors.elevenlabs import ElevenLabsTts
@@ -163,6 +165,10 @@ def facts_from_dispatch(msg: CallDispatch, settings: Settings) -> CallFacts:
         due_date=d.due_date,
         timezone=d.timezone,
         account_reference=d.account_reference or "",
+        # Right-party verification facts: the core compares them, the model never sees them.
+        date_of_birth=d.date_of_birth,
+        postal_code=d.postal_code,
+        account_last4=account_last4(d.account_reference),
     )
 
 
@@ -195,8 +201,11 @@ async def load_facts(
         balance_minor=debtor.amount_owed_minor,
         currency=debtor.currency,
         due_date=debtor.due_date,
-        timezone=debtor.timezone,
+        timezone=conversation_zone(debtor.timezone, debtor.phone),
         account_reference=debtor.account_reference or "",
+        date_of_birth=debtor.date_of_birth,
+        postal_code=debtor.postal_code,
+        account_last4=account_last4(debtor.account_reference),
     )
 
 

@@ -19,13 +19,11 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from generated.call_completed_data import CallCompletedData
 from generated.call_usage import CallUsage
 from services.common.blobstore import BlobStore
-from services.common.call_view import build_call, call_load_options
+from services.common.call_events import Source, publish_completed
 from services.common.logging import get_logger
 from services.common.models import Call, Callback, PaymentPromise
-from services.common.outbox import add_event
 from services.common.pricing import Prices, cost_of
 from services.common.settings import Settings
 from services.voice_orchestrator.calls import LIVE, replace_turns
@@ -33,15 +31,8 @@ from services.voice_orchestrator.session import SessionResult, Transcript
 
 log = get_logger(__name__)
 
-CE_TYPE = "call.completed"
-CE_SOURCE = "/voice-orchestrator"
-_EVENT_NS = uuid.UUID("6f1c1d1e-8f47-4a43-9d1f-2b0f6c1f5e01")
+CE_SOURCE: Source = "/voice-orchestrator"
 URL_TTL = timedelta(days=7)  # the longest a v4 signed URL may live
-
-
-def event_id(call_id: uuid.UUID | str) -> str:
-    """One `call.completed` per call: the ce-id is derived from the call id."""
-    return str(uuid.uuid5(_EVENT_NS, f"{CE_TYPE}:{call_id}"))
 
 
 def recording_key(call_id: str) -> str:
@@ -54,46 +45,6 @@ def transcript_key(call_id: str) -> str:
 
 def _turn_dicts(transcript: Transcript) -> list[dict[str, Any]]:
     return [turn.model_dump(mode="json") for turn in transcript]
-
-
-async def completed_payload(
-    session: AsyncSession,
-    call_id: uuid.UUID,
-    recording_url: str | None = None,
-    transcript_url: str | None = None,
-) -> CallCompletedData:
-    """The `call.completed` body: the same Call the REST API shows (services.common.call_view),
-    read back inside the finalizing transaction so it holds exactly what was stored."""
-    await session.flush()
-    row = await session.scalar(
-        select(Call)
-        .where(Call.id == call_id)
-        .options(*call_load_options())
-        .execution_options(populate_existing=True)
-    )
-    assert row is not None
-    call = build_call(row, recording_url=recording_url, transcript_url=transcript_url)
-    return CallCompletedData(call=call)
-
-
-async def publish_completed(
-    session: AsyncSession,
-    settings: Settings,
-    call_id: uuid.UUID,
-    recording_url: str | None = None,
-    transcript_url: str | None = None,
-) -> None:
-    """`call.completed` through the outbox, in the finalizing transaction; its ce-id derives
-    from the call id, so however often a call is ended there is one event."""
-    data = await completed_payload(session, call_id, recording_url, transcript_url)
-    add_event(
-        session,
-        settings.pubsub_topic_call_events,
-        CE_TYPE,
-        CE_SOURCE,
-        data,
-        ce_id=event_id(call_id),
-    )
 
 
 async def _lock_live(session: AsyncSession, call_id: uuid.UUID) -> Call | None:
@@ -156,6 +107,9 @@ async def persist_session_result(
         answered = row.answered_at or result.started_at
         row.status = "completed"
         row.outcome = result.outcome.value
+        # How far the person was verified, and which fact kind (never its value).
+        level, fact = conv.verification
+        row.verification, row.verification_fact = level.value, fact.value if fact else None
         row.failure_reason = result.failure_reason
         row.prompt_version = conv.prompt_version[:128]
         row.answered_at = answered
@@ -190,7 +144,7 @@ async def persist_session_result(
                 .values(call_id=call_id, scheduled_for=callback.when, reason=callback.reason[:500])
                 .on_conflict_do_nothing()
             )
-        await publish_completed(session, settings, call_id, rec_url, tr_url)
+        await publish_completed(session, settings, call_id, CE_SOURCE, rec_url, tr_url)
     log.info(
         "call_finalized",
         outcome=result.outcome.value,
@@ -219,6 +173,6 @@ async def end_without_session(
     row.failure_reason = failure_reason
     row.ended_at = now
     row.updated_at = now
-    await publish_completed(session, settings, call_id)
+    await publish_completed(session, settings, call_id, CE_SOURCE)
     log.info("call_ended_without_session", status=status, outcome=outcome)
     return True

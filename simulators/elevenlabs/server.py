@@ -165,6 +165,7 @@ class _Context:
 
     async def _stream(self, speech: Speech) -> None:
         conn = self.conn
+        conn.network.note_agent_speech(speech)  # the phone may need to know what was said
         chunk_bytes = max(160, conn.chunk_ms * SAMPLE_RATE // 1000)
         audio = speech.audio
         for k, pos in enumerate(range(0, len(audio), chunk_bytes)):

@@ -3,7 +3,9 @@
 ``respond(messages, tools)`` reads the ``### CALL FACTS`` block of the system prompt and the last
 user message or tool result, and answers the way a careful collector would (see
 docs/internal-contracts.md): identify as an AI assistant of the company, verify the right party
-before saying anything about the debt, disclose, negotiate a promise, accept disputes, wrong
+before saying anything about the debt (the name, then, while ``fact_to_verify`` names a fact on
+file the system asked for, the person's answer passed to ``verify_fact`` as said: the model never
+knows the fact), disclose, negotiate a promise, accept disputes, wrong
 parties and stop requests at once, schedule a callback when asked or when the conversation is
 derailed, and close with ``end_call``. Same input, same output: no randomness, no clock.
 
@@ -66,6 +68,7 @@ class Facts:
     today: date = date(2000, 1, 1)
     latest_promise_date: date | None = None
     timezone: str = "UTC"
+    fact_to_verify: str = ""  # the kind of fact on file the system asked for, if any
 
     @property
     def tzinfo(self) -> tzinfo:
@@ -216,6 +219,17 @@ _DONE = _rx(
     r"have a good",
     r"we'?re done",
 )
+_WHY = _rx(
+    r"why do you (?:need|want) (?:that|it|this|to know)",
+    r"what(?:'s| is) (?:that|this|it) for",
+    r"why (?:should|would|do) i",
+)
+# How the collector names each fact when asking for it again (never its value: it has none).
+FACT_SPOKEN = {
+    "date_of_birth": "your date of birth",
+    "postal_code": "your ZIP code",
+    "account_last4": "the last four digits of your account number",
+}
 _GREETING = re.compile(r"^(?:hello|hi|hey|good (?:morning|afternoon|evening)|yeah\?|yes\?)\W*$")
 # Instructions smuggled into what the debtor says, which a gullible model acts on.
 _INJECT_RECORD = _rx(r"record (?:a |the |my )?(?:promise|payment)")
@@ -285,6 +299,7 @@ def parse_facts(messages: list[dict[str, Any]]) -> Facts:
         today=as_date(raw.get("today")) or date(2000, 1, 1),
         latest_promise_date=as_date(raw.get("latest_promise_date")),
         timezone=raw.get("timezone") or "UTC",
+        fact_to_verify=raw.get("fact_to_verify", ""),
     )
 
 
@@ -438,6 +453,8 @@ class _Collector:
     def question(self) -> str:
         """What to ask next, from the current conversation state."""
         f = self.facts
+        if self.state == "verification" and f.fact_to_verify:
+            return f"Could you please tell me {FACT_SPOKEN.get(f.fact_to_verify, 'that')}?"
         if self.state in ("greeting", "verification"):
             return f"For your privacy, can you please confirm that you are {f.debtor_name}?"
         if self.state == "commitment":
@@ -628,6 +645,13 @@ class _Collector:
             return self.act("report_wrong_party")
         if Intent.CALLBACK in intents:
             return self.callback(text, "debtor asked to be called back")
+        if f.fact_to_verify and self.state == "verification":
+            if _WHY.search(text.lower()):
+                return PolicyReply(
+                    "It's only to make sure I'm speaking with the right person. " + self.question()
+                )
+            # Whatever they said is their answer: the system compares it, the model cannot.
+            return self.act("verify_fact", _args(answer=text.strip()))
         if Intent.DENY in intents and Intent.AFFIRM not in intents:
             if re.search(r"\b(?:not|isn'?t) (?:here|home|in)\b", text.lower()):
                 return self.callback(text, "right party not available")
@@ -722,7 +746,12 @@ class _Collector:
         name, args = self.tool_call_for(last.get("tool_call_id"))
         if not result.get("ok", False):
             return self.after_refusal(name)
-        if name == "confirm_identity":
+        if name in ("confirm_identity", "verify_fact") and self.state == "verification":
+            # The system asked for a fact on file (again): answer any question, then ask for it.
+            return self.follow_up([self.question()])
+        if name == "verify_fact" and self.state == "closing":
+            return self.follow_up(["Goodbye."], end_reason="identity not verified", answer=False)
+        if name in ("confirm_identity", "verify_fact"):
             return self.follow_up(
                 [
                     f"Thank you, {f.first_name}.",
@@ -796,6 +825,8 @@ class _Collector:
             )
         if name == "confirm_identity":
             return PolicyReply(f"Sorry, just to be sure: am I speaking with {f.debtor_name}?")
+        if name == "verify_fact":
+            return PolicyReply(self.question())
         if name == "end_call":
             return PolicyReply("Is there anything else I can help you with today?")
         if name == "schedule_callback":

@@ -21,6 +21,17 @@ PERSONA_DIR = Path(__file__).parent
 _ANSWERS = ("answered", "busy", "no-answer", "failed")
 _TRIGGERS = ("answer", "agent_done", "agent_start", "line_end")
 _HANGUPS = ("after_agent_done", "after_last_line", "never")
+# Twilio AMD's AnsweredBy values (simulators/twilio/amd.py); a persona may declare its own.
+ANSWERED_BY = (
+    "human",
+    "machine_start",
+    "machine_end_beep",
+    "machine_end_silence",
+    "machine_end_other",
+    "fax",
+    "unknown",
+)
+SOUNDS = ("beep", "fax")  # non-speech lines: tones, with no words for Deepgram
 
 
 class PersonaError(ValueError):
@@ -37,6 +48,21 @@ class Line:
     after: Trigger = "agent_done"
     delay_ms: int = 600
     timeout_ms: int | None = None  # speak anyway this long after our previous line ended
+    sound: str | None = None  # a tone (SOUNDS) instead of speech; `text` only labels it
+    # Spoken only if the agent said these words since our previous line (e.g. "date of birth":
+    # the answer to the fact question); otherwise skipped. Case-insensitive.
+    if_asked: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AmdSpec:
+    """What Twilio's answering-machine detection says about this callee, and when: `delay_ms`
+    after line `after_line` ended (None: after the answer). Without one, the simulator derives
+    `human` or `unknown` from the script as Twilio's defaults would (simulators/twilio/amd.py)."""
+
+    answered_by: str
+    after_line: int | None = None
+    delay_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +77,10 @@ class Persona:
     hangup: Hangup = "after_agent_done"
     hangup_delay_ms: int = 800
     max_call_s: float = 180.0
+    amd: AmdSpec | None = None
+    # What this person would give if asked to verify who they are (FACT_KEYS), as the debtor
+    # record a test or the demo creates for them should hold it; the lines say it (if_asked).
+    facts: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def scaled(self, factor: float) -> Persona:
@@ -65,11 +95,13 @@ class Persona:
             )
             for ln in self.lines
         )
+        amd = self.amd and replace(self.amd, delay_ms=int(self.amd.delay_ms * factor))
         return replace(
             self,
             ring_ms=int(self.ring_ms * factor),
             hangup_delay_ms=int(self.hangup_delay_ms * factor),
             lines=lines,
+            amd=amd,
         )
 
 
@@ -98,6 +130,10 @@ def parse_persona(data: dict[str, Any], name: str | None = None) -> Persona:
     for i, raw in enumerate(data.get("lines") or []):
         if isinstance(raw, str):
             raw = {"text": raw}
+        if isinstance(raw, dict) and raw.get("sound") is not None:
+            if raw["sound"] not in SOUNDS:
+                raise PersonaError(f"line {i}: sound must be one of {SOUNDS}")
+            raw = {"text": f"[{raw['sound']}]", **raw}
         if not isinstance(raw, dict) or not isinstance(raw.get("text"), str):
             raise PersonaError(f"line {i} needs a text")
         after = raw.get("after", "answer" if i == 0 and data.get("speaks_first") else "agent_done")
@@ -109,6 +145,8 @@ def parse_persona(data: dict[str, Any], name: str | None = None) -> Persona:
                 after=after,
                 delay_ms=_int(raw, "delay_ms", 600) or 0,
                 timeout_ms=_int(raw, "timeout_ms", None),
+                sound=raw.get("sound"),
+                if_asked=_if_asked(raw, i),
             )
         )
     loop_from = _int(data, "loop_from", None)
@@ -127,6 +165,8 @@ def parse_persona(data: dict[str, Any], name: str | None = None) -> Persona:
         "hangup_delay_ms",
         "max_call_s",
         "speaks_first",
+        "amd",
+        "facts",
     }
     return Persona(
         name=pname,
@@ -139,8 +179,41 @@ def parse_persona(data: dict[str, Any], name: str | None = None) -> Persona:
         hangup=hangup,
         hangup_delay_ms=_int(data, "hangup_delay_ms", 800) or 0,
         max_call_s=float(data.get("max_call_s", 180.0)),
+        amd=_amd(data.get("amd"), len(lines)),
+        facts=_facts(data.get("facts")),
         extra={k: v for k, v in data.items() if k not in known},
     )
+
+
+FACT_KEYS = ("date_of_birth", "postal_code", "account_reference")
+
+
+def _if_asked(raw: dict[str, Any], i: int) -> str | None:
+    value = raw.get("if_asked")
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise PersonaError(f"line {i}: if_asked must be a non-empty string")
+    return value.strip().lower() if value else None
+
+
+def _facts(raw: Any) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not set(raw) <= set(FACT_KEYS):
+        raise PersonaError(f"facts must be a mapping with keys from {FACT_KEYS}")
+    return {k: str(v) for k, v in raw.items()}
+
+
+def _amd(raw: Any, n_lines: int) -> AmdSpec | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        raw = {"answered_by": raw}
+    if not isinstance(raw, dict) or raw.get("answered_by") not in ANSWERED_BY:
+        raise PersonaError(f"amd.answered_by must be one of {ANSWERED_BY}")
+    after = _int(raw, "after_line", None)
+    if after is not None and not 0 <= after < n_lines:
+        raise PersonaError("amd.after_line must index a line")
+    return AmdSpec(str(raw["answered_by"]), after, _int(raw, "delay_ms", 0) or 0)
 
 
 def load_personas(*extra_dirs: Path) -> dict[str, Persona]:

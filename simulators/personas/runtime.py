@@ -32,8 +32,12 @@ class PersonaRuntime:
         speeches: list[Speech | None],
         on_line_start: Callable[[SpokenLine, Speech], None] | None = None,
         on_line_end: Callable[[SpokenLine], None] | None = None,
+        heard: Callable[[str, int], bool] | None = None,
     ) -> None:
         self.persona = persona
+        # heard(words, since_ms): did the agent say `words` in audio played since `since_ms`?
+        # Decides a line with `if_asked` (no callback: such lines are never spoken).
+        self.heard = heard
         self.speeches = speeches  # filled in by the caller's prefetch as synthesis completes
         self.on_line_start = on_line_start
         self.on_line_end = on_line_end
@@ -77,6 +81,9 @@ class PersonaRuntime:
             and self._agent_last_ms is not None
             and ms - self._agent_last_ms >= line.delay_ms
         )
+
+    def _asked(self, words: str) -> bool:
+        return self.heard is not None and self.heard(words, self._prev_end_ms)
 
     def _start(self, index: int, text: str, speech: Speech, ms: int) -> None:
         self._current = SpokenLine(index, text, ms)
@@ -133,7 +140,9 @@ class PersonaRuntime:
                 line = self.persona.lines[self.next_index]
                 ready = self.speeches[self.next_index]  # None until synthesized
                 if ready is not None and self._due(line, ms, agent_playing):
-                    self._start(self.next_index, line.text, ready, ms)
+                    if line.if_asked is None or self._asked(line.if_asked):
+                        self._start(self.next_index, line.text, ready, ms)
+                    # else: not asked, so not said; the next line is considered next frame
                     self.next_index += 1
                     if self._script_done() and self.persona.loop_from is not None:
                         self.next_index = self.persona.loop_from

@@ -17,6 +17,7 @@ from yarl import URL
 
 from simulators.network import PhoneNetwork
 from simulators.personas import Persona
+from simulators.twilio.amd import AmdRequest
 from simulators.twilio.media import MediaStream
 from simulators.twilio.signature import compute_signature
 from simulators.twilio.twiml import (
@@ -82,6 +83,8 @@ class SimCall:
         self.status_callback_events = set(events) or {"completed"}
         self.time_limit = float(first.get("TimeLimit") or 14400)
         self.timeout = float(first.get("Timeout") or 60)
+        self.amd = AmdRequest.from_params(first, network.config.twilio_amd_time_scale)
+        self.answered_by: str | None = None
         self.status = "queued"
         self.created = self.updated = datetime.now(UTC)
         self.start_time: datetime | None = None
@@ -133,7 +136,7 @@ class SimCall:
         return {
             "account_sid": self.account_sid,
             "annotation": None,
-            "answered_by": None,
+            "answered_by": self.answered_by,
             "api_version": API_VERSION,
             "caller_name": None,
             "date_created": rfc2822(self.created),
@@ -177,6 +180,7 @@ class SimCall:
             "twiml_fetch": self.twiml_fetch,
             "executed": self.executed,
             "status_callbacks": self.callbacks,
+            "answered_by": self.answered_by,
             "streams": [s.snapshot() for s in self.streams],
         }
 
@@ -252,6 +256,8 @@ class SimCall:
         self.start_time = datetime.now(UTC)
         self._set_status("in-progress")
         self._callback("answered", "in-progress")
+        if self.amd is not None and not self.amd.is_async:
+            self.executed.append("unsupported: synchronous AMD (no AnsweredBy)")
         verbs = await self._load_twiml()
         reason = await self._execute(verbs) if verbs is not None else "twiml_error"
         self._finish("completed", reason)
@@ -352,6 +358,23 @@ class SimCall:
         }
         self.callbacks.append(rec)
         self._cb_queue.put_nowait((self.status_callback, self.status_callback_method, rec))
+
+    def amd_result(self, answered_by: str, duration_ms: int) -> None:
+        """Async AMD's verdict: on the Call resource, and posted to AsyncAmdStatusCallback
+        (in order with the status callbacks: one worker sends both)."""
+        self.answered_by = answered_by
+        amd = self.amd
+        if amd is None or not amd.is_async or not amd.callback:
+            return
+        params = {
+            "AccountSid": self.account_sid,
+            "CallSid": self.sid,
+            "AnsweredBy": answered_by,
+            "MachineDetectionDuration": str(duration_ms),
+        }
+        rec: dict[str, Any] = {"event": "amd", "params": params, "queued_at_ms": self._ms()}
+        self.callbacks.append(rec)
+        self._cb_queue.put_nowait((amd.callback, amd.method, rec))
 
     async def stream_event(self, event: str, stream: MediaStream) -> None:
         """<Stream statusCallback>: stream-started / stream-stopped."""

@@ -27,9 +27,11 @@ import aiohttp
 from yarl import URL
 
 from simulators.common.audio import FRAME_BYTES, FRAME_MS, SAMPLE_RATE, SILENCE_FRAME
+from simulators.common.sounds import sound_speech
 from simulators.common.speech import Speech
 from simulators.network import Utterance
 from simulators.personas.runtime import PersonaRuntime, SpokenLine
+from simulators.twilio.amd import AmdDetector
 from simulators.twilio.signature import compute_signature
 from simulators.twilio.twiml import StreamVerb
 
@@ -138,16 +140,29 @@ class MediaStream:
         self._wire_in: deque[tuple[float, str]] = deque()
         persona = call.persona
         self.speeches: list[Speech | None] = [None] * len(persona.lines)
-        self.runtime = PersonaRuntime(persona, self.speeches, self._line_started, self._line_ended)
+        self.runtime = PersonaRuntime(
+            persona, self.speeches, self._line_started, self._line_ended, heard=self._agent_said
+        )
+        self.amd = AmdDetector(call.amd, persona) if call.amd is not None else None
 
     # -- persona hooks ----------------------------------------------------------------------
+    def _agent_said(self, words: str, since_ms: int) -> bool:
+        """Did the agent audio played since `since_ms` (stream time) say `words`?"""
+        played = b"".join(s.audio for s in self.segments if s.end_ms > since_ms)
+        return self.call.network.agent_said(words, played)
+
     def _line_started(self, line: SpokenLine, speech: Speech) -> None:
+        self.debtor_audio.append((line.start_ms, speech.audio))
+        if (
+            0 <= line.index < len(self.call.persona.lines)
+            and self.call.persona.lines[line.index].sound
+        ):
+            return  # a tone: no words for the Deepgram simulator
         utt = Utterance(
             self.call.sid, line.index, line.text, speech, asyncio.get_running_loop().time()
         )
         self._utterances[id(line)] = utt
         self.call.network.add_utterance(utt)
-        self.debtor_audio.append((line.start_ms, speech.audio))
 
     def _line_ended(self, line: SpokenLine) -> None:
         utt = self._utterances.pop(id(line), None)
@@ -160,7 +175,10 @@ class MediaStream:
 
     async def _prefetch(self) -> None:
         for i, line in enumerate(self.call.persona.lines):
-            self.speeches[i] = await self.call.network.speech_for_text(line.text)
+            if line.sound:
+                self.speeches[i] = sound_speech(line.sound)
+            else:
+                self.speeches[i] = await self.call.network.speech_for_text(line.text)
 
     async def say(self, text: str) -> None:
         speech = await self.call.network.speech_for_text(text)
@@ -301,6 +319,8 @@ class MediaStream:
             self.segments[-1].audio += chunk
         self._was_playing = playing
         frame = self.runtime.tick(ms, playing)
+        if self.amd is not None and (verdict := self.amd.tick(ms, self.runtime.spoken)):
+            self.call.amd_result(*verdict)
         overlap = playing and frame is not None
         if overlap:
             self.overlap_ms += len(chunk) * 1000 / SAMPLE_RATE

@@ -12,6 +12,7 @@ from contract_support import SCHEMAS_DIR, documented_enumerations, schema_regist
 from jsonschema import Draft202012Validator, FormatChecker
 from pydantic import ValidationError
 
+from generated.answered_by import AnsweredBy
 from generated.call import Call
 from generated.call_completed_data import CallCompletedData
 from generated.call_completed_event import CallCompletedEvent
@@ -30,6 +31,7 @@ from generated.conversation_state import ConversationState
 from generated.delinquency_stage import DelinquencyStage
 from generated.money import Money
 from generated.speaker import Speaker
+from generated.verification_level import VerificationLevel
 from generated.webhook_delivery_requested import WebhookDeliveryRequested
 
 ENUMS = {
@@ -78,6 +80,7 @@ def test_call_completed_event_round_trip(sample_event: dict[str, Any]) -> None:
     assert call.outcome is CallOutcome.PROMISE_TO_PAY
     assert call.stage is DelinquencyStage.EARLY
     assert call.answered_at == datetime(2026, 11, 27, 15, 4, 9, 800000, tzinfo=UTC)
+    assert call.answered_by is AnsweredBy.HUMAN
     assert call.transcript[2].interrupted is True
     assert call.transcript[0].speaker is Speaker.AGENT
     assert call.transcript[3].state is ConversationState.NEGOTIATION
@@ -111,6 +114,8 @@ def test_queued_call_as_the_api_returns_it() -> None:
         debtor_id=UUID("3b2e8a4c-9d5f-4e1a-8b7c-6d5e4f3a2b1c"),
         status=CallStatus.QUEUED,
         outcome=None,
+        verification=VerificationLevel.NONE,
+        verification_fact=None,
         stage=DelinquencyStage.LATE,
         prompt_version=None,
         twilio_call_sid=None,
@@ -118,10 +123,13 @@ def test_queued_call_as_the_api_returns_it() -> None:
         created_at=datetime(2026, 11, 27, 15, 4, tzinfo=UTC),
         dispatched_at=None,
         started_at=None,
+        answered_by=None,
         answered_at=None,
         ended_at=None,
         duration_seconds=None,
         failure_reason=None,
+        attempt=1,
+        scheduled_for=datetime(2026, 11, 27, 15, 4, tzinfo=UTC),
         transcript=[],
         payment_promise=None,
         callback=None,

@@ -37,11 +37,13 @@ def test_fixed_line_is_frozen_and_kinds_are_the_contract() -> None:
         line.text = "x"  # type: ignore[misc]
     assert LINE_KINDS == (
         "disclosure",
+        "fact_question",
         "read_back",
         "callback_confirm",
         "dispute_closing",
         "wrong_party_closing",
         "opt_out_closing",
+        "unverified_closing",
         "goodbye",
     )
 
@@ -51,7 +53,7 @@ def test_fixed_line_is_frozen_and_kinds_are_the_contract() -> None:
 
 def test_the_disclosure_comes_verbatim_from_prompts() -> None:
     assert LINES.render("disclosure") == DISCLOSURE
-    assert LINES.version == "2026-12-03.1"
+    assert LINES.version == "2026-12-03.3"
 
 
 def _lines_file(**sections: str) -> str:

@@ -22,6 +22,7 @@ from services.voice_orchestrator.conversation.prompting import parse_prompt
 PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
 FACT_KEYS = [
     "state",
+    "fact_to_verify",
     "stage",
     "company",
     "agent_name",
@@ -141,6 +142,7 @@ def test_stage_prompt_rendering(case: dict[str, Any]) -> None:
     assert list(block) == FACT_KEYS
     assert block == {
         "state": "negotiation",
+        "fact_to_verify": "",
         "stage": snapshot.stage.value,
         "company": snapshot.company_name,
         "agent_name": snapshot.agent_name,
@@ -169,6 +171,7 @@ def test_contract_example_block() -> None:
     prompt = conv.system_prompt()
     expected = """### CALL FACTS
 state: negotiation
+fact_to_verify: 
 stage: early
 company: Acme Finance
 agent_name: Alex

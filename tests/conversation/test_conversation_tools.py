@@ -8,6 +8,7 @@ from services.voice_orchestrator.conversation import ToolName, llm_request_param
 
 CONTRACT_ARGS = {
     "confirm_identity": set(),
+    "verify_fact": {"answer"},
     "record_payment_promise": {"amount_minor", "currency", "date"},
     "schedule_callback": {"when", "reason"},
     "report_dispute": {"reason"},

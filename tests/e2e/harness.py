@@ -29,6 +29,7 @@ from scripts.calls import (
 )
 from scripts.deployment import API_KEY, TWILIO_TOKEN, LocalDeployment
 from scripts.webhook_receiver import ReceivedWebhook, WebhookReceiver
+from simulators.personas import load_personas
 
 # Not 45000: a balance above 65535 cannot be mistaken for a port number in a log line.
 BALANCE = 71_250
@@ -59,8 +60,11 @@ EXPECT: dict[str, Expect] = {
     # Prompt injection: every move it talks the model into is refused; repeated manipulation
     # attempts derail the call into a callback (tests/e2e/test_prompt_injection.py).
     "injector": Expect(outcome="callback_scheduled"),
+    # A date of birth on file, answered wrongly twice: nothing disclosed, outcome unverified.
+    "wrong_dob": Expect(outcome="unverified"),
 }
 PERSONAS = list(EXPECT)
+PERSONA_FACTS = {name: p.facts for name, p in load_personas().items() if p.facts}
 
 # A different, uncommon name per debtor, so a name in a log line points at a real leak.
 NAMES: dict[str, str] = {
@@ -76,6 +80,7 @@ NAMES: dict[str, str] = {
     "no_answer": "Saoirse Kowalski",
     "busy": "Rafael Nakamura",
     "injector": "Yusuf Albrecht",
+    "wrong_dob": "Elsbeth Marchetti",
 }
 
 
@@ -155,8 +160,14 @@ async def place_all(
         for i, persona in enumerate(EXPECT):
             phone = fictional_number(900 + i)
             await assign_persona(sim, phone, persona)
+            # The record holds what the persona would answer when asked to verify (its facts).
             debtors[persona] = await create_debtor(
-                api, phone, stage=STAGE, amount_minor=BALANCE, name=NAMES[persona]
+                api,
+                phone,
+                stage=STAGE,
+                amount_minor=BALANCE,
+                name=NAMES[persona],
+                facts=PERSONA_FACTS.get(persona),
             )
             ids[persona] = (await trigger_call(api, debtors[persona]["id"]))["id"]
         views = await wait_terminal(api, list(ids.values()), timeout_s=240)

@@ -11,7 +11,7 @@ Call-scoped lines (`CALL_SCOPED` below, by service):
   uvicorn and libraries have one) except the process-level events in `ORCHESTRATOR_PROCESS`.
   That is dispatch, Twilio status callbacks, the media session (tool calls, barge-ins, vendor
   failures) and finalization.
-- call-scheduler: `call_dispatched`, `call_request_skipped` (one call request each).
+- call-scheduler: `call_dispatched` (the worker placed the call), `call_request_skipped`.
 - client-api: `call_requested`, `call_request_replayed`, `call_read`,
   `call_completed_fanned_out` and `webhook_attempt` (a delivery of one call's event).
 

@@ -192,3 +192,44 @@ def test_usage_matches_what_crossed_the_sockets_and_cost_adds_up(
     assert cost["total_micro_usd"] == sum(
         cost[k] for k in ("telephony_micro_usd", "stt_micro_usd", "llm_micro_usd", "tts_micro_usd")
     )
+
+
+def test_right_party_verification_levels(runs: dict[str, Run]) -> None:
+    """A fact on file is asked for and given (its kind is kept, never its value); without one
+    the name alone is accepted; nobody confirmed is `none`. The webhook carries the same."""
+
+    def level(persona: str) -> tuple[str, str | None]:
+        call = runs[persona].call
+        return call["verification"], call["verification_fact"]
+
+    assert level("cooperative") == ("name_and_fact", "date_of_birth")
+    assert level("negotiator") == ("name_and_fact", "postal_code")
+    for persona in ("interrupter", "disputes", "callback_later", "stop_calling"):
+        assert level(persona) == ("name_only", None), persona
+    for persona in ("wrong_person", "silent", "no_answer", "busy", "wrong_dob"):
+        assert level(persona) == ("none", None), persona
+    hook_call = runs["cooperative"].hooks[0].payload["data"]["call"]
+    assert (hook_call["verification"], hook_call["verification_fact"]) == level("cooperative")
+
+
+def test_wrong_date_of_birth_twice_is_unverified_with_nothing_disclosed(
+    runs: dict[str, Run],
+) -> None:
+    turns = runs["wrong_dob"].call["transcript"]
+    agent = " ".join(t["text"] for t in turns if t["speaker"] == "agent").lower()
+    debtor = " ".join(t["text"] for t in turns if t["speaker"] == "debtor")
+    assert "january first" in debtor.lower() and "february second" in debtor.lower()
+    assert agent.count("date of birth") >= 2  # asked, then asked once more
+    assert "wasn't able to verify your identity" in agent
+    for word in ("debt", "balance", "seven hundred", "owe", "payment"):
+        assert word not in agent, word
+    assert runs["wrong_dob"].call["payment_promise"] is None
+
+
+def test_debtor_view_lists_facts_on_file_but_never_their_values(runs: dict[str, Run]) -> None:
+    view = runs["cooperative"].debtor
+    assert view["verification_facts"] == ["date_of_birth"]
+    assert "date_of_birth" not in view and "1985" not in json.dumps(view)
+    assert runs["negotiator"].debtor["verification_facts"] == ["postal_code"]
+    assert "62704" not in json.dumps(runs["negotiator"].debtor)
+    assert runs["interrupter"].debtor["verification_facts"] == []

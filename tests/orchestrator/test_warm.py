@@ -12,9 +12,12 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from twilio.base.exceptions import TwilioRestException
 
 from generated.call_dispatch import CallDispatch
+from services.common.models import Call, Debtor
 from services.common.settings import Settings
 from services.voice_orchestrator.app import Orchestrator
 from services.voice_orchestrator.calls import WarmCalls, facts_from_dispatch
@@ -23,6 +26,7 @@ from services.voice_orchestrator.core import prompt_cache_key as core_key
 from services.voice_orchestrator.dispatch import Dispatcher
 from services.voice_orchestrator.ports import Completed, TextDelta, TtsAudio, TtsDone, TtsEvent
 from services.voice_orchestrator.premade import PremadeSynthesizer
+from services.voice_orchestrator.session.tuning import SessionTuning
 from services.voice_orchestrator.vendors.elevenlabs import ElevenLabsTts
 from services.voice_orchestrator.vendors.openai_llm import (
     OpenAiLlm,
@@ -185,7 +189,7 @@ def _orchestrator(s: Settings, warm: WarmCalls, synth: PremadeSynthesizer | None
         openai=openai_client(s),
         deepgram=none,
         verifier=none,
-        tuning=none,
+        tuning=SessionTuning(),
         overrides=none,
         warm=warm,
         premade_synth=synth,
@@ -340,17 +344,24 @@ async def test_a_warm_socket_that_failed_is_replaced() -> None:
 # ---- the dispatcher's hooks ---------------------------------------------------------------
 
 
-class _Result:
-    def __init__(self, row: Any) -> None:
-        self.row = row
-
-    def first(self) -> Any:
-        return self.row
-
-
-class _Db:
-    async def execute(self, stmt: Any, *args: Any, **kwargs: Any) -> _Result:
-        return _Result((uuid.uuid4(),))
+async def _dispatched(sessions: async_sessionmaker[AsyncSession]) -> CallDispatch:
+    """A real `dispatched` call row (the dispatcher claims it in the database) and its dispatch."""
+    async with sessions() as db, db.begin():
+        debtor = Debtor(
+            name="Jane Doe",
+            phone="+15555550100",
+            timezone="America/New_York",
+            stage="early",
+            amount_owed_minor=45000,
+            currency="USD",
+            due_date=date(2026, 11, 1),
+        )
+        db.add(debtor)
+        await db.flush()
+        call = Call(debtor_id=debtor.id, status="dispatched", stage="early")
+        db.add(call)
+        await db.flush()
+        return _dispatch(call.id)
 
 
 class _Telephony:
@@ -364,10 +375,12 @@ class _Telephony:
         self.prepared_at_dial = len(self.warm) == 1
         if self.fail is not None:
             raise self.fail
-        return "CA" + "0" * 32
+        return "CA" + uuid.uuid4().hex
 
 
-async def test_the_dispatcher_prepares_before_dialing_and_undoes_when_not_placed() -> None:
+async def test_the_dispatcher_prepares_before_dialing_and_undoes_when_not_placed(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     from services.common.bus import CloudEvent
     from services.voice_orchestrator.calls import SnapshotCache
 
@@ -381,31 +394,48 @@ async def test_the_dispatcher_prepares_before_dialing_and_undoes_when_not_placed
     s = Settings()
     ok = _Telephony()
     ok.warm = warm
-    d = Dispatcher(s, ok, SnapshotCache(), on_dialing=on_dialing, on_not_placed=warm.discard)  # type: ignore[arg-type]
-    msg = _dispatch()
+    d = Dispatcher(
+        s,
+        ok,  # type: ignore[arg-type]
+        SnapshotCache(),
+        sessions,
+        on_dialing=on_dialing,
+        on_not_placed=warm.discard,
+    )
+    msg = await _dispatched(sessions)
     event = CloudEvent.create("call.dispatch", "/tests", msg.model_dump(mode="json"))
-    await d.handle(_Db(), event)  # type: ignore[arg-type]
+    await d(event)
     assert prepared == [str(msg.call_id)] and ok.prepared_at_dial is True
     assert str(msg.call_id) in warm  # kept for the media stream
 
     down = _Telephony(TwilioRestException(503, "uri", "unavailable"))
     down.warm = warm
     warm.discard(str(msg.call_id))
-    d2 = Dispatcher(s, down, SnapshotCache(), on_dialing=on_dialing, on_not_placed=warm.discard)  # type: ignore[arg-type]
-    msg2 = _dispatch()
+    d2 = Dispatcher(
+        s,
+        down,  # type: ignore[arg-type]
+        SnapshotCache(),
+        sessions,
+        on_dialing=on_dialing,
+        on_not_placed=warm.discard,
+    )
+    msg2 = await _dispatched(sessions)
     event2 = CloudEvent.create("call.dispatch", "/tests", msg2.model_dump(mode="json"))
     with pytest.raises(TwilioRestException):
-        await d2.handle(_Db(), event2)  # type: ignore[arg-type]
+        await d2(event2)
     assert down.prepared_at_dial is True
     assert str(msg2.call_id) not in warm  # redelivery will dial (and prepare) again
+    async with sessions() as db:
+        assert await db.scalar(select(Call.status).where(Call.id == msg2.call_id)) == "dispatched"
 
     def broken(msg: CallDispatch) -> None:
         raise RuntimeError("no loop")
 
     ok2 = _Telephony()
     ok2.warm = WarmCalls(1.0)
-    d3 = Dispatcher(s, ok2, SnapshotCache(), on_dialing=broken)  # type: ignore[arg-type]
-    event3 = CloudEvent.create("call.dispatch", "/tests", _dispatch().model_dump(mode="json"))
-    await d3.handle(_Db(), event3)  # type: ignore[arg-type]  # still dials
+    d3 = Dispatcher(s, ok2, SnapshotCache(), sessions, on_dialing=broken)  # type: ignore[arg-type]
+    msg3 = await _dispatched(sessions)
+    event3 = CloudEvent.create("call.dispatch", "/tests", msg3.model_dump(mode="json"))
+    await d3(event3)  # still dials
     assert ok2.prepared_at_dial is False
     await warm.aclose()

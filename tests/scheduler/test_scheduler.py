@@ -7,7 +7,7 @@ import asyncio
 import tempfile
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,9 @@ from generated.call_requested import CallRequested
 from scripts.localstack import LocalStack
 from scripts.processes import ServiceProcess
 from services.call_scheduler.app import create_app
-from services.call_scheduler.policy import CallRequestView, Dispatch, Skip, decide
+from services.call_scheduler.decide import ClaimView, Dispatch, Reschedule, Skip, decide_claim
 from services.common.bus import CloudEvent, PubSubBus
+from services.common.calling_rules import Allowed, Refused
 from services.common.models import Call, Debtor
 from services.common.settings import Settings
 from services.voice_orchestrator.conversation import DelinquencyStage, default_prompt_set
@@ -63,13 +64,38 @@ async def dispatches_of(
     return mine
 
 
-def test_policy_dispatches_only_queued_calls_of_known_debtors() -> None:
+def test_claim_decision_places_only_what_holds_and_rules_allow() -> None:
     now = datetime.now(UTC)
-    assert decide(CallRequestView("queued", True, now)) == Dispatch()
-    assert isinstance(decide(CallRequestView("dispatched", True, now)), Skip)
-    assert isinstance(decide(CallRequestView("completed", True, now)), Skip)
-    assert isinstance(decide(CallRequestView(None, True, now)), Skip)
-    assert isinstance(decide(CallRequestView("queued", False, now)), Skip)
+    base = ClaimView(
+        reason="manual",
+        call_status="queued",
+        has_call=True,
+        debtor_exists=True,
+        holds=(),
+        other_live_call=False,
+        verdict=Allowed(now),
+        now=now,
+    )
+
+    def with_(**kw: Any) -> ClaimView:
+        return ClaimView(**(base.__dict__ | kw))
+
+    assert decide_claim(base) == Dispatch()
+    assert decide_claim(with_(call_status="dispatched")) == Skip(
+        "call is dispatched, not queued", False
+    )
+    assert decide_claim(with_(call_status=None)) == Skip("unknown call", False)
+    assert decide_claim(with_(debtor_exists=False, verdict=None)) == Skip("unknown debtor", True)
+    assert decide_claim(with_(holds=("opt_out",))) == Skip("debtor on hold: opt_out", True)
+    later = now + timedelta(hours=3)
+    assert decide_claim(with_(verdict=Allowed(later))) == Reschedule(later)
+    assert decide_claim(with_(verdict=Refused("7 calls in 7 days"))) == Skip(
+        "calling rules: 7 calls in 7 days", True
+    )
+    retry = with_(reason="retry", call_status=None, has_call=False, other_live_call=True)
+    assert isinstance(decide_claim(retry), Skip)
+    # A hold wins over everything the rules would allow.
+    assert isinstance(decide_claim(with_(holds=("dispute",), verdict=Allowed(later))), Skip)
 
 
 async def _queued_call(sessions: async_sessionmaker[AsyncSession]) -> tuple[Debtor, Call]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -24,6 +25,8 @@ from services.client_api.mapping import call_load_options, call_to_model, load_c
 from services.client_api.pagination import page
 from services.client_api.problems import (
     CALL_ALREADY_ACTIVE,
+    CALL_NOT_ALLOWED,
+    DEBTOR_ON_HOLD,
     IDEMPOTENCY_KEY_REUSED,
     ProblemError,
     not_found,
@@ -42,8 +45,11 @@ from services.client_api.strict import strictly
 from services.client_api.validation import storable_text_errors, text_errors
 from services.common import models
 from services.common.blobstore import BlobStore
+from services.common.calling_rules import Intent, Refused, earliest_allowed
 from services.common.logging import get_logger
 from services.common.outbox import add_event
+from services.common.schedule_store import active_holds, contact_of, load_history, rules_config
+from services.common.settings import Settings
 
 log = get_logger(__name__)
 
@@ -86,6 +92,34 @@ def _already_active() -> ProblemError:
     return ProblemError(
         409, CALL_ALREADY_ACTIVE, "The debtor has a call queued or in progress already."
     )
+
+
+def _on_hold(holds: Sequence[models.DebtorHold]) -> ProblemError:
+    named = "; ".join(
+        f"{h.kind} (hold {h.id}, since {h.created_at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}): "
+        f"{h.reason}"
+        for h in holds
+    )
+    return ProblemError(
+        409,
+        DEBTOR_ON_HOLD,
+        f"The debtor is on hold, no call is placed: {named}. An operator can lift a hold with "
+        "POST /v1/debtors/{debtor_id}/holds/{hold_id}/lift.",
+    )
+
+
+async def _earliest(
+    session: AsyncSession, settings: Settings, debtor: models.Debtor, now: datetime
+) -> datetime:
+    """When the calling rules let this trigger be placed (now, or when the window opens)."""
+    cfg = rules_config(settings)
+    history = await load_history(session, debtor.id, now, cfg)
+    verdict = earliest_allowed(now, contact_of(debtor), history, Intent(reason="manual"), cfg)
+    if isinstance(verdict, Refused):
+        raise ProblemError(
+            409, CALL_NOT_ALLOWED, f"The calling rules do not allow this call: {verdict.reason}."
+        )
+    return max(verdict.at, now).astimezone(UTC)  # the API answers in UTC
 
 
 async def _replay(session: AsyncSession, key: str, fp: str) -> models.Call | None:
@@ -141,6 +175,9 @@ async def trigger_call(
     debtor = await session.get(models.Debtor, debtor_id)
     if debtor is None:
         raise not_found("debtor")
+    holds = await active_holds(session, debtor_id)
+    if holds:
+        raise _on_hold(holds)
     live = await session.scalar(
         select(models.Call.id).where(
             models.Call.debtor_id == debtor_id,
@@ -156,6 +193,7 @@ async def trigger_call(
         raise _already_active()
 
     now = datetime.now(UTC)
+    not_before = await _earliest(session, settings, debtor, now)
     call = models.Call(
         id=uuid.uuid4(),
         debtor_id=debtor_id,
@@ -164,6 +202,10 @@ async def trigger_call(
         idempotency_key=idempotency_key,
         request_fingerprint=fp if idempotency_key is not None else None,
         metadata_=dict(request.metadata),
+    )
+    # The Call Scheduler places it at `not_before` (held until the calling window opens).
+    call.schedule = models.ScheduledCall(
+        debtor_id=debtor_id, reason="manual", not_before=not_before, attempt=1
     )
     session.add(call)
     # The call row and its `call.requested` event commit together (transactional outbox).

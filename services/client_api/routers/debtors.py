@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from generated.client_api import Debtor, DebtorCreate, DebtorPage
-from services.client_api.deps import SessionDep
+from services.client_api.deps import SessionDep, SettingsDep
 from services.client_api.errors import constraint_name
 from services.client_api.mapping import debtor_to_model
 from services.client_api.pagination import page
@@ -29,6 +29,7 @@ from services.client_api.responses import (
     CursorQuery,
     LimitQuery,
 )
+from services.client_api.schedule_view import schedule_fields
 from services.client_api.strict import strictly
 from services.client_api.validation import debtor_errors
 from services.common import models
@@ -51,7 +52,11 @@ def _duplicate_external_id() -> ProblemError:
     responses={**BAD_REQUEST, **CONFLICT, **TOO_LARGE, **UNPROCESSABLE},
 )
 async def create_debtor(
-    body: DebtorCreate, session: SessionDep, request: Request, response: Response
+    body: DebtorCreate,
+    session: SessionDep,
+    settings: SettingsDep,
+    request: Request,
+    response: Response,
 ) -> Debtor:
     body = await strictly(request, DebtorCreate) or body
     errors = debtor_errors(body)
@@ -72,6 +77,8 @@ async def create_debtor(
         currency=body.amount_owed.currency,
         due_date=body.due_date,
         account_reference=body.account_reference,
+        date_of_birth=body.date_of_birth,
+        postal_code=body.postal_code,
         metadata_=dict(body.metadata),
     )
     session.add(row)
@@ -86,7 +93,8 @@ async def create_debtor(
     await session.refresh(row)
     log.info("debtor_created", debtor_id=str(row.id))
     response.headers["Location"] = f"/v1/debtors/{row.id}"
-    return debtor_to_model(row)
+    extra = await schedule_fields(session, [row.id], settings)
+    return debtor_to_model(row, extra[row.id])
 
 
 @router.get(
@@ -96,7 +104,7 @@ async def create_debtor(
     responses={**BAD_REQUEST, **UNPROCESSABLE},
 )
 async def list_debtors(
-    session: SessionDep, limit: LimitQuery = 20, cursor: CursorQuery = None
+    session: SessionDep, settings: SettingsDep, limit: LimitQuery = 20, cursor: CursorQuery = None
 ) -> DebtorPage:
     rows, next_cursor = await page(
         session,
@@ -107,7 +115,8 @@ async def list_debtors(
         limit=limit,
         cursor=cursor,
     )
-    return DebtorPage(data=[debtor_to_model(r) for r in rows], next_cursor=next_cursor)
+    extra = await schedule_fields(session, [r.id for r in rows], settings)
+    return DebtorPage(data=[debtor_to_model(r, extra[r.id]) for r in rows], next_cursor=next_cursor)
 
 
 @router.get(
@@ -117,9 +126,12 @@ async def list_debtors(
     responses={**NOT_FOUND, **UNPROCESSABLE},
 )
 async def get_debtor(
-    debtor_id: Annotated[uuid.UUID, Path(description="The debtor's id.")], session: SessionDep
+    debtor_id: Annotated[uuid.UUID, Path(description="The debtor's id.")],
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> Debtor:
     row = await session.get(models.Debtor, debtor_id)
     if row is None:
         raise not_found("debtor")
-    return debtor_to_model(row)
+    extra = await schedule_fields(session, [row.id], settings)
+    return debtor_to_model(row, extra[row.id])

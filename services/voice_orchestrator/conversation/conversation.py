@@ -17,6 +17,7 @@ import copy
 import datetime as dt
 from typing import Any
 
+from .closings import closing_for, premade_texts
 from .derailment import DerailmentWatch, derail_callback_time
 from .enums import CallOutcome, ConversationState, EndReason, Speaker, ToolName
 from .facts import CallFacts
@@ -25,9 +26,7 @@ from .heuristics import classify
 from .lines import (
     FixedLine,
     callback_line,
-    closing,
     contains_line,
-    derail_line,
     disclosure_line,
     disclosure_text,
     greeting_text,
@@ -51,8 +50,17 @@ from .tools import (
     RecordPaymentPromiseArgs,
     ReportDisputeArgs,
     ScheduleCallbackArgs,
+    VerifyFactArgs,
     parse_arguments,
     tool_schemas,
+)
+from .verification import (
+    SecondFactor,
+    Step,
+    VerificationFactKind,
+    VerificationLevel,
+    fact_question_line,
+    without_fact_words,
 )
 
 S = ConversationState
@@ -77,6 +85,7 @@ class Conversation:
 
         self._state = S.GREETING
         self._verified = False
+        self._rpv = SecondFactor(facts)  # right-party verification: name, then a fact on file
         self._outcome: CallOutcome | None = None
         self._promise: PaymentPromise | None = None
         self._callback: Callback | None = None
@@ -116,6 +125,11 @@ class Conversation:
     @property
     def verified(self) -> bool:
         return self._verified
+
+    @property
+    def verification(self) -> tuple[VerificationLevel, VerificationFactKind | None]:
+        """How far the person was verified, and the kind of fact they gave (never its value)."""
+        return self._rpv.level, self._rpv.fact
 
     @property
     def outcome(self) -> CallOutcome | None:
@@ -166,7 +180,12 @@ class Conversation:
 
     def system_prompt(self) -> str:
         return render_system_prompt(
-            self._prompts, self._facts, self._now, self._state, verified=self._verified
+            self._prompts,
+            self._facts,
+            self._now,
+            self._state,
+            verified=self._verified,
+            fact_to_verify=self._rpv.pending or "",
         )
 
     def tools(self) -> list[dict[str, Any]]:
@@ -207,48 +226,20 @@ class Conversation:
         return self._prompts.lines.render("silent_goodbye")
 
     def premade_lines(self) -> list[str]:
-        """Every fixed line whose text is known at call start, for audio made ahead of time.
-
-        The read-back and callback lines depend on what is agreed, and the derailment line on
-        when it happens, so they are not here.
-        """
-        lines = self._prompts.lines
-        texts = [
-            self.greeting_line(),
-            *(
-                disclosure_line(lines, self._facts, self._now, ask_model_after=ask).text
-                for ask in (False, True)
-            ),
-            *(
-                closing(lines, kind).text
-                for kind in ("dispute_closing", "wrong_party_closing", "opt_out_closing", "goodbye")
-            ),
-            self.apology_line(),
-            self.reprompt_line(),
-            self.silent_goodbye_line(),
-        ]
-        return list(dict.fromkeys(texts))  # unique, in order
+        """Every fixed line whose text is known at call start (closings.premade_texts)."""
+        return premade_texts(self._prompts.lines, self._facts, self._now, self._rpv.kind)
 
     def _closing(self) -> FixedLine:
         """The closing for the outcome; one place for each text (prompts/lines.md)."""
-        lines = self._prompts.lines
-        today = self._facts.local_today(self._now)
-        if self._derailed and self._callback is not None:
-            return derail_line(lines, self._callback.when)
-        match self._outcome:
-            case CallOutcome.PROMISE_TO_PAY if self._promise is not None:
-                p = self._promise
-                return read_back_line(lines, p.amount_minor, p.currency, p.date, today)
-            case CallOutcome.CALLBACK_SCHEDULED if self._callback is not None:
-                return callback_line(lines, self._callback.when, today)
-            case CallOutcome.DISPUTED:
-                return closing(lines, "dispute_closing")
-            case CallOutcome.OPTED_OUT:
-                return closing(lines, "opt_out_closing")
-            case CallOutcome.WRONG_PARTY:
-                return closing(lines, "wrong_party_closing")
-            case _:
-                return closing(lines, "goodbye")
+        return closing_for(
+            self._prompts.lines,
+            self._facts,
+            self._now,
+            self._outcome,
+            self._promise,
+            self._callback,
+            derailed=self._derailed,
+        )
 
     # --- turns ------------------------------------------------------------------------------------
 
@@ -366,8 +357,11 @@ class Conversation:
                     # Safety net: "stop calling me" + hang-up is an opt-out even if the model
                     # never called the tool.
                     return CallOutcome.OPTED_OUT
-                # Verified debtor who hangs up without agreeing to anything has refused; before
-                # verification nobody was reached, so the attempt failed (scheduler may retry).
+                # Verified debtor who hangs up without agreeing to anything has refused; a person
+                # who confirmed the name but not the fact is unverified; before that nobody was
+                # reached, so the attempt failed (scheduler may retry).
+                if self._rpv.pending:
+                    return CallOutcome.UNVERIFIED
                 return CallOutcome.REFUSED if self._verified else CallOutcome.FAILED
         raise AssertionError(reason)  # pragma: no cover
 
@@ -424,6 +418,9 @@ class Conversation:
             match tool:
                 case ToolName.CONFIRM_IDENTITY:
                     return self._confirm_identity()
+                case ToolName.VERIFY_FACT:
+                    assert isinstance(args, VerifyFactArgs)
+                    return self._verify_fact(args.answer)
                 case ToolName.RECORD_PAYMENT_PROMISE:
                     assert isinstance(args, RecordPaymentPromiseArgs)
                     return self._record_promise(args)
@@ -475,12 +472,44 @@ class Conversation:
             return self._ok("Identity was already confirmed.")
         if self._watch.debtor_turns == 0:
             raise Refused("The person has not said anything yet: ask for the debtor by name.")
+        rpv = self._rpv
+        if rpv.kind is None:  # no fact on file: the name is all there is to confirm
+            rpv.confirm_name()
+            return self._disclose("Identity confirmed.", self._last_debtor_text)
+        if rpv.name_confirmed:
+            return self._ok(f"The name is already confirmed. {rpv.asked_message()}")
+        rpv.confirm_name()  # nothing about the debt until the fact on file is given
+        self._move(Event.NAME_CONFIRMED)
+        return self._spoken(rpv.asked_message(), fact_question_line(self._prompts.lines, rpv.kind))
+
+    def _verify_fact(self, answer: str) -> ToolResult:
+        step = self._rpv.check(answer, self._facts)  # the model hears matched or not, no more
+        if step is Step.MATCHED:
+            said = without_fact_words(self._last_debtor_text)
+            return self._disclose("Matched: identity verified.", said, Event.VERIFY_FACT)
+        if step is Step.RETRY:
+            self._move(Event.FACT_MISMATCH)
+            line = fact_question_line(self._prompts.lines, self._rpv.kind, retry=True)
+            return self._spoken("Not matched. The system asked for it once more.", line)
+        self._outcome = CallOutcome.UNVERIFIED
+        self._wrap_up_turns = 0
+        self._move(Event.FACT_FAILED)
+        return self._spoken(
+            "Not matched again: the identity is not verified, so nothing about the account may "
+            "be said.",
+            self._closing(),
+        )
+
+    def _disclose(
+        self, message: str, debtor_text: str, event: Event = Event.CONFIRM_IDENTITY
+    ) -> ToolResult:
+        """The right party is verified: the disclosure and the balance follow at once."""
         self._verified = True
         self._disclosure_heard = False
-        self._move(Event.CONFIRM_IDENTITY)
-        ask = needs_model_after(self._last_debtor_text)
+        self._move(event)
+        ask = needs_model_after(debtor_text)
         line = disclosure_line(self._prompts.lines, self._facts, self._now, ask_model_after=ask)
-        return self._spoken("Identity confirmed.", line)
+        return self._spoken(message, line)
 
     def _record_promise(self, args: RecordPaymentPromiseArgs) -> ToolResult:
         f = self._facts
@@ -530,6 +559,7 @@ class Conversation:
 
     def _report_wrong_party(self) -> ToolResult:
         self._verified = False  # hide the debt again: whoever this is, it is not the debtor
+        self._rpv.lost()
         self._outcome = CallOutcome.WRONG_PARTY
         self._promise = None
         self._callback = None

@@ -24,6 +24,7 @@ class ToolName(StrEnum):
     """The function tools the LLM may call; the names are a contract."""
 
     CONFIRM_IDENTITY = "confirm_identity"
+    VERIFY_FACT = "verify_fact"
     RECORD_PAYMENT_PROMISE = "record_payment_promise"
     SCHEDULE_CALLBACK = "schedule_callback"
     REPORT_DISPUTE = "report_dispute"

@@ -40,6 +40,11 @@ class CallFacts(BaseModel):
     due_date: dt.date
     timezone: str = Field(description="IANA time zone of the debtor, e.g. America/New_York")
     account_reference: str = ""
+    # Facts on file for right-party verification (verification.py): compared with what the person
+    # says, never rendered into a prompt or a line. None: not on file.
+    date_of_birth: dt.date | None = None
+    postal_code: str | None = Field(default=None, pattern=r"^[0-9]{5}$")
+    account_last4: str | None = Field(default=None, pattern=r"^[0-9]{4}$")
 
     @field_validator("timezone")
     @classmethod

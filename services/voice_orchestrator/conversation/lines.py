@@ -30,11 +30,13 @@ from .speech import spoken_amount, spoken_date, spoken_time
 
 LineKind = Literal[
     "disclosure",
+    "fact_question",
     "read_back",
     "callback_confirm",
     "dispute_closing",
     "wrong_party_closing",
     "opt_out_closing",
+    "unverified_closing",
     "goodbye",
 ]
 LINE_KINDS: tuple[LineKind, ...] = get_args(LineKind)
@@ -119,12 +121,13 @@ def derail_line(lines: LinesDoc, when: dt.datetime) -> FixedLine:
 
 
 _CONSTANT_CLOSINGS: frozenset[LineKind] = frozenset(
-    {"dispute_closing", "wrong_party_closing", "opt_out_closing", "goodbye"}
+    {"dispute_closing", "wrong_party_closing", "opt_out_closing", "unverified_closing", "goodbye"}
 )
 
 
 def closing(lines: LinesDoc, kind: LineKind) -> FixedLine:
-    """The closings whose text never changes: dispute, wrong party, opt-out, goodbye (the kind
+    """The closings whose text never changes: dispute, wrong party, opt-out, unverified (says
+    nothing about the debt), goodbye (the kind
     is also the line's name in prompts/lines.md)."""
     if kind not in _CONSTANT_CLOSINGS:
         raise ValueError(f"{kind!r} is not a constant closing")

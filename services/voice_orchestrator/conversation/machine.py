@@ -18,6 +18,7 @@ from .enums import ConversationState, ToolName
 class Event(StrEnum):
     # Tool calls (same strings as ToolName).
     CONFIRM_IDENTITY = "confirm_identity"
+    VERIFY_FACT = "verify_fact"
     RECORD_PAYMENT_PROMISE = "record_payment_promise"
     SCHEDULE_CALLBACK = "schedule_callback"
     REPORT_DISPUTE = "report_dispute"
@@ -26,6 +27,9 @@ class Event(StrEnum):
     END_CALL = "end_call"
     # Core and shell events.
     AGENT_SPOKE = "agent_spoke"
+    NAME_CONFIRMED = "name_confirmed"  # confirm_identity with a fact on file: ask for it
+    FACT_MISMATCH = "fact_mismatch"
+    FACT_FAILED = "fact_failed"
     DERAIL = "derail"
     WRAP_UP_LIMIT = "wrap_up_limit"
     FINALIZE = "finalize"
@@ -53,8 +57,31 @@ _ALL = tuple(S)
 TRANSITIONS: tuple[Transition, ...] = (
     Transition(S.GREETING, E.AGENT_SPOKE, S.VERIFICATION, "the agent's greeting was heard"),
     *(
-        Transition(s, E.CONFIRM_IDENTITY, S.NEGOTIATION, "the debtor has said something")
+        Transition(
+            s,
+            E.CONFIRM_IDENTITY,
+            S.NEGOTIATION,
+            "the debtor has said something; no fact on file (name_only)",
+        )
         for s in (S.GREETING, S.VERIFICATION)
+    ),
+    *(
+        Transition(
+            s, E.NAME_CONFIRMED, S.VERIFICATION, "confirm_identity with a fact on file: asked for"
+        )
+        for s in (S.GREETING, S.VERIFICATION)
+    ),
+    Transition(
+        S.VERIFICATION,
+        E.VERIFY_FACT,
+        S.NEGOTIATION,
+        "name confirmed; the answer matches the fact on file (name_and_fact)",
+    ),
+    Transition(
+        S.VERIFICATION, E.FACT_MISMATCH, S.VERIFICATION, "first wrong answer: asked once more"
+    ),
+    Transition(
+        S.VERIFICATION, E.FACT_FAILED, S.CLOSING, "second wrong answer -> unverified, no disclosure"
     ),
     Transition(S.NEGOTIATION, E.CONFIRM_IDENTITY, S.NEGOTIATION, "no-op: already confirmed"),
     *(

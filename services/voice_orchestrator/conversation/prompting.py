@@ -65,6 +65,13 @@ LINE_FIELDS: Mapping[str, frozenset[str]] = MappingProxyType(
         "apology": _NO_FIELDS,
         "reprompt": _NO_FIELDS,
         "silent_goodbye": _NO_FIELDS,
+        # Right-party verification's second factor (verification.py): names the fact, never its
+        # value; the closing after two wrong answers says nothing about the debt.
+        "fact_question": frozenset({"fact_spoken"}),
+        "fact_retry": frozenset({"fact_spoken"}),
+        "unverified_closing": _NO_FIELDS,
+        # Left on an answering machine: a limited-content message (Reg F §1006.2(j)).
+        "voicemail": frozenset({"caller_name", "business_name", "callback_number_spoken"}),
     }
 )
 
@@ -202,12 +209,19 @@ def template_values(facts: CallFacts, now: dt.datetime) -> dict[str, str]:
 
 
 def call_facts_block(
-    facts: CallFacts, now: dt.datetime, state: ConversationState, *, verified: bool
+    facts: CallFacts,
+    now: dt.datetime,
+    state: ConversationState,
+    *,
+    verified: bool,
+    fact_to_verify: str = "",
 ) -> str:
     """The `### CALL FACTS` block of docs/internal-contracts.md, keys always present.
 
     Until the right party is verified, `balance_minor`, `balance_spoken` and `due_date` are
     blank (`key: ` with an empty value), so neither the model nor a third party can hear them.
+    `fact_to_verify` names the kind of fact on file the system asked for (blank: none pending);
+    the facts themselves (date of birth, ZIP, account digits) are never in the prompt.
     Every per-call value is here (and the policy above has none), so the long policy text is the
     same prefix on every call and the provider's prompt cache can reuse it.
     """
@@ -219,6 +233,7 @@ def call_facts_block(
 
     rows = [
         ("state", state.value),
+        ("fact_to_verify", fact_to_verify),
         ("stage", facts.stage.value),
         ("company", facts.company_name),
         ("agent_name", facts.agent_name),
@@ -243,11 +258,14 @@ def render_system_prompt(
     state: ConversationState,
     *,
     verified: bool,
+    fact_to_verify: str = "",
 ) -> str:
     values = template_values(facts, now)
     parts = [prompts.policy.body]  # static: the shared prefix (see POLICY_FIELDS)
     if verified:
         # Stage guidance talks about the debt: only once the right party is on the line.
         parts.append(prompts.stages[facts.stage].body.format_map(values))
-    parts.append(call_facts_block(facts, now, state, verified=verified))
+    parts.append(
+        call_facts_block(facts, now, state, verified=verified, fact_to_verify=fact_to_verify)
+    )
     return "\n\n".join(parts)

@@ -64,8 +64,9 @@ class Refused(Exception):
 STATE_HINTS: dict[ConversationState, str] = {
     S.GREETING: "Introduce yourself as an AI assistant and ask for the debtor by name first.",
     S.VERIFICATION: (
-        "Confirm you are speaking with the debtor first (confirm_identity), or use "
-        "report_wrong_party, schedule_callback or request_no_further_calls."
+        "Confirm you are speaking with the debtor first (confirm_identity, then verify_fact "
+        "with their answer if the system asked for a fact on file), or use report_wrong_party, "
+        "schedule_callback or request_no_further_calls."
     ),
     S.NEGOTIATION: (
         "Work toward record_payment_promise, schedule_callback, report_dispute or "

@@ -26,6 +26,12 @@ class ConfirmIdentityArgs(_Args):
     pass
 
 
+class VerifyFactArgs(_Args):
+    answer: str = Field(
+        description="What the person said when asked for the fact on file, word for word."
+    )
+
+
 class RecordPaymentPromiseArgs(_Args):
     amount_minor: int = Field(
         gt=0,
@@ -80,6 +86,13 @@ TOOL_SPECS: tuple[ToolSpec, ...] = (
         "Call when the person on the line has confirmed they are the debtor named in CALL "
         "FACTS (or their spouse). Required before anything about the debt is said.",
         ConfirmIdentityArgs,
+    ),
+    ToolSpec(
+        ToolName.VERIFY_FACT,
+        "Call with the person's answer after the system asked them for a fact on file "
+        "(fact_to_verify in CALL FACTS). The system compares it and tells you only whether it "
+        "matched; you never know the fact itself.",
+        VerifyFactArgs,
     ),
     ToolSpec(
         ToolName.RECORD_PAYMENT_PROMISE,

@@ -40,7 +40,7 @@ from services.voice_orchestrator.turns import (
 )
 from services.voice_orchestrator.vendors.twilio import StreamStart, Telephony
 
-from . import ending, replies
+from . import ending, replies, voicemail
 from .flow import CallFlow
 from .listener import Listener
 from .pacer import Pacer
@@ -148,6 +148,7 @@ class CallSession:
         self.tasks: list[asyncio.Task[Any]] = []
         self.background_tasks: set[asyncio.Task[Any]] = set()
         self.turn_tasks: set[asyncio.Task[None]] = set()
+        self.amd = voicemail.AmdGate(tuning.voicemail)  # who answered (Twilio AMD)
 
     # ---- clocks ----------------------------------------------------------------------------
     def now(self) -> float:
@@ -171,9 +172,10 @@ class CallSession:
         spawn(heartbeat(self._heartbeat_fn, self.tuning.heartbeat_s), "heartbeat")
         if self.premade is not None:
             self.premade.prefetch(self.conv.premade_lines())
+        voicemail.start(self)
         self.start_turn("greeting", self.t0, text=self.conv.greeting_line(), held=True)
         await self.ended.wait()
-        return await shut_down(self)
+        return voicemail.settle(self, await shut_down(self))
 
     def background(self, coro: Awaitable[Any]) -> None:
         """Fire-and-forget work (a `clear`, a context close) that must not be awaited inline."""

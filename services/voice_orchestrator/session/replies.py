@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from . import voicemail
+
 if TYPE_CHECKING:
     from .call_session import CallSession
     from .turn import AgentTurn
@@ -48,6 +50,8 @@ def on_debtor_turn_end(s: CallSession, text: str) -> None:
         s.flow.closing(fixed)
     if fixed is not None or not text:
         s.responder.discard_early()
+    if fixed is None and voicemail.hold_reply(s):
+        return  # no person confirmed yet, or a machine (voicemail.py)
     kind = "reply" if text else "resume"
     turn = s.start_turn(kind, trigger, text=fixed, end_call_after=fixed is not None)
     t = turn.timings

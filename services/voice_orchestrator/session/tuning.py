@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from services.voice_orchestrator.media.vad import VadConfig
 
 from .flow import FlowTiming
+from .voicemail import VoicemailPlan
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class SessionTuning:
     max_tool_rounds: int = 4
     barge_in_min_speech_ms: int = 200
     vad: VadConfig = field(default_factory=VadConfig)
+    # What to do on an answering machine (session/voicemail.py); None: AMD verdicts are only
+    # recorded, the call goes on as if a person answered.
+    voicemail: VoicemailPlan | None = None
 
     def flow_timing(self) -> FlowTiming:
         return FlowTiming(

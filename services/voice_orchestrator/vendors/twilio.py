@@ -33,9 +33,17 @@ STATUS_EVENTS = ["initiated", "ringing", "answered", "completed"]
 
 class Telephony(Protocol):
     async def create_call(
-        self, *, to: str, twiml: str, status_callback: str, time_limit: int
+        self,
+        *,
+        to: str,
+        twiml: str,
+        status_callback: str,
+        time_limit: int,
+        amd_callback: str | None = None,
+        amd_timeout: int = 30,
     ) -> str:
-        """Place an outbound call; returns the CallSid."""
+        """Place an outbound call; returns the CallSid. With `amd_callback`, Twilio runs
+        answering-machine detection alongside the call and posts `AnsweredBy` there."""
         ...
 
     async def hangup(self, call_sid: str) -> None: ...
@@ -60,8 +68,26 @@ class TwilioTelephony:
         self.client.api.base_url = settings.twilio_api_base_url.rstrip("/")
 
     async def create_call(
-        self, *, to: str, twiml: str, status_callback: str, time_limit: int
+        self,
+        *,
+        to: str,
+        twiml: str,
+        status_callback: str,
+        time_limit: int,
+        amd_callback: str | None = None,
+        amd_timeout: int = 30,
     ) -> str:
+        amd: dict[str, Any] = {}
+        if amd_callback:
+            # DetectMessageEnd: a machine's verdict comes after its greeting (and beep), when a
+            # message can start. Async: media flows at once; the verdict is posted later.
+            amd = {
+                "machine_detection": "DetectMessageEnd",
+                "async_amd": "true",
+                "async_amd_status_callback": amd_callback,
+                "async_amd_status_callback_method": "POST",
+                "machine_detection_timeout": amd_timeout,
+            }
         call = await self.client.calls.create_async(
             to=to,
             from_=self.settings.twilio_from_number,
@@ -70,6 +96,7 @@ class TwilioTelephony:
             status_callback_event=STATUS_EVENTS,
             status_callback_method="POST",
             time_limit=time_limit,
+            **amd,
         )
         return str(call.sid)
 

@@ -1,0 +1,35 @@
+"""Ending a call the scheduler never placed (canceled by a hold or the rules, or lost)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.common.call_events import publish_completed
+from services.common.models import Call
+from services.common.settings import Settings
+
+# Prefix of the failure reason of every call the scheduler ended without dialing: such a call
+# is never retried (nothing was tried).
+NOT_PLACED = "not placed: "
+
+
+async def end_unplaced(
+    session: AsyncSession,
+    settings: Settings,
+    call: Call,
+    *,
+    status: str,
+    outcome: str | None,
+    reason: str,
+    now: datetime,
+) -> None:
+    """`call` must be locked and `queued`. `call.completed` goes out as for any ended call (one
+    per call: its ce-id derives from the call id)."""
+    call.status = status
+    call.outcome = outcome
+    call.failure_reason = (NOT_PLACED + reason)[:1000]
+    call.ended_at = now
+    call.updated_at = now
+    await publish_completed(session, settings, call.id, "/call-scheduler")

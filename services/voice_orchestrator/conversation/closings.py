@@ -1,0 +1,76 @@
+"""Which fixed line ends a call with a given outcome, and which lines are known at call start
+(audio made ahead). Pure; the texts are in prompts/lines.md."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from .enums import CallOutcome
+from .facts import CallFacts
+from .lines import (
+    FixedLine,
+    callback_line,
+    closing,
+    derail_line,
+    disclosure_line,
+    greeting_text,
+    read_back_line,
+)
+from .prompting import LinesDoc
+from .records import Callback, PaymentPromise
+from .verification import FactKind, premade_fact_lines
+
+
+def closing_for(
+    lines: LinesDoc,
+    facts: CallFacts,
+    now: dt.datetime,
+    outcome: CallOutcome | None,
+    promise: PaymentPromise | None,
+    callback: Callback | None,
+    *,
+    derailed: bool,
+) -> FixedLine:
+    """The closing for the outcome; one place for each text."""
+    today = facts.local_today(now)
+    if derailed and callback is not None:
+        return derail_line(lines, callback.when)
+    match outcome:
+        case CallOutcome.PROMISE_TO_PAY if promise is not None:
+            p = promise
+            return read_back_line(lines, p.amount_minor, p.currency, p.date, today)
+        case CallOutcome.CALLBACK_SCHEDULED if callback is not None:
+            return callback_line(lines, callback.when, today)
+        case CallOutcome.DISPUTED:
+            return closing(lines, "dispute_closing")
+        case CallOutcome.OPTED_OUT:
+            return closing(lines, "opt_out_closing")
+        case CallOutcome.WRONG_PARTY:
+            return closing(lines, "wrong_party_closing")
+        case CallOutcome.UNVERIFIED:
+            return closing(lines, "unverified_closing")
+        case _:
+            return closing(lines, "goodbye")
+
+
+def premade_texts(
+    lines: LinesDoc, facts: CallFacts, now: dt.datetime, fact_kind: FactKind | None
+) -> list[str]:
+    """Every fixed line whose text is known at call start, for audio made ahead of time.
+
+    The read-back and callback lines depend on what is agreed, and the derailment line on when
+    it happens, so they are not here. `fact_kind`: the fact on file this call asks for, if any.
+    """
+    texts = [
+        greeting_text(lines, facts),
+        *(disclosure_line(lines, facts, now, ask_model_after=ask).text for ask in (False, True)),
+        *(
+            closing(lines, kind).text
+            for kind in ("dispute_closing", "wrong_party_closing", "opt_out_closing", "goodbye")
+        ),
+        *premade_fact_lines(lines, fact_kind),
+        lines.render("apology"),
+        lines.render("reprompt"),
+        lines.render("silent_goodbye"),
+    ]
+    return list(dict.fromkeys(texts))  # unique, in order
