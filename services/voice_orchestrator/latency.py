@@ -135,6 +135,9 @@ class TurnTimings:
                 _ms(self.speech_end_at or self.trigger_at, at) for at in self.llm_first_token_ats
             ],
             "end_of_speech_wait_ms": _ms(self.speech_end_at, self.vad_end_at),
+            # When the reply's (first) model request started, after the debtor's last word: less
+            # than the end-of-speech wait when early generation started at a pause.
+            "llm_request_after_speech_end_ms": _ms(self.speech_end_at, self.llm_request_at),
             "tool_calls": self.tool_calls,
             "fixed_line": self.fixed_line,
             "early": self.early,

@@ -52,6 +52,12 @@ class SendFinalize:
 
 
 @dataclass(frozen=True)
+class StartEarly:
+    """The debtor paused (not yet the end of speech): the reply's model request may start on
+    the words so far, speculatively (session/early.py)."""
+
+
+@dataclass(frozen=True)
 class StartResponse:
     """The debtor's turn ended with this text; prepare the agent's reply."""
 
@@ -73,7 +79,7 @@ class CancelPending:
     reason: str
 
 
-Action = SendFinalize | StartResponse | Interrupt | CancelPending
+Action = SendFinalize | StartEarly | StartResponse | Interrupt | CancelPending
 
 
 class TurnPolicy:
@@ -126,6 +132,9 @@ class TurnPolicy:
         if voiced_ms >= self.min_speech_ms:
             return self._confirmed_speech("vad")
         return []
+
+    def vad_pause(self) -> list[Action]:
+        return [] if self.finalize_sent else [StartEarly()]
 
     def vad_end(self) -> list[Action]:
         self.user_vad = False

@@ -494,9 +494,11 @@ async def test_fixed_lines_play_from_audio_made_ahead(runs: dict[str, Run]) -> N
 
 
 async def test_early_generation_is_kept_when_the_final_matches(runs: dict[str, Run]) -> None:
-    """The model request starts at our VAD's end of speech; with the simulator's finals
-    matching its interims, replies use it, and each call's counts add up."""
+    """The model request starts when our VAD hears the debtor pause, before it declares the
+    end of speech; with the simulator's finals matching its interims, replies use it, and each
+    call's counts add up."""
     hits = 0
+    leads: list[int] = []
     for run in runs.values():
         early = (run.call.usage or {}).get("early_generation")
         if early is None:
@@ -505,7 +507,15 @@ async def test_early_generation_is_kept_when_the_final_matches(runs: dict[str, R
         hits += early["hits"]
         kept = [r for r in run.call.latency if r.get("early") == "hit"]
         assert len(kept) <= early["hits"]
+        leads += [
+            r["end_of_speech_wait_ms"] - r["llm_request_after_speech_end_ms"]
+            for r in kept
+            if r.get("end_of_speech_wait_ms") is not None
+            and r.get("llm_request_after_speech_end_ms") is not None
+        ]
     assert hits >= 5
+    # Started at the pause (100 ms of silence), not at the end (240 ms): ~140 ms sooner.
+    assert leads and sorted(leads)[len(leads) // 2] >= 100, leads
 
 
 # ---- vendor failures --------------------------------------------------------------------

@@ -72,7 +72,25 @@ def test_vad_detects_speech_onset_and_end_with_hangover() -> None:
     vad = EnergyVad(VadConfig(start_frames=3, end_frames=10))
     audio = mulaw.SILENCE_FRAME * 10 + tone(400) + mulaw.SILENCE_FRAME * 20
     edges = run_vad(vad, audio)
-    assert edges == [(VadEdge.START, 200), (VadEdge.END, 600)]
+    # A pause 5 frames into the silence (early generation may start), the end after 10.
+    assert edges == [(VadEdge.START, 200), (VadEdge.PAUSE, 600), (VadEdge.END, 600)]
+
+
+def test_vad_pause_comes_once_per_silence_and_again_after_the_debtor_goes_on() -> None:
+    vad = EnergyVad(VadConfig(start_frames=3, end_frames=10, pause_frames=4))
+    breath = mulaw.SILENCE_FRAME * 6  # longer than the pause, shorter than the end
+    audio = tone(300) + breath + tone(200) + mulaw.SILENCE_FRAME * 12
+    edges = run_vad(vad, audio)
+    assert edges == [
+        (VadEdge.START, 0),
+        (VadEdge.PAUSE, 300),  # still speaking: the breath was not the end
+        (VadEdge.PAUSE, 620),
+        (VadEdge.END, 620),
+    ]
+    assert [e for e, _ in run_vad(EnergyVad(VadConfig(pause_frames=0)), audio)] == [
+        VadEdge.START,
+        VadEdge.END,
+    ]
 
 
 def test_vad_ignores_a_click_shorter_than_start_frames() -> None:

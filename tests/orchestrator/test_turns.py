@@ -7,6 +7,7 @@ from services.voice_orchestrator.turns import (
     CancelPending,
     Interrupt,
     SendFinalize,
+    StartEarly,
     StartResponse,
     TurnPolicy,
     is_backchannel,
@@ -38,6 +39,16 @@ def test_is_final_pieces_are_joined_until_speech_final() -> None:
     assert p.stt_final("I could do 150 dollars.", True, False) == [
         StartResponse("I can't pay all of that. I could do 150 dollars.")
     ]
+
+
+def test_a_pause_lets_the_reply_start_early_until_the_end_was_heard() -> None:
+    p = TurnPolicy()
+    p.vad_start(0)
+    p.stt_interim("next friday")
+    assert p.vad_pause() == [StartEarly()]
+    assert p.vad_pause() == [StartEarly()]  # a second breath: the session keeps one request
+    assert p.vad_end() == [SendFinalize()]
+    assert p.vad_pause() == []  # after the end: the turn is the final's now
 
 
 def test_local_vad_end_sends_finalize_and_its_answer_ends_the_turn() -> None:

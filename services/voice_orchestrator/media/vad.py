@@ -18,6 +18,7 @@ from services.voice_orchestrator.media.mulaw import FRAME_MS, rms
 class VadEdge(Enum):
     NONE = "none"
     START = "start"
+    PAUSE = "pause"  # speaking, and silent for `pause_frames`: the words so far may be all
     END = "end"
 
 
@@ -34,6 +35,10 @@ class VadConfig:
     start_frames: int = 3
     # Silent frames after the last voiced one before speech "ends" (hangover).
     end_frames: int = 12
+    # Silent frames before a "pause" edge (once per silence, while still speaking). Early
+    # generation starts here: 140 ms before the end, at the price of a cancelled request when
+    # the debtor only drew breath. 0 or >= end_frames: no pause edge.
+    pause_frames: int = 5
     # Noise floor = the quietest frame of the last `floor_blocks` blocks of `floor_block_frames`
     # (minimum statistics: speech always has quieter gaps, steady line noise does not).
     floor_block_frames: int = 25
@@ -114,6 +119,8 @@ class EnergyVad:
                     self.speaking = False
                     self._run = 0
                     edge = VadEdge.END
+                elif self._run == cfg.pause_frames:
+                    edge = VadEdge.PAUSE
         r = self._result
         r.edge = edge
         r.voiced = voiced

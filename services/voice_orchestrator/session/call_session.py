@@ -10,7 +10,6 @@ Twilio's `start` message, the time line of the recording.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -22,19 +21,19 @@ from services.voice_orchestrator.latency import TurnTimings
 from services.voice_orchestrator.media.recorder import StereoRecorder
 from services.voice_orchestrator.ports import (
     LanguageModel,
-    LlmError,
     PremadeLines,
     SpeechToText,
     SttEvent,
     SttFailed,
+    SttTranscript,
     TextToSpeech,
-    TtsUnavailable,
 )
 from services.voice_orchestrator.turns import (
     Action,
     CancelPending,
     Interrupt,
     SendFinalize,
+    StartEarly,
     StartResponse,
     TurnPolicy,
 )
@@ -58,9 +57,6 @@ log = get_logger(__name__)
 _PARTS = ("stream", "listener", "buffer", "pacer", "synthesis", "responder", "flow")
 
 RESUME_AFTER_S = 0.3  # quiet after a pause before the agent carries on
-# The greeting is held for the callee's "Hello?" anyway: worth a short wait for its audio if it
-# is being made (at dial time) rather than a second, live synthesis.
-GREETING_MADE_WAIT_S = 0.5
 
 
 class CallSession:
@@ -128,7 +124,11 @@ class CallSession:
         )
         self.premade = premade
         self.responder = Responder(
-            conversation, llm, max_tool_rounds=tuning.max_tool_rounds, now=self.now
+            conversation,
+            llm,
+            max_tool_rounds=tuning.max_tool_rounds,
+            first_clause_chars=tuning.first_clause_chars,
+            now=self.now,
         )
         self.flow = CallFlow(
             tuning.flow_timing(),
@@ -235,6 +235,10 @@ class CallSession:
             ending.vendor_failure(self, "stt", event.error)
             return
         actions = self.listener.on_stt(event, self.now())
+        early = self.responder.early
+        if early is not None and isinstance(event, SttTranscript) and not event.is_final:
+            # New words while an early request waits: it must be on the words so far.
+            replies.start_early(self, end_of_speech=False)
         if actions:
             self.apply(actions)
 
@@ -242,7 +246,9 @@ class CallSession:
         for action in actions:
             if isinstance(action, SendFinalize):
                 self.stt.finalize()
-                replies.start_early(self)
+                replies.start_early(self, end_of_speech=True)
+            elif isinstance(action, StartEarly):
+                replies.start_early(self, end_of_speech=False)
             elif isinstance(action, Interrupt):
                 self._barge_in(action)
             elif isinstance(action, CancelPending):
@@ -323,7 +329,7 @@ class CallSession:
         self.current = turn
         self.flow.agent_started()
         self.policy.response_started(cancellable=kind != "greeting")
-        task = asyncio.create_task(self._produce(turn))
+        task = asyncio.create_task(replies.produce(self, turn))
         turn.task = task
         self.turn_tasks.add(task)
         task.add_done_callback(self.turn_tasks.discard)
@@ -337,30 +343,6 @@ class CallSession:
             self.flow.closing(text)
         held = not self.flow.greeting_released  # nothing before the callee's "Hello?"
         self.start_turn(kind, self.now(), text=text, held=held, end_call_after=end_call_after)
-
-    async def _produce(self, turn: AgentTurn) -> None:
-        """Text for one agent turn → TTS context. Cancelled by `interrupt`."""
-        synthesis = self.synthesis
-        try:
-            wait_s = GREETING_MADE_WAIT_S if turn.kind == "greeting" else 0.0
-            await synthesis.open(turn, made_wait_s=wait_s)
-            if turn.fixed_text is not None:
-                await synthesis.speak(turn, turn.fixed_text)
-            else:
-                async with contextlib.aclosing(self.responder.reply(turn)) as sentences:
-                    async for sentence in sentences:
-                        await synthesis.speak(turn, sentence)
-            if not await synthesis.text_done(turn):
-                self._turn_played(turn)
-        except asyncio.CancelledError:
-            raise
-        except LlmError as exc:
-            ending.vendor_failure(self, "llm", str(exc))
-        except TtsUnavailable as exc:
-            ending.vendor_failure(self, "tts", str(exc))
-        except Exception as exc:  # a bug must not leave the line silent: apologise and end
-            log.exception("turn_failed", turn=turn.id)
-            ending.vendor_failure(self, "internal", repr(exc))
 
     def _turn_played(self, turn: AgentTurn) -> None:
         """All of a turn's audio was played (its last mark came back) or it had none."""

@@ -43,10 +43,12 @@ class Listener:
         self.stt_final_at: float | None = None
         self.latest_interim = ""  # Deepgram's newest interim words not yet final
         self.vad_end_at: float | None = None  # the VAD last heard the debtor stop
+        self._paused = False  # silent for the VAD's pause_frames, not yet its end
 
     def on_media(self, frame: bytes, ts: float | None, now: float) -> tuple[list[Action], bool]:
         """One inbound frame. Returns the policy's actions and whether the VAD heard speech
-        start (the session pauses the agent at once)."""
+        start, or resume after a pause (the session pauses the agent at once and drops an early
+        request)."""
         stream_ms = (now - self.t0) * 1000.0
         if ts is not None and ts > stream_ms + MAX_TIMESTAMP_LEAD_MS:
             raise BadFrame("timestamp_ahead")
@@ -61,9 +63,15 @@ class Listener:
                 self.onset = self.t0 + r.onset_ms / 1000.0
             return self.policy.vad_start(r.onset_ms), True
         if r.edge is VadEdge.END:
+            self._paused = False
             return self.policy.vad_end(), False
+        if r.edge is VadEdge.PAUSE:
+            self._paused = True
+            return self.policy.vad_pause(), False
         if self.vad.speaking and r.voiced:
-            return self.policy.vad_voiced(r.voiced_ms), False
+            # Voice again after a pause: the debtor goes on, like a new start.
+            resumed, self._paused = self._paused, False
+            return self.policy.vad_voiced(r.voiced_ms), resumed
         return [], False
 
     def on_stt(self, event: SttEvent, now: float) -> list[Action]:

@@ -1,21 +1,35 @@
 """What the session does when the debtor's turn ends: record it, start (or keep) the reply's
-model request, and keep the transcript in spoken order when the callee spoke first."""
+model request, and keep the transcript in spoken order when the callee spoke first; and
+`produce`, the task that turns one agent turn's text into audio."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import TYPE_CHECKING
 
-from . import voicemail
+from services.common.logging import get_logger
+from services.voice_orchestrator.ports import LlmError, TtsUnavailable
+
+from . import ending, voicemail
 
 if TYPE_CHECKING:
     from .call_session import CallSession
     from .turn import AgentTurn
 
+log = get_logger(__name__)
 
-def start_early(s: CallSession) -> None:
-    """Our VAD heard the debtor stop: start the reply's model request now, on the words so
-    far, rather than after Deepgram's final (early.py)."""
-    s.listener.vad_end_at = s.now()
+# The greeting is held for the callee's "Hello?" anyway: worth a short wait for its audio if it
+# is being made (at dial time) rather than a second, live synthesis.
+GREETING_MADE_WAIT_S = 0.5
+
+
+def start_early(s: CallSession, *, end_of_speech: bool) -> None:
+    """Our VAD heard the debtor pause or stop, or new words came while an early request
+    waits: have the reply's model request running on the words so far, rather than waiting for
+    Deepgram's final (early.py). A request already on these words is kept."""
+    if end_of_speech:
+        s.listener.vad_end_at = s.now()
     if s.current is not None or s.hanging_up or s.conv.finished:
         return
     if s.flow.closing_line is not None:
@@ -78,3 +92,28 @@ def on_first_audio(s: CallSession, turn: AgentTurn) -> None:
         s.conv.add_debtor_turn(text)
         s.debtor_spoke = True
         s.listener.onset = None
+
+
+async def produce(s: CallSession, turn: AgentTurn) -> None:
+    """Text for one agent turn → TTS context. Cancelled by `interrupt`."""
+    synthesis = s.synthesis
+    try:
+        wait_s = GREETING_MADE_WAIT_S if turn.kind == "greeting" else 0.0
+        await synthesis.open(turn, made_wait_s=wait_s)
+        if turn.fixed_text is not None:
+            await synthesis.speak(turn, turn.fixed_text)
+        else:
+            async with contextlib.aclosing(s.responder.reply(turn)) as sentences:
+                async for sentence in sentences:
+                    await synthesis.speak(turn, sentence)
+        if not await synthesis.text_done(turn):
+            s._turn_played(turn)
+    except asyncio.CancelledError:
+        raise
+    except LlmError as exc:
+        ending.vendor_failure(s, "llm", str(exc))
+    except TtsUnavailable as exc:
+        ending.vendor_failure(s, "tts", str(exc))
+    except Exception as exc:  # a bug must not leave the line silent: apologise and end
+        log.exception("turn_failed", turn=turn.id)
+        ending.vendor_failure(s, "internal", repr(exc))

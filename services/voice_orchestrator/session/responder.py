@@ -41,19 +41,24 @@ class Responder:
         *,
         max_tool_rounds: int,
         now: Callable[[], float],
+        first_clause_chars: int | None = None,
     ) -> None:
         self.conv = conv
         self.llm = llm
         self.max_tool_rounds = max_tool_rounds
+        self.first_clause_chars = first_clause_chars
         self._now = now
         self.early: EarlyRequest | None = None
         self.early_stats = EarlyStats()
 
     # ---- early generation -------------------------------------------------------------------
     def start_early(self, debtor_text: str) -> None:
-        """Start the reply's model request on the debtor's words so far (see early.py)."""
-        self.discard_early()
+        """Start the reply's model request on the debtor's words so far (see early.py), unless
+        the one running is that request already."""
         messages = [*self.conv.llm_messages(), {"role": "user", "content": debtor_text}]
+        if self.early is not None and same_request(self.early.messages, messages):
+            return
+        self.discard_early()
         self.early = EarlyRequest(self.llm, messages, self.conv.tools(), self._now)
         self.early_stats.starts += 1
 
@@ -164,7 +169,9 @@ class Responder:
         into `rnd`. A sentence that commits to an outcome a guard could still refuse ("I've
         recorded fifty dollars") is held in `rnd.held` until the request shows whether a tool
         call comes with it."""
-        splitter = SentenceSplitter()
+        # Only words before the turn's first sound are worth a clause break.
+        clause = self.first_clause_chars if turn.timings.first_audio_out_at is None else None
+        splitter = SentenceSplitter(early_comma_chars=clause)
         timings = turn.timings
         timings.mark_once("llm_request_at", early.started_at if early else self._now())
         if timings.first_audio_out_at is None:
