@@ -256,6 +256,7 @@ def run(coro: Any) -> Any:
 KINDS = ("greeting", "fixed_line", "tool_turn", "plain_turn")
 BREAKDOWN = (
     "end_of_speech_wait_ms",
+    "llm_request_after_speech_end_ms",
     "stt_final_ms",
     "llm_first_token_ms",
     "llm_first_sentence_ms",
@@ -306,6 +307,7 @@ def kind_report(results: list[CallResult]) -> dict[str, Any]:
     replies_phone: list[float] = []
     replies_orch: list[float] = []
     requests: dict[str, int] = {}
+    asked_again: dict[str, int] = {}  # why a turn asked the model again (after a tool call)
     early = {"starts": 0, "hits": 0, "discards": 0}
     premade = 0  # replies whose first sound was audio made ahead
     each: dict[str, dict[int, list[float]]] = {}
@@ -330,6 +332,8 @@ def kind_report(results: list[CallResult]) -> dict[str, Any]:
             if "llm_requests_before_audio" in rec:
                 n = str(rec["llm_requests_before_audio"])
                 requests[n] = requests.get(n, 0) + 1
+            for why in rec.get("asked_again") or ():
+                asked_again[why] = asked_again.get(why, 0) + 1
             premade += bool(rec.get("premade_audio"))
             if rec.get("early") in ("hit", "discard"):
                 early["starts"] += 1
@@ -350,6 +354,7 @@ def kind_report(results: list[CallResult]) -> dict[str, Any]:
         },
         "by_kind": kinds_out,
         "llm_requests_before_audio": dict(sorted(requests.items())),
+        "asked_again": dict(sorted(asked_again.items())),
         "early_generation": early,
         "premade_first_audio": premade,
         "raw_by_kind": {kind: f.get("phone_voice_to_voice_ms", []) for kind, f in by_kind.items()},

@@ -69,6 +69,7 @@ def main() -> None:
             rows = {k: v for k, v in data.items() if isinstance(v, dict) and "n" in v}
             print_table(f"profile {profile}: {kind} ({data['turns']} turns)", rows)
         print(f"  model requests before first audio: {kinds['llm_requests_before_audio']}")
+        print(f"  model asked again after a tool call: {kinds['asked_again']}")
         print(f"  early generation: {kinds['early_generation']}")
         print(f"  replies whose first sound was made ahead: {kinds['premade_first_audio']}")
         print(f"  outcomes: {outcomes}")

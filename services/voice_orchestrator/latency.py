@@ -71,6 +71,9 @@ class TurnTimings:
     tool_calls: int = 0  # tool calls the model made in this turn
     early: str | None = None  # early generation: "hit" (kept) | "discard" | None (not tried)
     premade_audio: bool = False  # the turn's first audio was made ahead (no TTS round trip)
+    # Why the model was asked again in this turn: "refused:<tool>" (a guard said no),
+    # "unlined:<tool>" (accepted, no fixed line), "asked:<tool>" (the line left a question).
+    asked_again: list[str] = field(default_factory=list)
 
     def mark_once(self, name: str, at: float) -> None:
         if getattr(self, name) is None:
@@ -142,4 +145,5 @@ class TurnTimings:
             "fixed_line": self.fixed_line,
             "early": self.early,
             "premade_audio": self.premade_audio,
+            "asked_again": self.asked_again,
         }

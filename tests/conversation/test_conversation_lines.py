@@ -39,6 +39,7 @@ def test_fixed_line_is_frozen_and_kinds_are_the_contract() -> None:
         "disclosure",
         "fact_question",
         "read_back",
+        "promise_limit",
         "callback_confirm",
         "dispute_closing",
         "wrong_party_closing",
@@ -53,7 +54,7 @@ def test_fixed_line_is_frozen_and_kinds_are_the_contract() -> None:
 
 def test_the_disclosure_comes_verbatim_from_prompts() -> None:
     assert LINES.render("disclosure") == DISCLOSURE
-    assert LINES.version == "2026-12-03.3"
+    assert LINES.version == "2026-12-03.4"
 
 
 def _lines_file(**sections: str) -> str:
@@ -172,6 +173,23 @@ def test_refused_calls_hand_out_no_line() -> None:
     assert not result.ok and result.line is None
     conv = conversation()
     assert conv.add_tool_call("c", "confirm_identity", "{}").line is None  # nobody spoke yet
+
+
+def test_a_promise_past_the_date_limit_is_answered_by_the_policy_line() -> None:
+    # The refusal has one right answer, the latest date: said by the system, not asked for.
+    conv = verified()
+    result = conv.add_tool_call("p", "record_payment_promise", promise_args(date="2026-12-12"))
+    assert not result.ok and conv.promise is None and conv.state is S.NEGOTIATION
+    assert result.line == FixedLine(
+        "I'm sorry, I can only note a payment up to December eleventh. Could you make it by then?",
+        "promise_limit",
+    )
+    assert "too far out" in result.message and result.line.text in result.message
+    # A question in the debtor's turn still gets the model after the line.
+    conv = verified()
+    conv.add_debtor_turn("Can I pay on the twelfth? What happens if I can't?")
+    asked = conv.add_tool_call("p", "record_payment_promise", promise_args(date="2026-12-12"))
+    assert asked.line is not None and asked.line.ask_model_after
 
 
 def test_derailment_by_refused_moves_hands_out_the_core_closing() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from .enums import CallOutcome
+from .enums import CallOutcome, EndReason
 from .facts import CallFacts
 from .lines import (
     FixedLine,
@@ -74,3 +74,28 @@ def premade_texts(
         lines.render("silent_goodbye"),
     ]
     return list(dict.fromkeys(texts))  # unique, in order
+
+
+def outcome_for_end(
+    reason: EndReason, opt_out_heard: bool, unverified: bool, verified: bool
+) -> CallOutcome:
+    """The outcome of a call that ended without one of its own (no tool settled it)."""
+    match reason:
+        case EndReason.NO_ANSWER | EndReason.BUSY:
+            return CallOutcome.NO_ANSWER
+        case EndReason.VOICEMAIL:
+            return CallOutcome.VOICEMAIL
+        case EndReason.ERROR:
+            return CallOutcome.FAILED
+        case EndReason.HANGUP:
+            if opt_out_heard:
+                # Safety net: "stop calling me" + hang-up is an opt-out even if the model never
+                # called the tool.
+                return CallOutcome.OPTED_OUT
+            # A verified debtor who hangs up without agreeing to anything has refused; a person
+            # who confirmed the name but not the fact is unverified; before that nobody was
+            # reached, so the attempt failed (the scheduler may retry).
+            if unverified:
+                return CallOutcome.UNVERIFIED
+            return CallOutcome.REFUSED if verified else CallOutcome.FAILED
+    raise AssertionError(reason)  # pragma: no cover

@@ -17,7 +17,7 @@ import copy
 import datetime as dt
 from typing import Any
 
-from .closings import closing_for, premade_texts
+from .closings import closing_for, outcome_for_end, premade_texts
 from .derailment import DerailmentWatch, derail_callback_time
 from .enums import CallOutcome, ConversationState, EndReason, Speaker, ToolName
 from .facts import CallFacts
@@ -31,6 +31,7 @@ from .lines import (
     disclosure_text,
     greeting_text,
     needs_model_after,
+    promise_limit_line,
     read_back_line,
 )
 from .machine import NEXT_STATE, ConversationLimits, Event
@@ -39,6 +40,7 @@ from .records import (
     STATE_HINTS,
     Callback,
     PaymentPromise,
+    PromiseTooLate,
     Refused,
     ToolResult,
     TransitionRecord,
@@ -337,33 +339,14 @@ class Conversation:
         reason = EndReason(reason)
         if not self._finalized:
             if self._outcome is None:
-                self._outcome = self._outcome_for(reason)
+                self._outcome = outcome_for_end(
+                    reason, self._watch.opt_out_heard, self._rpv.pending is not None, self._verified
+                )
             self._move(Event.FINALIZE)
             self._finished = True
             self._finalized = True
         assert self._outcome is not None
         return self._outcome
-
-    def _outcome_for(self, reason: EndReason) -> CallOutcome:
-        match reason:
-            case EndReason.NO_ANSWER | EndReason.BUSY:
-                return CallOutcome.NO_ANSWER
-            case EndReason.VOICEMAIL:
-                return CallOutcome.VOICEMAIL
-            case EndReason.ERROR:
-                return CallOutcome.FAILED
-            case EndReason.HANGUP:
-                if self._watch.opt_out_heard:
-                    # Safety net: "stop calling me" + hang-up is an opt-out even if the model
-                    # never called the tool.
-                    return CallOutcome.OPTED_OUT
-                # Verified debtor who hangs up without agreeing to anything has refused; a person
-                # who confirmed the name but not the fact is unverified; before that nobody was
-                # reached, so the attempt failed (scheduler may retry).
-                if self._rpv.pending:
-                    return CallOutcome.UNVERIFIED
-                return CallOutcome.REFUSED if self._verified else CallOutcome.FAILED
-        raise AssertionError(reason)  # pragma: no cover
 
     def _evaluate_derailment(self) -> None:
         # Only a call with no outcome yet derails; an opt-out heard must never become a callback.
@@ -443,9 +426,9 @@ class Conversation:
     def _ok(self, message: str, *, end_call: bool = False) -> ToolResult:
         return ToolResult(True, message, end_call, self._state)
 
-    def _spoken(self, message: str, line: FixedLine) -> ToolResult:
-        """Accepted, and the shell speaks `line`: the model is told the words are already said,
-        so that if it is asked again it carries on from them instead of repeating them."""
+    def _spoken(self, message: str, line: FixedLine, ok: bool = True) -> ToolResult:
+        """Accepted (or refused with a policy answer), and the shell speaks `line`: the model is
+        told the words are already said, so it carries on from them, not repeat them."""
         said = f'The system has already said this to the debtor, word for word: "{line.text}"'
         if line.end_call_after:
             # The shell hangs up once the line is heard (add_agent_turn then finishes the call).
@@ -459,7 +442,7 @@ class Conversation:
                 line,
             )
         return ToolResult(
-            True,
+            ok,
             f"{message} {said} Do not repeat it; if you reply, answer only what the debtor "
             "asked, briefly.",
             False,
@@ -523,8 +506,13 @@ class Conversation:
                 "read back or confirm anything: ask the debtor to confirm the amount and date, "
                 "and record the promise when they answer."
             )
-        check_promise(args, f, self._now)
         today = f.local_today(self._now)
+        try:
+            check_promise(args, f, self._now)
+        except PromiseTooLate as exc:
+            ask = needs_model_after(self._last_debtor_text)
+            line = promise_limit_line(self._prompts.lines, exc.latest, today, ask_model_after=ask)
+            return self._spoken(str(exc), line, ok=False)
         self._promise = PaymentPromise(args.amount_minor, args.currency, args.date)
         self._outcome = CallOutcome.PROMISE_TO_PAY
         self._wrap_up_turns = 0

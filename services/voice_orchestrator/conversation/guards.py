@@ -7,7 +7,7 @@ import datetime as dt
 
 from .facts import CallFacts
 from .machine import ConversationLimits
-from .records import Refused
+from .records import PromiseTooLate, Refused
 from .speech import spoken_amount, spoken_date
 from .tools import RecordPaymentPromiseArgs, ScheduleCallbackArgs
 
@@ -27,9 +27,10 @@ def check_promise(args: RecordPaymentPromiseArgs, f: CallFacts, now: dt.datetime
     if args.date < today:
         raise Refused(f"Date {args.date.isoformat()} is in the past; today is {today}.")
     if args.date > latest:
-        raise Refused(
+        raise PromiseTooLate(
             f"Date {args.date.isoformat()} is too far out: the latest allowed date for this "
-            f"account is {latest.isoformat()} ({spoken_date(latest, today=today)})."
+            f"account is {latest.isoformat()} ({spoken_date(latest, today=today)}).",
+            latest,
         )
 
 

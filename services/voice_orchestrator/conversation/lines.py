@@ -32,6 +32,7 @@ LineKind = Literal[
     "disclosure",
     "fact_question",
     "read_back",
+    "promise_limit",
     "callback_confirm",
     "dispute_closing",
     "wrong_party_closing",
@@ -102,6 +103,14 @@ def read_back_line(
         date_spoken=spoken_date(date, today=today),
     )
     return FixedLine(text, "read_back", end_call_after=True)
+
+
+def promise_limit_line(
+    lines: LinesDoc, latest: dt.date, today: dt.date, *, ask_model_after: bool
+) -> FixedLine:
+    """A promise refused for its date: the latest date the account allows, as a question."""
+    text = lines.render("promise_limit", date_spoken=spoken_date(latest, today=today))
+    return FixedLine(text, "promise_limit", ask_model_after=ask_model_after)
 
 
 def callback_line(lines: LinesDoc, when: dt.datetime, today: dt.date) -> FixedLine:

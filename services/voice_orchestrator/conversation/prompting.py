@@ -56,6 +56,7 @@ LINE_FIELDS: Mapping[str, frozenset[str]] = MappingProxyType(
         "payment_question_past_due": _NO_FIELDS,
         "payment_question_not_due": _NO_FIELDS,
         "read_back": frozenset({"amount_spoken", "date_spoken"}),
+        "promise_limit": frozenset({"date_spoken"}),
         "callback_confirm": frozenset({"date_spoken", "time_spoken"}),
         "derail_closing": frozenset({"time_spoken"}),
         "dispute_closing": _NO_FIELDS,

@@ -60,6 +60,15 @@ class Refused(Exception):
     """A guard said no; the message goes back to the model."""
 
 
+class PromiseTooLate(Refused):
+    """The promised date is past the account's limit: policy fixes the answer (the latest
+    date), so the system says it instead of asking the model again."""
+
+    def __init__(self, message: str, latest: dt.date) -> None:
+        super().__init__(message)
+        self.latest = latest
+
+
 # What the model should do instead, per state, appended to "not allowed now" refusals.
 STATE_HINTS: dict[ConversationState, str] = {
     S.GREETING: "Introduce yourself as an AI assistant and ask for the debtor by name first.",

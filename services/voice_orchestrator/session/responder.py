@@ -136,6 +136,9 @@ class Responder:
                 end_call = end_call or result.end_call
                 line = result.line  # accepted, or a refusal that closes the call
                 log.info("tool_call", tool=call.name, ok=result.ok, state=result.state.value)
+                why = "refused" if not result.ok else "unlined" if line is None else "asked"
+                if line is None or line.ask_model_after:
+                    timings.asked_again.append(f"{why}:{call.name}")
             if text:
                 round_texts[rnd.tool_calls[0].id] = text
             if line is not None:

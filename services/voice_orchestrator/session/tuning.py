@@ -28,7 +28,7 @@ class SessionTuning:
     max_tool_rounds: int = 4
     # The reply's first words go to TTS at the first comma this many characters in, not at the
     # end of the first sentence (~80 ms sooner at 90 tokens/s); None: whole sentences only.
-    first_clause_chars: int | None = 12
+    first_clause_chars: int | None = 8
     barge_in_min_speech_ms: int = 200
     vad: VadConfig = field(default_factory=VadConfig)
     # What to do on an answering machine (session/voicemail.py); None: AMD verdicts are only
