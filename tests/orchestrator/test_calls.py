@@ -514,7 +514,7 @@ async def test_early_generation_is_kept_when_the_final_matches(runs: dict[str, R
             and r.get("llm_request_after_speech_end_ms") is not None
         ]
     assert hits >= 5
-    # Started at the pause (100 ms of silence), not at the end (240 ms): ~140 ms sooner.
+    # Started at the pause (60 ms of silence), not at the end (240 ms): ~180 ms sooner.
     assert leads and sorted(leads)[len(leads) // 2] >= 100, leads
 
 

@@ -36,9 +36,9 @@ class VadConfig:
     # Silent frames after the last voiced one before speech "ends" (hangover).
     end_frames: int = 12
     # Silent frames before a "pause" edge (once per silence, while still speaking). Early
-    # generation starts here: 160 ms before the end, at the price of a cancelled request when
+    # generation starts here: 180 ms before the end, at the price of a cancelled request when
     # the debtor only drew breath. 0 or >= end_frames: no pause edge.
-    pause_frames: int = 4
+    pause_frames: int = 3
     # Noise floor = the quietest frame of the last `floor_blocks` blocks of `floor_block_frames`
     # (minimum statistics: speech always has quieter gaps, steady line noise does not).
     floor_block_frames: int = 25
