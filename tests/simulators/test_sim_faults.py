@@ -142,7 +142,8 @@ async def test_openai_429_carries_retry_after_and_the_sdk_honours_it(
     c = client(sim, max_retries=2)
     t0 = loop.time()
     assert "Alex" in await ask(c, key)
-    assert loop.time() - t0 >= 2 * 0.4
+    # Two waits of 0.4 s; the SDK's sleep may wake a millisecond early (CI saw 0.7996 s).
+    assert loop.time() - t0 >= 2 * 0.4 - 0.02
     await c.close()
     recs = openai_records(sim, key)
     assert [r["fault"]["status"] if "fault" in r else 200 for r in recs] == [429, 429, 200]
