@@ -28,11 +28,10 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import Table, bindparam, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import aliased
 
 from generated.call_dispatch import CallDispatch
 from services.common.logging import bind_call_id, get_logger
@@ -173,6 +172,25 @@ def twilio_lookup(telephony: Any) -> CallLookup | None:
     return None if client is None else TwilioCallList(client)
 
 
+# Built once: constructing the alias and the statement per callback cost ~6 ms of event-loop
+# time each (py-spy at 100 calls: a quarter of all status-callback CPU). A Core UPDATE on the
+# table also skips the ORM's in-session synchronisation, which nothing here needs.
+_calls = cast(Table, Call.__table__)
+_other = _calls.alias("other_call")
+_ADOPT_CALL_SID = (
+    update(_calls)
+    .where(
+        _calls.c.id == bindparam("call_id"),
+        _calls.c.twilio_call_sid.is_(None),
+        _calls.c.dial_started_at.is_not(None),
+        _calls.c.status.in_(INTENT_STATUSES),
+        ~exists().where(_other.c.twilio_call_sid == bindparam("sid")),
+    )
+    .values(twilio_call_sid=bindparam("sid"), updated_at=func.now())
+    .returning(_calls.c.id)
+)
+
+
 async def adopt_call_sid(session: AsyncSession, call_id: uuid.UUID, sid: str) -> bool:
     """A signed status callback names the CallSid of a dial whose answer we lost: record it.
 
@@ -180,21 +198,7 @@ async def adopt_call_sid(session: AsyncSession, call_id: uuid.UUID, sid: str) ->
     the pair is Twilio's word; a CallSid another row owns is never taken."""
     if not sid:
         return False
-    other = aliased(Call)
-    row = (
-        await session.execute(
-            update(Call)
-            .where(
-                Call.id == call_id,
-                Call.twilio_call_sid.is_(None),
-                Call.dial_started_at.is_not(None),
-                Call.status.in_(INTENT_STATUSES),
-                ~exists().where(other.twilio_call_sid == sid),
-            )
-            .values(twilio_call_sid=sid, updated_at=func.now())
-            .returning(Call.id)
-        )
-    ).first()
+    row = (await session.execute(_ADOPT_CALL_SID, {"call_id": call_id, "sid": sid})).first()
     if row is not None:
         log.info("dial_reconciled_from_callback", call_sid=sid)
     return row is not None

@@ -31,6 +31,7 @@ from services.voice_orchestrator.reconcile import (
     Redial,
     TwilioCall,
     Wait,
+    adopt_call_sid,
     candidates,
     decide_dispatched,
     decide_intent,
@@ -275,3 +276,31 @@ async def test_a_dial_twilio_never_got_is_dialed_again_then_given_up(
     assert (row2.status, row2.outcome) == ("failed", "failed")
     assert "not dialed again" in (row2.failure_reason or "")
     assert await orch.sim_calls_to(phone2) == []
+
+
+async def test_a_status_callback_adopts_its_callsid_once_and_never_one_another_call_owns(
+    orch: Orch,
+) -> None:
+    """The callback path of a lost create-call answer: the signed callback's CallSid goes on the
+    intent row; a second callback changes nothing; a CallSid another row owns is refused."""
+    lost, _ = await orch.new_call(await orch.assign(_answers_and_hangs_up(ring_ms=500)))
+    owner, _ = await orch.new_call(await orch.assign(_answers_and_hangs_up(ring_ms=500)))
+    started = datetime.now(UTC) - OLD
+    for call_id in (lost, owner):
+        await _set(orch, call_id, status="ringing", dial_started_at=started, dial_attempts=1)
+    owned_sid, sid = f"CA{uuid.uuid4().hex}", f"CA{uuid.uuid4().hex}"
+    await _set(orch, owner, twilio_call_sid=owned_sid)
+
+    async with orch.sessions() as s, s.begin():
+        assert not await adopt_call_sid(s, lost, owned_sid)  # another row's: refused
+        assert not await adopt_call_sid(s, lost, "")
+    assert (await _row(orch, lost)).twilio_call_sid is None
+    async with orch.sessions() as s, s.begin():
+        assert await adopt_call_sid(s, lost, sid)
+    async with orch.sessions() as s, s.begin():
+        assert not await adopt_call_sid(s, lost, f"CA{uuid.uuid4().hex}")  # it has one now
+        assert not await adopt_call_sid(s, owner, sid)  # and it is taken
+    assert (await _row(orch, lost)).twilio_call_sid == sid
+    assert (await _row(orch, owner)).twilio_call_sid == owned_sid
+    await _set(orch, lost, status="completed")
+    await _set(orch, owner, status="completed")
