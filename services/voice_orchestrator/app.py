@@ -12,6 +12,7 @@ import contextlib
 import gc
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -71,6 +72,11 @@ SHUTDOWN_DRAIN_S = 8.0
 # --steps 100 --repeat 3), per-run overhead p99 was 17-35 ms in 6 runs with 5,000; 21-258 ms in
 # 11 runs with 20,000, 3 of them over 50.
 GC_THRESHOLDS = (5_000, 10, 100)
+# Worker threads for blocking work off the loop (recording WAVs, blob uploads). Each runnable one
+# competes with the loop for the GIL; with asyncio's default (cores + 4) the calls that end in the
+# same second each held one, and the live calls' turns around them waited (capacity bench: the
+# overhead tail came from the seconds when calls ended). Two keep uploads flowing meanwhile.
+BACKGROUND_THREADS = 2
 
 # uvicorn's options for the media WebSocket; `__main__` runs the server with them (tests too).
 WS_SERVER_OPTIONS: dict[str, Any] = {
@@ -250,6 +256,9 @@ def create_app(settings: Settings | None = None, overrides: Overrides | None = N
             ),
         )
         app.state.orch = orch
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=BACKGROUND_THREADS, thread_name_prefix="background")
+        )
         orch.idle.set()
         _warm_up(orch)
         # Everything alive now (SDK modules, their type tables: hundreds of thousands of objects)
