@@ -174,12 +174,17 @@ _TERMINATORS = ".!?"
 _CLOSERS = "\"')]”’»"
 
 
+def _has_words(piece: str) -> bool:
+    return any(ch.isalnum() for ch in piece)
+
+
 class SentenceSplitter:
     """Cuts a streamed reply into speakable sentences as soon as each one is complete.
 
     A sentence ends at `.`, `!` or `?` (plus any closing quotes) followed by whitespace, or at a
     newline. A terminator at the very end of the buffer waits for the next delta, because "$4."
-    may continue as "$4.50". Titles ("Mr.", "Dr.", "e.g.") never end a sentence; "a.m."-style
+    may continue as "$4.50", except in a reply's first sentence when it is sure
+    (`_first_ends_here`). Titles ("Mr.", "Dr.", "e.g.") never end a sentence; "a.m."-style
     abbreviations end one only before a capital letter.
 
     Latency: with `early_comma_chars=N` the first fragment of a reply is released at the first
@@ -202,7 +207,7 @@ class SentenceSplitter:
             if cut is None:
                 break
             piece, self._buf = self._buf[:cut].strip(), self._buf[cut:].lstrip()
-            if piece:
+            if _has_words(piece):
                 out.append(piece)
                 self._emitted = True
         return out
@@ -210,7 +215,8 @@ class SentenceSplitter:
     def flush(self) -> str | None:
         piece, self._buf = self._buf.strip(), ""
         self._emitted = False  # the next feed starts a new reply
-        return piece or None
+        # Punctuation alone says nothing: the ".." of "Well." + ".." after an early cut.
+        return piece if _has_words(piece) else None
 
     def _boundary(self) -> int | None:
         buf = self._buf
@@ -225,6 +231,8 @@ class SentenceSplitter:
                 while j < n and (buf[j] in _TERMINATORS or buf[j] in _CLOSERS):
                     j += 1
                 if j >= n:
+                    if not self._emitted and self._first_ends_here(buf, i):
+                        return n  # the reply's first sentence: no token's wait for a space
                     break  # undecidable until more text (or flush) arrives
                 if buf[j].isspace() and self._ends_sentence(buf, i, j):
                     return j
@@ -235,12 +243,30 @@ class SentenceSplitter:
             k = buf.find(", ", self._early)
             if k != -1:
                 return k + 1
+            if buf.endswith(",") and len(buf) - 1 >= self._early and not buf[-2].isdigit():
+                return n  # "1,000" may go on; "Thank you," does not
         if len(buf) > self._max:
             head = buf[: self._max]
             k = head.rfind(", ")
             k = k + 1 if k != -1 else head.rfind(" ")
             return k if k > 0 else self._max
         return None
+
+    @classmethod
+    def _first_ends_here(cls, buf: str, i: int) -> bool:
+        """A terminator at the very end of the buffer that surely ends the first sentence: `!`,
+        `?`, or a `.` after a word that is no number, title, initial or abbreviation. Saves the
+        reply's first words one token's wait (~11 ms at 90 tokens/s) before TTS; later sentences
+        still wait for the space, so "acme.com" is never cut."""
+        if buf[i] != ".":
+            return True
+        if i == 0 or not buf[i - 1].isalpha():
+            return False  # "$4." may go on as "$4.50"
+        start = i
+        while start > 0 and (buf[start - 1].isalpha() or buf[start - 1] == "."):
+            start -= 1
+        word = buf[start:i].lower()
+        return word not in _SOFT_ABBREVIATIONS and cls._ends_sentence(buf, i, len(buf))
 
     @staticmethod
     def _ends_sentence(buf: str, i: int, j: int) -> bool:
