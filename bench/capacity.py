@@ -1,6 +1,6 @@
 """Capacity of one Voice Orchestrator process: concurrent calls stepped up.
 
-    python -m bench.capacity [--steps 10,25,50,100,200] [--repeat 1] [--ramp-s 10]
+    python -m bench.capacity [--steps 10,25,50,100,200] [--repeat 1] [--ramp-s 10] [--no-pin]
 
 At each step N calls run at once through the whole local deployment (realistic vendor
 latencies, tone voice so the simulators stay cheap). They are triggered evenly over `--ramp-s`
@@ -8,6 +8,12 @@ seconds (10; a call lasts ~45 s), as calls placed one by one through the API wou
 step counts only if all N were live at the same time. With `--ramp-s 0` all N start in the
 same second and, running the same script, take every turn within about a second of each other:
 the worst case for one process, written to capacity-burst.json / .png instead.
+
+The orchestrator runs on a core of its own and everything else (simulators, emulators,
+PostgreSQL, the other services, this script) on the rest, as in production, where the vendors
+and GCP run elsewhere (`pin_orchestrator`; `--no-pin` to share every core). Unpinned on this
+2-core VM, the stand-ins' bursts when calls end pre-empt the orchestrator, and the overhead
+tail measures the rig.
 
 Measured on the orchestrator process only: CPU per call (% of one core), memory per call (RSS
 growth / N), event-loop lag (sampled from its /healthz during the step), and the orchestrator's
@@ -22,7 +28,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import tempfile
 import threading
 import time
@@ -35,6 +43,34 @@ import psutil
 from bench.harness import REALISTIC, RESULTS, BenchRun, percentiles, turn_figures, write_results
 
 TARGET_OVERHEAD_P99_MS = 50.0
+# What a turn's own overhead may be at 100 calls once replies are sub-second (issue 16).
+STRICT_OVERHEAD_P99_MS = 20.0
+
+
+def pin_orchestrator(orch_pid: int) -> dict[str, Any]:
+    """The orchestrator's threads on CPU 0; every other thread of this deployment (simulators,
+    emulators, PostgreSQL, the other services, this script) on the rest.
+
+    In production the orchestrator has its vCPUs to itself: the vendors, Pub/Sub and Cloud SQL
+    run elsewhere. Here their stand-ins share two cores with it, and when calls end they burst
+    (the storage emulator alone takes a third of a core), which pre-empts the orchestrator's
+    loop: that is the test rig's contention, not the orchestrator's overhead. Threads started
+    later inherit their creator's set. Returns what was done, for the results file."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return {"pinned": False, "why": "one CPU"}
+    mine, rest = {cpus[0]}, set(cpus[1:])
+    me = psutil.Process()
+    others = [me, *me.children(recursive=True)]
+    pinned = 0
+    for proc in others:
+        target = mine if proc.pid == orch_pid else rest
+        with contextlib.suppress(psutil.Error, OSError):
+            for thread in proc.threads():
+                with contextlib.suppress(OSError):
+                    os.sched_setaffinity(thread.id, target)
+                    pinned += 1
+    return {"pinned": True, "orchestrator_cpus": sorted(mine), "others_cpus": sorted(rest)}
 
 
 class Sampler:
@@ -84,6 +120,11 @@ def main() -> None:
     ap.add_argument(
         "--ramp-s", type=float, default=10.0, help="trigger a step's calls over this many seconds"
     )
+    ap.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="let the orchestrator share every CPU with the simulators and emulators",
+    )
     ap.add_argument("--chart-only", action="store_true", help="redraw the chart from the JSON")
     args = ap.parse_args()
     name = "capacity" if args.ramp_s > 0 else "capacity-burst"
@@ -98,6 +139,8 @@ def main() -> None:
     with BenchRun(Path(tempfile.mkdtemp(prefix="bench-capacity-")), sim_args) as bench:
         orch = bench.deployment.processes["voice-orchestrator"]
         assert orch.proc is not None
+        pinning = {"pinned": False} if args.no_pin else pin_orchestrator(orch.proc.pid)
+        print(f"  cpu pinning: {pinning}", flush=True)
         offset = 0
         for n in steps:
             print(f"\n### {n} concurrent calls", flush=True)
@@ -153,27 +196,34 @@ def main() -> None:
                 f"per-run p99 {per_run_p99}, promises {completed}/{n * args.repeat}",
                 flush=True,
             )
-    ok = [
-        r["concurrent_calls"]
-        for r in rows
-        if r["orchestrator_overhead_ms"]["p99"] is not None
-        and r["orchestrator_overhead_ms"]["p99"] < TARGET_OVERHEAD_P99_MS
-        and r["calls_promise_to_pay"] == r["concurrent_calls"] * r.get("runs", 1)
-        and r["peak_live_calls"] >= r["concurrent_calls"]  # the ramp left them all live at once
-    ]
+
+    def highest_step_under(limit_ms: float) -> int | None:
+        ok = [
+            r["concurrent_calls"]
+            for r in rows
+            if r["orchestrator_overhead_ms"]["p99"] is not None
+            and r["orchestrator_overhead_ms"]["p99"] < limit_ms
+            and r["calls_promise_to_pay"] == r["concurrent_calls"] * r.get("runs", 1)
+            and r["peak_live_calls"] >= r["concurrent_calls"]  # the ramp left them all live
+        ]
+        return max(ok, default=None)
+
+    best = highest_step_under(TARGET_OVERHEAD_P99_MS)
+    strict = highest_step_under(STRICT_OVERHEAD_P99_MS)
     report = {
         "steps": rows,
-        "highest_step_overhead_p99_under_50ms": max(ok, default=None),
+        "highest_step_overhead_p99_under_50ms": best,
+        "highest_step_overhead_p99_under_20ms": strict,
         "ramp_s": args.ramp_s,
+        "cpu_pinning": pinning,
         "machine": {
             "cpus": psutil.cpu_count(),
             "memory_gb": round(psutil.virtual_memory().total / 2**30),
         },
     }
-    best = max(ok, default=None)
     print(
-        "\nhighest step with overhead p99 < 50 ms, every call completed and all live at once: "
-        f"{best}"
+        "\nhighest step with every call completed, all live at once and overhead p99 under "
+        f"50 ms: {best}; under 20 ms: {strict}"
     )
     print(f"wrote {write_results(name, report)}")
     chart(rows, RESULTS / f"{name}.png", args.ramp_s)
@@ -192,6 +242,7 @@ def chart(steps: list[dict[str, Any]], path: Path, ramp_s: float) -> None:
         ax.plot(xs, [s["orchestrator_overhead_ms"][q] for s in steps], style, label=f"overhead {q}")
     ax.plot(xs, [s["loop_lag_p99_ms_worst_window"] for s in steps], "x--", label="loop lag p99")
     ax.axhline(TARGET_OVERHEAD_P99_MS, color="red", linestyle=":", label="50 ms")
+    ax.axhline(STRICT_OVERHEAD_P99_MS, color="orange", linestyle=":", label="20 ms")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xticks(xs, [str(x) for x in xs])
