@@ -37,3 +37,10 @@ class EarlyGenerationUsage(BaseModel):
             ge=0,
         ),
     ]
+    wasted_input_tokens: Annotated[
+        int | None,
+        Field(
+            description="Prompt tokens of discarded requests, estimated: a cancelled stream reports no usage, so this is the request's characters times the call's own tokens per character (from its last request that reported usage; 4 characters per token before one did). Billed like any prompt; not included in the call's cost. Absent on calls stored before it was metered.",
+            ge=0,
+        ),
+    ] = None

@@ -140,6 +140,22 @@ class LlmUsage:
     cached_input_tokens: int = 0
     output_tokens: int = 0
     requests: int = 0
+    # The last request that reported its usage: its prompt tokens and `prompt_chars`, the
+    # call's own tokens-per-character, to estimate what a request cancelled before its usage
+    # chunk was billed for its prompt (early.py).
+    last_prompt_tokens: int = 0
+    last_prompt_chars: int = 0
+
+
+def prompt_chars(messages: list[dict[str, Any]]) -> int:
+    """A request's size in characters of its messages' text: what its prompt tokens scale with."""
+    total = 0
+    for m in messages:
+        content = m.get("content")
+        total += len(content) if isinstance(content, str) else 0
+        for call in m.get("tool_calls") or ():
+            total += len(str((call.get("function") or {}).get("arguments", "")))
+    return total
 
 
 class LlmError(RuntimeError):

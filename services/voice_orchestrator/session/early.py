@@ -15,7 +15,13 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from services.voice_orchestrator.ports import LanguageModel, LlmEvent, TextDelta
+from services.voice_orchestrator.ports import (
+    LanguageModel,
+    LlmEvent,
+    LlmUsage,
+    TextDelta,
+    prompt_chars,
+)
 
 _NON_WORD = re.compile(r"[^\w']+")
 
@@ -42,6 +48,9 @@ class EarlyStats:
     discards: int = 0
     # Output tokens streamed to us for requests then thrown away (one delta ≈ one token).
     wasted_output_tokens: int = 0
+    # Prompt tokens of those requests: billed, never reported (a cancelled stream gets no usage
+    # chunk), so estimated by `estimated_prompt_tokens`.
+    wasted_input_tokens: int = 0
 
     def as_usage(self) -> dict[str, int]:
         return {
@@ -49,7 +58,22 @@ class EarlyStats:
             "hits": self.hits,
             "discards": self.discards,
             "wasted_output_tokens": self.wasted_output_tokens,
+            "wasted_input_tokens": self.wasted_input_tokens,
         }
+
+
+# Characters per token of English chat text, for a call with no request measured yet.
+CHARS_PER_TOKEN = 4.0
+
+
+def estimated_prompt_tokens(messages: list[dict[str, Any]], usage: LlmUsage) -> int:
+    """What a request's prompt was billed: this call's own tokens per character (its last
+    request that reported usage: the same system prompt and tools, a turn or two less
+    history) times this request's characters; without one, ~4 characters per token."""
+    chars = prompt_chars(messages)
+    if usage.last_prompt_tokens > 0 and usage.last_prompt_chars > 0:
+        return round(chars * usage.last_prompt_tokens / usage.last_prompt_chars)
+    return round(chars / CHARS_PER_TOKEN)
 
 
 class EarlyRequest:

@@ -19,7 +19,7 @@ from services.voice_orchestrator.ports import (
     ToolCall,
 )
 
-from .early import EarlyRequest, EarlyStats, same_request
+from .early import EarlyRequest, EarlyStats, estimated_prompt_tokens, same_request
 from .turn import AgentTurn
 
 log = get_logger(__name__)
@@ -69,6 +69,9 @@ class Responder:
         early.cancel()
         self.early_stats.discards += 1
         self.early_stats.wasted_output_tokens += early.deltas
+        self.early_stats.wasted_input_tokens += estimated_prompt_tokens(
+            early.messages, self.llm.usage
+        )
         return True
 
     def _claim_early(self, turn: AgentTurn, messages: list[dict[str, Any]]) -> EarlyRequest | None:

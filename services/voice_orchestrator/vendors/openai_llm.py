@@ -37,6 +37,7 @@ from services.voice_orchestrator.ports import (
     LlmUsage,
     TextDelta,
     ToolCall,
+    prompt_chars,
 )
 
 # What a request can fail with: the SDK's errors (a transport cut mid-stream included, as
@@ -105,14 +106,16 @@ class OpenAiLlm:
         except _FAILURES as exc:
             raise LlmError(repr(exc)) from exc
         try:
-            async for event in self._events(stream, s.openai_timeout_seconds):
+            async for event in self._events(stream, s.openai_timeout_seconds, messages):
                 yield event
         except _FAILURES as exc:
             raise LlmError(repr(exc), mid_stream=True) from exc
         finally:
             await stream.close()
 
-    async def _events(self, stream: Any, stall_s: float) -> AsyncIterator[LlmEvent]:
+    async def _events(
+        self, stream: Any, stall_s: float, messages: list[dict[str, Any]]
+    ) -> AsyncIterator[LlmEvent]:
         tools: dict[int, _ToolAcc] = {}
         finish: str | None = None
         iterator = stream.__aiter__()
@@ -128,7 +131,7 @@ class OpenAiLlm:
                 continue
             usage = chunk.get("usage")
             if usage:
-                self._count_usage(usage)
+                self._count_usage(usage, messages)
             for choice in chunk.get("choices") or ():
                 delta = choice.get("delta")
                 if delta:
@@ -152,8 +155,14 @@ class OpenAiLlm:
         ]
         yield Completed(calls, finish)
 
-    def _count_usage(self, usage: dict[str, Any]) -> None:
-        self.usage.input_tokens += int(usage.get("prompt_tokens") or 0)
+    def _count_usage(self, usage: dict[str, Any], messages: list[dict[str, Any]]) -> None:
+        prompt = int(usage.get("prompt_tokens") or 0)
+        if prompt:
+            # The usage chunk comes last, after the reply is heard: counting characters here
+            # costs the turn nothing.
+            self.usage.last_prompt_tokens = prompt
+            self.usage.last_prompt_chars = prompt_chars(messages)
+        self.usage.input_tokens += prompt
         self.usage.output_tokens += int(usage.get("completion_tokens") or 0)
         details = usage.get("prompt_tokens_details") or {}
         self.usage.cached_input_tokens += int(details.get("cached_tokens") or 0)
