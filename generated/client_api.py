@@ -18,6 +18,7 @@ from .delinquency_stage import DelinquencyStage
 from .metadata import Metadata
 from .money import Money
 from .phone_number import PhoneNumber
+from .promise import Promise
 from .timezone import Timezone
 from .verification_fact_kind import VerificationFactKind
 
@@ -153,6 +154,9 @@ class WebhookEventType(StrEnum):
     """
 
     CALL_COMPLETED = "call.completed"
+    PROMISE_CREATED = "promise.created"
+    PROMISE_KEPT = "promise.kept"
+    PROMISE_BROKEN = "promise.broken"
 
 
 class WebhookEndpointCreate(BaseModel):
@@ -571,6 +575,38 @@ class CallTriggerRequest(BaseModel):
     ] = {}
 
 
+class PaymentCreate(BaseModel):
+    """
+    A payment to record. `reference` is the idempotency key: the same reference with the same body answers with the stored payment, with another body it is refused (409).
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    debtor_id: Annotated[UUID, Field(description="The debtor who paid.")]
+    promise_id: Annotated[
+        UUID | None,
+        Field(
+            description="Apply the payment to this promise only (it must be the debtor's and `pending`); omit to apply it to the debtor's pending promises, earliest due first."
+        ),
+    ] = None
+    amount: Annotated[
+        Money,
+        Field(
+            description="Amount paid; more than zero, in the currency of the promises it pays."
+        ),
+    ]
+    paid_at: Annotated[AwareDatetime, Field(description="When the debtor paid.")]
+    reference: Annotated[
+        str,
+        Field(
+            description="Your unique reference for this payment (e.g. the processor's transaction id), 1..255 characters.",
+            max_length=255,
+            min_length=1,
+        ),
+    ]
+
+
 class CallPage(BaseModel):
     """
     One page of calls, newest first.
@@ -578,6 +614,22 @@ class CallPage(BaseModel):
 
     data: Annotated[
         list[Call], Field(description="The calls on this page (at most `limit`).")
+    ]
+    next_cursor: Annotated[
+        str | None,
+        Field(
+            description="Opaque cursor: pass it as `cursor` to get the next page; null on the last page."
+        ),
+    ]
+
+
+class PromisePage(BaseModel):
+    """
+    One page of promises, newest first.
+    """
+
+    data: Annotated[
+        list[Promise], Field(description="The promises on this page (at most `limit`).")
     ]
     next_cursor: Annotated[
         str | None,

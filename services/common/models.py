@@ -82,6 +82,8 @@ SCHEDULE_REASONS = ("manual", "callback", "retry", "campaign")
 # No "claimed": a row is claimed and decided in one transaction, so that state is never seen.
 SCHEDULE_STATUSES = ("pending", "dispatched", "cancelled", "skipped")
 HOLD_KINDS = ("opt_out", "dispute", "wrong_number")
+# specs/schemas/promise_status.json; the lifecycle is in services/common/promise_tracking.py.
+PROMISE_STATUSES = ("pending", "kept", "partially_kept", "broken", "cancelled")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -242,6 +244,17 @@ class PaymentPromise(Base):
     __table_args__ = (
         CheckConstraint("amount_minor > 0", name="amount_positive"),
         CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_format"),
+        CheckConstraint(_in("status", PROMISE_STATUSES), name="status"),
+        CheckConstraint(
+            "paid_minor >= 0 AND paid_minor <= amount_minor", name="paid_within_amount"
+        ),
+        Index("ix_payment_promises_created_at_public_id", "created_at", "public_id"),
+        # The broken-promise pass scans only pending promises by due date.
+        Index(
+            "ix_payment_promises_pending_due",
+            "due_date",
+            postgresql_where=sql_text("status = 'pending'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -253,6 +266,63 @@ class PaymentPromise(Base):
     currency: Mapped[str] = mapped_column(String(3))
     due_date: Mapped[date] = mapped_column(Date)
     recorded_at: Mapped[datetime] = _now()
+    # Tracking (services/common/promise_tracking.py): the API shows `public_id` as the id.
+    public_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), unique=True, server_default=sql_text("gen_random_uuid()")
+    )
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    paid_minor: Mapped[int] = mapped_column(BigInteger, server_default=sql_text("0"))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _now()
+
+
+class Payment(Base):
+    """A payment the client reported; `reference` is its idempotency key."""
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        CheckConstraint("amount_minor > 0", name="amount_positive"),
+        CheckConstraint(
+            "unallocated_minor >= 0 AND unallocated_minor <= amount_minor",
+            name="unallocated_within_amount",
+        ),
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_format"),
+        Index("ix_payments_debtor_id", "debtor_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    debtor_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("debtors.id", ondelete="RESTRICT"))
+    # The promise the client named, if any.
+    promise_id: Mapped[int | None] = mapped_column(
+        ForeignKey("payment_promises.id", ondelete="RESTRICT")
+    )
+    reference: Mapped[str] = mapped_column(String(255), unique=True)
+    request_fingerprint: Mapped[str] = mapped_column(String(64))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    unallocated_minor: Mapped[int] = mapped_column(BigInteger)
+    paid_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _now()
+
+    allocations: Mapped[list[PaymentAllocation]] = relationship(
+        order_by="PaymentAllocation.id", lazy="raise", cascade="all, delete-orphan"
+    )
+
+
+class PaymentAllocation(Base):
+    __tablename__ = "payment_allocations"
+    __table_args__ = (
+        UniqueConstraint(
+            "payment_id", "promise_id", name="uq_payment_allocations_payment_id_promise_id"
+        ),
+        CheckConstraint("amount_minor > 0", name="amount_positive"),
+        Index("ix_payment_allocations_promise_id", "promise_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    payment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("payments.id", ondelete="CASCADE"))
+    promise_id: Mapped[int] = mapped_column(ForeignKey("payment_promises.id", ondelete="RESTRICT"))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
 
 
 class Callback(Base):
