@@ -14,7 +14,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, tuple_
@@ -36,17 +36,52 @@ def encode_cursor(kind: str, filters: dict[str, Any], created_at: datetime, id_:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(token: str, kind: str, filters: dict[str, Any]) -> tuple[datetime, uuid.UUID]:
+class _Invalid(Exception):
+    """Any reason a cursor is not one we issued; never leaves this module."""
+
+
+def _document(token: str) -> dict[str, Any]:
+    if not token.isascii():
+        raise _Invalid("not base64")
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         doc = json.loads(raw)
-        if not isinstance(doc, dict) or doc.get("k") != kind or doc.get("f") != _scope(filters):
-            raise ValueError("cursor of another list or other filters")
-        created_at = datetime.fromisoformat(doc["t"])
-        if created_at.tzinfo is None:
-            raise ValueError("naive timestamp")
-        return created_at, uuid.UUID(doc["i"])
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+    # RecursionError: a deeply nested document; ValueError covers bad UTF-8 and huge integers.
+    except (ValueError, binascii.Error, RecursionError) as exc:
+        raise _Invalid("not base64 JSON") from exc
+    if not isinstance(doc, dict):
+        raise _Invalid("not an object")
+    return doc
+
+
+def _position(doc: dict[str, Any]) -> tuple[datetime, uuid.UUID]:
+    t, i = doc.get("t"), doc.get("i")
+    if not isinstance(t, str) or not isinstance(i, str):
+        raise _Invalid("fields of the wrong type")
+    try:
+        created_at = datetime.fromisoformat(t)
+        id_ = uuid.UUID(i)
+    except ValueError as exc:
+        raise _Invalid("not a timestamp and a UUID") from exc
+    if created_at.tzinfo is None or created_at.utcoffset() is None:
+        raise _Invalid("naive timestamp")
+    try:
+        # The database compares in UTC; a shift past year 1 or 9999 must fail here, not there.
+        created_at = created_at.astimezone(UTC)
+    except OverflowError as exc:
+        raise _Invalid("timestamp out of range") from exc
+    return created_at, id_
+
+
+def decode_cursor(token: str, kind: str, filters: dict[str, Any]) -> tuple[datetime, uuid.UUID]:
+    """The `(created_at, id)` a cursor points at (created_at in UTC), for any string a client
+    sends: every other outcome is the 400 problem, never another exception."""
+    try:
+        doc = _document(token)
+        if doc.get("k") != kind or doc.get("f") != _scope(filters):
+            raise _Invalid("cursor of another list or other filters")
+        return _position(doc)
+    except _Invalid as exc:
         raise ProblemError(
             400,
             INVALID_CURSOR,

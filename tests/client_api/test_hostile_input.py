@@ -1,0 +1,236 @@
+"""Hostile input, by class (issue 19): any cursor string decodes to a valid position or is the
+400 problem; any query parameter value of a list endpoint is a 2xx or a 4xx problem on a
+connection that stays open."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import quote_from_bytes, urlsplit
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from scripts.processes import ServiceProcess
+from services.client_api.openapi import served_spec
+from services.client_api.pagination import decode_cursor, encode_cursor
+from services.client_api.problems import INVALID_CURSOR, ProblemError
+from tests.client_api.conftest import API_KEY, create_debtor
+
+# --- the cursor decoder is total ----------------------------------------------------------
+
+KIND, FILTERS = "debtors", {"status": "queued"}
+_REAL = encode_cursor(KIND, FILTERS, datetime(2026, 11, 1, tzinfo=UTC), uuid.uuid4())
+# A real cursor's document: the tampered ones below keep its list and scope, so they reach the
+# timestamp and id checks instead of failing on the scope.
+REAL_DOC: dict[str, Any] = json.loads(base64.urlsafe_b64decode(_REAL + "=" * (-len(_REAL) % 4)))
+
+# Instants at the ends of the range, with a zone on the side that overflows UTC.
+edge_timestamps = st.builds(
+    lambda d, h: d.replace(tzinfo=timezone(timedelta(hours=h))).isoformat(),
+    st.sampled_from([datetime.min, datetime.max, datetime(1, 1, 1, 12), datetime(9999, 12, 31)]),
+    st.integers(-23, 23),
+)
+json_values = st.recursive(
+    st.none()
+    | edge_timestamps
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text()
+    | st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat()),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=10,
+)
+
+
+def as_cursor(doc: Any) -> str:
+    raw = json.dumps(doc, separators=(",", ":")).encode("utf-8", "surrogatepass")
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def tampered_docs(real: dict[str, Any] = REAL_DOC) -> st.SearchStrategy[Any]:
+    field = st.sampled_from(["k", "f", "t", "i"])
+    mutated = st.builds(lambda k, v: {**real, k: v}, field, json_values | edge_timestamps)
+    dropped = field.map(lambda k: {f: v for f, v in real.items() if f != k})
+    return mutated | dropped | json_values
+
+
+def assert_total(token: str) -> None:
+    try:
+        created_at, id_ = decode_cursor(token, KIND, FILTERS)
+    except ProblemError as exc:
+        assert exc.status == 400 and exc.type == INVALID_CURSOR
+        return
+    assert isinstance(id_, uuid.UUID)
+    # In range for the database: already in UTC, so no later conversion can overflow.
+    assert created_at.utcoffset() is not None and created_at.tzinfo == UTC
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        ("i", 123),
+        ("i", ["a"]),
+        ("i", {"x": 1}),
+        ("t", "0001-01-01T00:00:00+05:00"),
+        ("t", "9999-12-31T23:59:59-05:00"),
+        ("t", 20261101),
+        ("t", "2026-11-01T00:00:00"),
+    ],
+)
+def test_the_tampered_cursors_of_the_report_are_400(value: tuple[str, Any]) -> None:
+    with pytest.raises(ProblemError) as exc:
+        decode_cursor(as_cursor({**REAL_DOC, value[0]: value[1]}), KIND, FILTERS)
+    assert exc.value.status == 400 and exc.value.type == INVALID_CURSOR
+
+
+def test_in_range_cursors_decode_to_the_same_instant_in_utc() -> None:
+    edge = datetime.fromisoformat("9999-12-31T23:59:59+00:00")
+    assert decode_cursor(as_cursor({**REAL_DOC, "t": edge.isoformat()}), KIND, FILTERS)[0] == edge
+    shifted = decode_cursor(
+        as_cursor({**REAL_DOC, "t": "2026-11-01T05:00:00+05:00"}), KIND, FILTERS
+    )
+    assert shifted[0] == datetime(2026, 11, 1, tzinfo=UTC) and shifted[0].tzinfo == UTC
+    assert decode_cursor(_REAL, KIND, FILTERS)[1] == uuid.UUID(REAL_DOC["i"])
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text())
+def test_any_string_decodes_or_is_the_400(token: str) -> None:
+    assert_total(token)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(tampered_docs())
+def test_any_json_document_as_a_cursor_decodes_or_is_the_400(doc: Any) -> None:
+    assert_total(as_cursor(doc))
+
+
+def test_deeply_nested_and_huge_cursor_documents_are_400() -> None:
+    for raw in [b"[" * 100_000, b"1" * 10_000, b"\xff\xfe", b'{"k":"debtors"']:
+        assert_total(base64.urlsafe_b64encode(raw).decode())
+        with pytest.raises(ProblemError):
+            decode_cursor(base64.urlsafe_b64encode(raw).decode(), KIND, FILTERS)
+
+
+# --- every query parameter of the list endpoints, against the running API -------------------
+
+
+def _list_operations() -> dict[str, list[str]]:
+    """Path → query parameter names of every GET operation that pages (has `cursor`)."""
+    spec = served_spec()
+
+    def name(param: dict[str, Any]) -> str:
+        if "$ref" in param:
+            param = spec["components"]["parameters"][param["$ref"].rsplit("/", 1)[1]]
+        return str(param["name"])
+
+    ops = {}
+    for path, item in spec["paths"].items():
+        params = [name(p) for p in item.get("get", {}).get("parameters", [])]
+        if "cursor" in params:
+            ops[path] = params
+    return ops
+
+
+LIST_OPERATIONS = _list_operations()
+
+
+# Any bytes a client can put in a query string (percent-encoded: invalid UTF-8, NUL, controls),
+# text, and cursors built from tampered documents of a real one.
+def hostile_values(path: str) -> st.SearchStrategy[bytes]:
+    # The list's own cursor document, as issued without filters (None filters do not count).
+    kind = path.rsplit("/", 1)[1]
+    real = encode_cursor(kind, {}, datetime(2026, 11, 1, tzinfo=UTC), uuid.uuid4())
+    doc = json.loads(base64.urlsafe_b64decode(real + "=" * (-len(real) % 4)))
+    return (
+        st.binary(max_size=64)
+        | st.text(max_size=64).map(lambda t: t.encode("utf-8", "surrogatepass"))
+        | tampered_docs(doc).map(lambda d: as_cursor(d).encode())
+        | st.sampled_from([b"0", b"-1", b"101", b"1e3", b"99999999999999999999", b"", b"null"])
+    )
+
+
+class KeepAlive:
+    """One HTTP/1.1 connection that is never reopened: a server that drops it (a traceback
+    after the response, `Connection: close`) fails the next request instead of going unseen."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+        self.conn.connect()
+        self.conn.auto_open = 0  # type: ignore[attr-defined]
+
+    def get(self, target: str) -> tuple[int, dict[str, str], bytes]:
+        self.conn.request("GET", target, headers={"Authorization": f"Bearer {API_KEY}"})
+        resp = self.conn.getresponse()
+        body = resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
+
+
+@pytest.fixture
+def keep_alive(api_server: ServiceProcess) -> Iterator[KeepAlive]:
+    c = KeepAlive(api_server.url)
+    yield c
+    c.conn.close()
+
+
+async def test_list_pages_exist_to_tamper_with(client: httpx.AsyncClient) -> None:
+    # Two debtors at least, so `limit=1` pages and the tampered cursors reach the database.
+    for _ in range(2):
+        await create_debtor(client)
+    page = (await client.get("/v1/debtors", params={"limit": 1})).json()
+    assert page["next_cursor"]
+
+
+@pytest.mark.parametrize("path", sorted(LIST_OPERATIONS))
+def test_any_query_parameter_value_is_2xx_or_a_4xx_problem(
+    path: str, keep_alive: KeepAlive
+) -> None:
+    params = LIST_OPERATIONS[path]
+    values = hostile_values(path)
+    # Often the cursor alone: with a filter its scope no longer matches and it never gets far.
+    queries = st.fixed_dictionaries({"cursor": values}) | st.dictionaries(
+        st.sampled_from(params), values, min_size=1
+    )
+
+    @settings(
+        max_examples=150,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
+    @given(queries)
+    def check(query: dict[str, bytes]) -> None:
+        qs = "&".join(f"{k}={quote_from_bytes(v, safe='')}" for k, v in query.items())
+        status, headers, body = keep_alive.get(f"{path}?{qs}")
+        assert status < 500, (query, body[:300])
+        if status >= 400:
+            assert headers["content-type"].startswith("application/problem+json"), body[:300]
+            assert json.loads(body)["status"] == status
+        assert headers.get("connection", "").lower() != "close", query
+
+    check()
+    # The connection is still the first one and still answers.
+    assert keep_alive.get("/v1/debtors?limit=1")[0] == 200
+
+
+@pytest.mark.parametrize("t", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"])
+def test_out_of_range_cursor_timestamps_are_400_on_a_live_connection(
+    t: str, keep_alive: KeepAlive
+) -> None:
+    status, _, body = keep_alive.get("/v1/debtors?limit=1")
+    real = json.loads(body)["next_cursor"]
+    doc = json.loads(base64.urlsafe_b64decode(real + "=" * (-len(real) % 4)))
+    for tampered in ({**doc, "t": t}, {**doc, "i": 7}, {**doc, "i": ["x"]}):
+        status, _, body = keep_alive.get(f"/v1/debtors?cursor={as_cursor(tampered)}")
+        assert status == 400, body
+        assert json.loads(body)["type"] == INVALID_CURSOR
+    assert keep_alive.get("/v1/debtors?limit=1")[0] == 200
