@@ -42,13 +42,13 @@ CE_TYPE_COMPLETED = "call.completed"
 
 
 class CallEndedHandler:
+    ce_types = frozenset({CE_TYPE_COMPLETED})  # the consumer drops any other type
+
     def __init__(self, settings: Settings, cfg: RulesConfig | None = None) -> None:
         self.settings = settings
         self.cfg = cfg or rules_config(settings)
 
     async def __call__(self, session: AsyncSession, event: CloudEvent) -> None:
-        if event.type != CE_TYPE_COMPLETED:
-            return
         call_id = uuid.UUID(str(event.data["call"]["id"]))
         bind_call_id(str(call_id))
         call = await session.scalar(

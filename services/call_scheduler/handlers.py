@@ -21,8 +21,12 @@ from services.common.settings import Settings
 
 log = get_logger(__name__)
 
+CE_TYPE_REQUESTED = "call.requested"
+
 
 class CallRequestHandler:
+    ce_types = frozenset({CE_TYPE_REQUESTED})  # the consumer drops any other type
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 

@@ -5,6 +5,9 @@ A message's attributes are the CloudEvents context (`ce-id`, `ce-type`, `ce-sour
 `IdempotentHandler` records it in `processed_messages` in the same transaction as the handler's
 own writes, so a redelivered message changes the database once.
 
+Every consumer declares the `ce-type`s it handles (a `ce_types` attribute on its handler, see
+`handled_types`); the pull consumer and the push endpoint drop (ack) any other type with a log.
+
 Consumers run either as pull consumers (`services.common.consumer`: local stack, workers) or
 behind a push endpoint (Cloud Run); both call the same handler.
 """
@@ -92,6 +95,18 @@ class CloudEvent:
 EventHandler = Callable[[CloudEvent], Coroutine[Any, Any, None]]
 
 
+def handled_types(handler: object) -> frozenset[str] | None:
+    """The ce-types a handler declares in its `ce_types` attribute, looking through wrappers
+    (`IdempotentHandler`, `functools.wraps`); None when nothing declares any: it takes all."""
+    seen: object | None = handler
+    while seen is not None:
+        types = getattr(seen, "ce_types", None)
+        if types is not None:
+            return frozenset(types)
+        seen = getattr(seen, "__wrapped__", None)
+    return None
+
+
 class Publisher(Protocol):
     async def publish(self, topic: str, event: CloudEvent) -> str: ...
 
@@ -142,7 +157,8 @@ class PubSubBus:
     def subscribe(
         self, subscription: str, handler: EventHandler, *, max_messages: int = 100
     ) -> None:
-        """Run `handler` for each message on this loop; ack on success, nack on error."""
+        """Run `handler` for each message of its declared types on this loop; ack on success,
+        nack on error; ack and log any other type."""
         consumer = PullConsumer(
             self._consumer_client(),
             self.subscription_path(subscription),
@@ -150,6 +166,7 @@ class PubSubBus:
             handle=handler,
             max_outstanding=max_messages,
             ack_deadline_s=self.settings.pubsub_ack_deadline_seconds,
+            ce_types=handled_types(handler),
         )
         task = asyncio.create_task(consumer.run(), name=f"consume:{subscription}")
         self._consumers.append((consumer, task))
@@ -195,6 +212,7 @@ class IdempotentHandler:
         self.consumer = consumer
         self.sessions = sessions
         self.handle = handle
+        self.__wrapped__ = handle  # its declared ce_types are the wrapper's (handled_types)
         # e.g. wake the outbox relay so an event written by the handler leaves at once
         self.after_commit = after_commit
 

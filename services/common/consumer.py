@@ -11,6 +11,11 @@ while Pub/Sub is unreachable instead of failing silently.
 Delivery contract, as with StreamingPull: ack after the handler succeeded, nack (ack deadline 0,
 the subscription's retry policy then backs off) when it raised; leases of slow handlers are
 extended; a message that is not a CloudEvent is acked and logged, since it can never succeed.
+So is a CloudEvent of a type the consumer does not declare (`ce_types`): redelivered, it would
+loop until the dead-letter topic, and it is never this consumer's to handle.
+
+Logs carry where and why a handler failed, never the message body: a validation error names the
+fields (`loc`) and the failed check (`type`), not their values (names, transcript text).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from google.api_core import exceptions as gexc
+from pydantic import ValidationError
 
 from services.common.logging import get_logger
 
@@ -31,6 +37,38 @@ log = get_logger(__name__)
 # The bus supplies both: parse (attributes, body) into an event, then handle the event.
 Parse = Callable[[dict[str, str], bytes], Any]
 Handle = Callable[[Any], Coroutine[Any, Any, None]]
+
+
+def accepts(ce_types: frozenset[str] | None, attributes: dict[str, str], where: str) -> bool:
+    """Whether a consumer declaring `ce_types` (None: any) handles this message; logs a drop."""
+    ce_type = attributes.get("ce-type")
+    if ce_types is None or ce_type in ce_types:
+        return True
+    log.warning(
+        "unknown_event_type_dropped",
+        ce_type=ce_type,
+        ce_id=attributes.get("ce-id"),
+        subscription=where,
+        expected=sorted(ce_types),
+    )
+    return False
+
+
+def error_fields(exc: BaseException) -> dict[str, Any]:
+    """A handler error for the log without the data it was raised on: exception messages quote
+    their input (pydantic's `input_value`, SQL parameters), and that input is the message body."""
+    fields: dict[str, Any] = {"error": type(exc).__name__}
+    if isinstance(exc, ValidationError):
+        fields["errors"] = [
+            {"loc": ".".join(str(p) for p in e["loc"]), "type": e["type"]} for e in exc.errors()
+        ]
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is not None:
+        code = tb.tb_frame.f_code
+        fields["at"] = f"{code.co_filename.rsplit('/', 1)[-1]}:{code.co_name}:{tb.tb_lineno}"
+    return fields
 
 
 @dataclass
@@ -44,6 +82,7 @@ class ConsumerState:
     in_flight: int = 0
     handled: int = 0
     failed: int = 0
+    dropped: int = 0  # malformed or of a type this consumer does not handle
 
 
 class PullConsumer:
@@ -57,6 +96,7 @@ class PullConsumer:
         max_outstanding: int = 100,
         ack_deadline_s: int = 30,
         pull_timeout_s: float = 10.0,
+        ce_types: frozenset[str] | None = None,
     ) -> None:
         self.client = client
         self.path = subscription_path
@@ -65,6 +105,7 @@ class PullConsumer:
         self.max_outstanding = max_outstanding
         self.ack_deadline_s = ack_deadline_s
         self.pull_timeout_s = pull_timeout_s
+        self.ce_types = ce_types
         self.state = ConsumerState(subscription_path.rsplit("/", 1)[-1])
         self._room = asyncio.Event()
         self._room.set()
@@ -134,6 +175,11 @@ class PullConsumer:
             log.error(
                 "malformed_message_dropped", error=str(exc), subscription=self.state.subscription
             )
+            self.state.dropped += 1
+            await self._settle(received.ack_id, ack=True)
+            return
+        if not accepts(self.ce_types, dict(message.attributes), self.state.subscription):
+            self.state.dropped += 1
             await self._settle(received.ack_id, ack=True)
             return
         try:
@@ -142,8 +188,10 @@ class PullConsumer:
             self.state.failed += 1
             log.warning(
                 "message_handler_failed",
-                error=repr(exc),
+                **error_fields(exc),
                 ce_id=message.attributes.get("ce-id"),
+                ce_type=message.attributes.get("ce-type"),
+                subscription=self.state.subscription,
                 delivery_attempt=received.delivery_attempt or None,
             )
             await self._settle(received.ack_id, ack=False)

@@ -15,7 +15,8 @@ import json
 
 from fastapi import APIRouter, HTTPException, Request, Response
 
-from services.common.bus import CloudEvent, EventHandler
+from services.common.bus import CloudEvent, EventHandler, handled_types
+from services.common.consumer import accepts
 from services.common.logging import get_logger
 from services.common.settings import Settings
 
@@ -49,6 +50,8 @@ def push_router(settings: Settings) -> APIRouter:
             # Malformed forever: acknowledge (2xx) so Pub/Sub does not retry it endlessly.
             log.error("malformed_push_dropped", subscription=subscription, error=str(exc))
             return Response(status_code=204)
+        if not accepts(handled_types(handler), event.attributes(), subscription):
+            return Response(status_code=204)  # not this consumer's type: acked, logged
         await handler(event)  # an exception → 500 → Pub/Sub redelivers
         return Response(status_code=204)
 

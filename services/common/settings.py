@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     twilio_api_base_url: str = "https://api.twilio.com"
     # Public base URL Twilio uses to reach the orchestrator (https://... ; wss derived from it).
     orchestrator_public_url: str = "http://127.0.0.1:8003"
+    # Key of the per-call tokens in media-stream URLs (services/voice_orchestrator/
+    # stream_token.py). Unset: derived from TWILIO_AUTH_TOKEN, which production always has.
+    media_stream_token_secret: SecretStr | None = None
     call_time_limit_seconds: int = 600
     # Answering-machine detection (docs/voice-orchestrator.md, "Answering machines"): Twilio AMD
     # with DetectMessageEnd, asynchronous; AnsweredBy is posted to /twilio/amd.

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import gc
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -24,7 +24,6 @@ from fastapi import FastAPI, Request, Response, WebSocket
 from openai import AsyncOpenAI
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from generated.call_dispatch import CallDispatch
 from services.common.blobstore import BlobStore, GcsBlobStore
@@ -39,28 +38,24 @@ from services.common.topology import subscription_for
 from services.voice_orchestrator import amd, calls, reconcile
 from services.voice_orchestrator.core import Conversation, default_prompt_set, prompt_cache_key
 from services.voice_orchestrator.dispatch import MEDIA_PATH, STATUS_PATH, Dispatcher
-from services.voice_orchestrator.finalize import end_without_session, persist_session_result
+from services.voice_orchestrator.finalize import end_without_session
+from services.voice_orchestrator.media_stream import StarletteTransport, run_media_session
 from services.voice_orchestrator.ports import LanguageModel, SpeechToText, TextToSpeech
 from services.voice_orchestrator.premade import PremadeLines, PremadeSynthesizer
-from services.voice_orchestrator.session import CallSession, SessionTuning, TransportClosed
+from services.voice_orchestrator.session import CallSession, SessionTuning
 from services.voice_orchestrator.session.voicemail import dial_lines, plan_from_settings
 from services.voice_orchestrator.vendors.deepgram import DeepgramListen, DeepgramStt
 from services.voice_orchestrator.vendors.elevenlabs import ElevenLabsTts
 from services.voice_orchestrator.vendors.openai_llm import OpenAiLlm, openai_client
 from services.voice_orchestrator.vendors.twilio import (
     MAX_FRAME_BYTES,
-    BadFrame,
-    IgnoredFrames,
     SignatureVerifier,
     Telephony,
     TwilioTelephony,
-    parse_message,
-    parse_start,
 )
 
 log = get_logger(__name__)
 
-START_TIMEOUT_S = 10.0
 SWEEP_INTERVAL_S = 60.0
 SHUTDOWN_DRAIN_S = 8.0
 # Collect the young generation after 5,000 net new objects instead of 700, and the old one
@@ -90,8 +85,6 @@ WS_SERVER_OPTIONS: dict[str, Any] = {
 # Twilio's status callbacks are ~1 KiB of form fields; a bigger body is refused with 413 before
 # it is read whole. (A candidate for a setting.)
 MAX_CALLBACK_BODY_BYTES = 64 * 1024
-# WebSocket close codes (RFC 6455): a stream we will not serve (bad or foreign `start`).
-CLOSE_POLICY_VIOLATION = 1008
 
 # Twilio CallStatus → (our terminal status, outcome) for calls that never reached a person.
 UNANSWERED = {
@@ -113,14 +106,6 @@ class Overrides:
     run_consumer: bool = True
     run_relay: bool = True
     run_sweeper: bool = True
-
-
-def _heartbeat_fn(
-    batcher: calls.HeartbeatBatcher | None, call_id: uuid.UUID
-) -> Callable[[], Awaitable[None]] | None:
-    if batcher is None:
-        return None
-    return lambda: batcher.beat(call_id)
 
 
 @dataclass
@@ -188,36 +173,6 @@ class Orchestrator:
     def release_call(self, call_id: str) -> None:
         """The call ends (or was not placed) with no session here: close what it had open."""
         self.warm.discard(call_id)
-
-
-class StarletteTransport:
-    """`MediaTransport` over a Starlette WebSocket."""
-
-    def __init__(self, ws: WebSocket) -> None:
-        self.ws = ws
-
-    async def send_text(self, data: str) -> None:
-        try:
-            await self.ws.send_text(data)
-        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
-            raise TransportClosed(repr(exc)) from exc
-
-    async def receive_text(self) -> str:
-        try:
-            message = await self.ws.receive()
-        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
-            raise TransportClosed(repr(exc)) from exc
-        if message["type"] == "websocket.disconnect":
-            raise TransportClosed("disconnected")
-        text = message.get("text")
-        if text is None:
-            raise BadFrame("binary_frame")  # Twilio sends JSON text frames only
-        return str(text)
-
-    async def close(self, code: int = 1000) -> None:
-        if self.ws.application_state == WebSocketState.CONNECTED:
-            with contextlib.suppress(Exception):
-                await self.ws.close(code=code)
 
 
 def default_tuning(settings: Settings) -> SessionTuning:
@@ -367,8 +322,9 @@ def create_app(settings: Settings | None = None, overrides: Overrides | None = N
 
     amd.add_amd_route(app, lambda: app.state.orch)  # Twilio's AMD verdicts (signed)
 
-    @app.websocket(MEDIA_PATH)
-    async def media_stream(ws: WebSocket) -> None:
+    # No route for a URL without a token: its handshake is refused with 403.
+    @app.websocket(MEDIA_PATH + "/{token}")
+    async def media_stream(ws: WebSocket, token: str) -> None:
         orch: Orchestrator = ws.app.state.orch
         path = ws.url.path + (f"?{ws.url.query}" if ws.url.query else "")
         if not orch.verifier.verify_websocket(path, ws.headers.get("x-twilio-signature", "")):
@@ -376,7 +332,7 @@ def create_app(settings: Settings | None = None, overrides: Overrides | None = N
             await ws.close(code=1008)  # before accept: the handshake is refused with 403
             return
         await ws.accept()
-        await _run_media_session(orch, StarletteTransport(ws))
+        await run_media_session(orch, StarletteTransport(ws), token)
 
     return app
 
@@ -449,102 +405,6 @@ async def _on_status(orch: Orchestrator, call_id: uuid.UUID, params: dict[str, s
                 )
     if orch.relay is not None:
         orch.relay.wake()
-
-
-async def _run_media_session(orch: Orchestrator, transport: StarletteTransport) -> None:
-    ignored = IgnoredFrames()
-    try:
-        start_msg = await asyncio.wait_for(_wait_for_start(transport, ignored), START_TIMEOUT_S)
-    except TimeoutError:
-        ignored.summary()
-        log.warning("media_stream_without_start")
-        await transport.close(CLOSE_POLICY_VIOLATION)
-        return
-    except TransportClosed:
-        ignored.summary()
-        await transport.close()
-        return
-    ignored.summary()
-    started_at = asyncio.get_running_loop().time()
-    try:
-        start = parse_start(start_msg)
-        call_id = uuid.UUID(start.custom_parameters.get("call_id", ""))
-    except ValueError:  # BadFrame included
-        log.warning("media_stream_bad_start")
-        await transport.close(CLOSE_POLICY_VIOLATION)
-        return
-    key = str(call_id)
-    bind_call_id(key)
-    facts = await calls.load_facts(orch.sessions, orch.settings, orch.cache, call_id)
-    if (
-        facts is None
-        or key in orch.live
-        or not await calls.claim_media_session(orch.sessions, call_id, start.call_sid)
-    ):
-        # Unknown, ended, streaming already, or the `start` names another call's CallSid (a
-        # handshake signature is over the URL only, so it can be replayed): not served.
-        log.warning("media_stream_rejected", known=facts is not None)
-        await transport.close(CLOSE_POLICY_VIOLATION)
-        return
-    conversation = Conversation(facts, datetime.now(UTC))
-    session = CallSession(
-        call_id=key,
-        start=start,
-        transport=transport,
-        conversation=conversation,
-        stt=orch.stt(key, start.call_sid),
-        tts=orch.tts(key),
-        llm=orch.llm(key, conversation.prompt_version),
-        telephony=orch.telephony,
-        tuning=orch.tuning,
-        heartbeat=_heartbeat_fn(orch.heartbeats, call_id),
-        started_at=started_at,
-        premade=orch.premade(key),
-    )
-    orch.live[key] = session
-    orch.idle.clear()
-    if orch.heartbeats is not None:
-        orch.heartbeats.track(call_id, session.transcript)
-    try:
-        result = await session.run()
-        await persist_session_result(orch.sessions, orch.blobstore, orch.settings, result)
-    except Exception as exc:
-        log.exception("media_session_failed", error=repr(exc))
-        async with orch.sessions() as db, db.begin():
-            await end_without_session(
-                db,
-                orch.settings,
-                call_id,
-                status="completed",
-                outcome="failed",
-                failure_reason=f"internal error: {exc!r}"[:1000],
-            )
-    finally:
-        orch.live.pop(key, None)
-        if orch.heartbeats is not None:
-            orch.heartbeats.untrack(call_id)
-        if not orch.live:
-            orch.idle.set()
-        orch.cache.pop(key)
-        if orch.relay is not None:
-            orch.relay.wake()
-
-
-async def _wait_for_start(transport: StarletteTransport, ignored: IgnoredFrames) -> dict[str, Any]:
-    """Twilio's `start`; `connected` before it is expected, anything else is ignored."""
-    while True:
-        try:
-            msg = parse_message(await transport.receive_text())
-        except BadFrame as exc:
-            ignored.note(exc)
-            continue
-        event = msg["event"]
-        if event == "start":
-            return msg
-        if event == "stop":
-            raise TransportClosed("stopped before start")
-        if event != "connected":
-            ignored.note(BadFrame("before_start", event))
 
 
 async def _sweeper(orch: Orchestrator) -> None:

@@ -210,12 +210,16 @@ async def load_facts(
 
 
 async def claim_media_session(
-    sessions: async_sessionmaker[AsyncSession], call_id: uuid.UUID, call_sid: str
+    sessions: async_sessionmaker[AsyncSession],
+    call_id: uuid.UUID,
+    call_sid: str,
+    attempt: int,
 ) -> bool:
     """The media stream started: the call is in progress and has a live session.
 
-    Only once per call (a session anywhere set `heartbeat_at`) and only for the Twilio call we
-    placed: the stream's `start` must carry the call's own CallSid.
+    Only once per call (a session anywhere set `heartbeat_at`), only for the Twilio call we
+    placed (the stream's `start` must carry the call's own CallSid) and only for its current
+    dial (the stream URL's token was issued for `attempt`).
     """
     async with sessions() as session, session.begin():
         row = (
@@ -225,6 +229,7 @@ async def claim_media_session(
                     Call.id == call_id,
                     Call.status.in_(("dialing", "ringing", "in_progress")),
                     Call.twilio_call_sid == call_sid,
+                    Call.dial_attempts == attempt,
                     Call.heartbeat_at.is_(None),
                 )
                 .values(

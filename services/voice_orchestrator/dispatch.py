@@ -44,13 +44,14 @@ from services.common.settings import Settings
 from services.voice_orchestrator.amd import amd_callback_url
 from services.voice_orchestrator.calls import SnapshotCache
 from services.voice_orchestrator.finalize import end_without_session
+from services.voice_orchestrator.stream_token import MEDIA_PATH as MEDIA_PATH  # re-exported
+from services.voice_orchestrator.stream_token import media_path, stream_token
 from services.voice_orchestrator.vendors.twilio import Telephony, stream_twiml, websocket_url
 
 log = get_logger(__name__)
 
 CE_TYPE = "call.dispatch"
 CONSUMER = "voice-orchestrator"
-MEDIA_PATH = "/media-stream"
 STATUS_PATH = "/twilio/status"
 
 
@@ -58,7 +59,16 @@ def status_callback_url(settings: Settings, call_id: uuid.UUID | str) -> str:
     return f"{settings.orchestrator_public_url.rstrip('/')}{STATUS_PATH}?call_id={call_id}"
 
 
+def call_twiml(settings: Settings, call_id: uuid.UUID, attempt: int) -> str:
+    """The call's TwiML: its media stream at a URL of its own (`stream_token`)."""
+    path = media_path(stream_token(settings, call_id, attempt))
+    url = websocket_url(settings.orchestrator_public_url, path)
+    return stream_twiml(url, str(call_id), attempt)
+
+
 class Dispatcher:
+    ce_types = frozenset({CE_TYPE})  # its consumer drops (acks) any other ce-type, logged
+
     def __init__(
         self,
         settings: Settings,
@@ -124,8 +134,9 @@ class Dispatcher:
         if not await self.dial(msg):
             log.info("dispatch_skipped_already_placed", ce_id=event.id)
 
-    async def _claim(self, call_id: uuid.UUID) -> bool:
-        """The durable dial intent: committed before create-call is sent."""
+    async def _claim(self, call_id: uuid.UUID) -> int | None:
+        """The durable dial intent: committed before create-call is sent. Returns the dial's
+        attempt number (its stream token is bound to it), None if not `dispatched`."""
         async with self.sessions() as db, db.begin():
             claimed = (
                 await db.execute(
@@ -138,10 +149,10 @@ class Dispatcher:
                         dial_attempts=Call.dial_attempts + 1,
                         updated_at=func.now(),
                     )
-                    .returning(Call.id)
+                    .returning(Call.dial_attempts)
                 )
             ).first()
-        return claimed is not None
+        return None if claimed is None else int(claimed[0])
 
     async def _unclaim(self, call_id: uuid.UUID) -> None:
         """Twilio refused for now (it answered with an error): not placed, dispatchable again."""
@@ -161,7 +172,8 @@ class Dispatcher:
 
         Also used by `reconcile` for a dispatched call whose message was lost."""
         call_id = msg.call_id
-        if not await self._claim(call_id):
+        attempt = await self._claim(call_id)
+        if attempt is None:
             return False
         self.cache.put(msg)
         self._dialing(msg)
@@ -169,9 +181,7 @@ class Dispatcher:
         try:
             sid = await self.telephony.create_call(
                 to=msg.debtor.phone,
-                twiml=stream_twiml(
-                    websocket_url(s.orchestrator_public_url, MEDIA_PATH), str(call_id)
-                ),
+                twiml=call_twiml(s, call_id, attempt),
                 status_callback=status_callback_url(s, call_id),
                 amd_callback=amd_callback_url(s, call_id) if s.amd_enabled else None,
                 amd_timeout=s.amd_timeout_seconds,

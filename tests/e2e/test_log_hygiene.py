@@ -56,6 +56,7 @@ ORCHESTRATOR_PROCESS = frozenset(
         "message_settle_failed",
         "malformed_message_dropped",
         "malformed_push_dropped",
+        "unknown_event_type_dropped",
         "duplicate_message_skipped",
         "dispatch_invalid",
         "dispatch_unexpected_type",

@@ -19,8 +19,8 @@ from services.common.models import Call, OutboxMessage
 from services.common.settings import Settings
 from services.voice_orchestrator.calls import SnapshotCache
 from services.voice_orchestrator.dispatch import (
-    MEDIA_PATH,
     Dispatcher,
+    call_twiml,
     status_callback_url,
 )
 from services.voice_orchestrator.reconcile import (
@@ -37,11 +37,7 @@ from services.voice_orchestrator.reconcile import (
     decide_intent,
     twilio_lookup,
 )
-from services.voice_orchestrator.vendors.twilio import (
-    TwilioTelephony,
-    stream_twiml,
-    websocket_url,
-)
+from services.voice_orchestrator.vendors.twilio import TwilioTelephony
 from tests.orchestrator.conftest import Orch
 
 T0 = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
@@ -219,7 +215,7 @@ async def test_a_dial_whose_answer_was_lost_is_adopted_from_twilios_call_list(
     s = orch.settings
     sid = await reconciler.telephony.create_call(  # type: ignore[attr-defined]
         to=phone,
-        twiml=stream_twiml(websocket_url(s.orchestrator_public_url, MEDIA_PATH), str(call_id)),
+        twiml=call_twiml(s, call_id, 1),
         status_callback=status_callback_url(s, call_id).replace(
             s.orchestrator_public_url, "http://127.0.0.1:9"
         ),

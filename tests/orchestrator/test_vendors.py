@@ -35,9 +35,10 @@ SETTINGS = Settings(
 def test_stream_twiml_connects_a_bidirectional_stream_with_the_call_id() -> None:
     url = websocket_url(SETTINGS.orchestrator_public_url, "/media-stream")
     assert url == "wss://voice.example.com/media-stream"
-    xml = stream_twiml(url, "c-1")
+    xml = stream_twiml(url, "c-1", 2)
     assert '<Connect><Stream url="wss://voice.example.com/media-stream">' in xml
     assert '<Parameter name="call_id" value="c-1" />' in xml
+    assert '<Parameter name="attempt" value="2" />' in xml
     assert websocket_url("http://127.0.0.1:8003/", "/media-stream").startswith("ws://")
 
 

@@ -47,6 +47,7 @@ from services.common.logging import configure_logging
 from services.common.settings import Settings
 from services.voice_orchestrator.app import WS_SERVER_OPTIONS, Overrides, create_app
 from services.voice_orchestrator.session import SessionTuning
+from services.voice_orchestrator.stream_token import stream_token
 from simulators import SimConfig, SimulatorStack
 from tests.client_api.conftest import API_KEY, TEST_OVERRIDES, client_api_process, debtor_body
 from tests.helpers import vendor_settings
@@ -94,13 +95,18 @@ class Voice:
     def token(self) -> str:
         return self.settings.twilio_auth_token.get_secret_value()
 
-    def ws_signature(self) -> str:
-        return str(RequestValidator(self.token).compute_signature(self.ws_url, {}))
+    def stream_url(self, call_id: uuid.UUID | None = None) -> str:
+        """The stream URL Twilio is given for the call's first dial (per-call token)."""
+        token = stream_token(self.settings, call_id or uuid.uuid4(), 0)
+        return f"{self.ws_url}/{token}"
 
-    def connect(self) -> Any:
+    def connect(self, call_id: uuid.UUID | None = None) -> Any:
+        url = self.stream_url(call_id)
         return websockets.connect(
-            self.ws_url,
-            additional_headers={"X-Twilio-Signature": self.ws_signature()},
+            url,
+            additional_headers={
+                "X-Twilio-Signature": RequestValidator(self.token).compute_signature(url, {})
+            },
             max_size=None,
         )
 
@@ -216,7 +222,7 @@ def _start(call_id: str, call_sid: str, stream_sid: str | None = None) -> dict[s
             "callSid": call_sid,
             "tracks": ["inbound"],
             "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-            "customParameters": {"call_id": call_id},
+            "customParameters": {"call_id": call_id, "attempt": "0"},
         },
     }
 
@@ -416,7 +422,7 @@ async def test_start_for_a_call_it_may_not_stream_is_closed_with_1008(
         start["start"]["customParameters"] = [str(call_id)]
     before, counts = await voice.snapshot(call_id), await voice.counts()
     mark = voice.mark_logs()
-    async with voice.connect() as ws:
+    async with voice.connect(call_id) as ws:
         await ws.send(CONNECTED)
         await ws.send(json.dumps(start))
         assert await _close_code(ws) == 1008
@@ -474,7 +480,7 @@ async def test_garbage_during_a_live_call_is_ignored_and_the_call_goes_on(
         json.dumps({"event": "mark", "streamSid": stream_sid, "mark": ["x"]}),
         json.dumps(_start(str(uuid.uuid4()), _sid("CA"))),  # a second start
     ]
-    async with voice.connect() as ws:
+    async with voice.connect(call_id) as ws:
         await ws.send(CONNECTED)
         await ws.send(json.dumps(_start(str(call_id), sid, stream_sid)))
         # Debtor silence until the agent's greeting plays.
@@ -535,7 +541,7 @@ async def _wait_ended(voice: Voice, call_id: uuid.UUID, within: float = 15) -> d
 async def test_handshake_signed_for_another_url_is_refused_with_403(voice: Voice) -> None:
     """Twilio signs the stream URL only; a signature captured for another URL is no key."""
     validator = RequestValidator(voice.token)
-    here = voice.ws_url
+    here = voice.stream_url()
     for url, signed_for in [
         (here, "wss://evil.example/media-stream"),
         (here, here + "?call_id=1"),

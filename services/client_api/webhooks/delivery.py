@@ -15,6 +15,7 @@ every retry and for every endpoint, as the spec says), `webhook-timestamp` the s
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -29,6 +30,7 @@ from standardwebhooks.webhooks import Webhook
 
 from generated.call_completed_event import CallCompletedEvent
 from generated.webhook_delivery_requested import WebhookDeliveryRequested
+from services.client_api.webhooks.fanout import CE_TYPE_DELIVERY_REQUESTED
 from services.client_api.webhooks.schedule import retry_delay
 from services.client_api.webhooks.secrets import decrypt_secret
 from services.common import failpoints
@@ -66,6 +68,8 @@ def body_of(payload: dict[str, object], event_type: str) -> str:
 
 
 class DeliveryWorker:
+    ce_types = frozenset({CE_TYPE_DELIVERY_REQUESTED})  # the consumer drops any other type
+
     def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
         self.settings = settings
         self.http = http
@@ -73,6 +77,7 @@ class DeliveryWorker:
         self._slots = asyncio.Semaphore(max(1, settings.database_pool_size // 2))
 
     def bounded(self, handler: Callable[[CloudEvent], Awaitable[None]]) -> EventHandler:
+        @functools.wraps(handler)  # keeps the handler's declared ce_types visible
         async def run(event: CloudEvent) -> None:
             async with self._slots:
                 await handler(event)

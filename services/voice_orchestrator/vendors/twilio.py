@@ -120,12 +120,16 @@ def websocket_url(public_url: str, path: str) -> str:
     return urlunsplit((scheme, parts.netloc, parts.path, parts.query, ""))
 
 
-def stream_twiml(stream_url: str, call_id: str) -> str:
-    """`<Connect><Stream>`: bidirectional media (a `<Start><Stream>` could not send audio)."""
+def stream_twiml(stream_url: str, call_id: str, attempt: int) -> str:
+    """`<Connect><Stream>`: bidirectional media (a `<Start><Stream>` could not send audio).
+
+    `<Stream url>` takes no query string: per-call values are `<Parameter>`s, which Twilio
+    passes back in the `start` message's `customParameters`."""
     response = VoiceResponse()
     connect = Connect()
     stream = Stream(url=stream_url)
     stream.parameter(name="call_id", value=call_id)
+    stream.parameter(name="attempt", value=str(attempt))
     connect.append(stream)
     response.append(connect)
     return str(response)
