@@ -29,7 +29,7 @@ class Money(BaseModel):
     currency: Annotated[
         str,
         Field(
-            description="ISO 4217 alphabetic currency code, upper case. Servers reject codes that are not in ISO 4217.",
+            description="ISO 4217 alphabetic currency code, upper case, of a currency with a minor unit (`amount_minor` counts it: USD 2 digits, JPY 0, BHD 3). Servers reject codes that are not in ISO 4217 and the ones that are not money to collect: precious metals, units of account and the testing codes (XAU, XAG, XPD, XPT, XDR, XBA, XBB, XBC, XBD, XSU, XUA, XAD, XTS, XXX) and fund codes (BOV, CHE, CHW, CLF, COU, MXV, USN, UYI, UYW).",
             pattern="^[A-Z]{3}$",
         ),
     ]

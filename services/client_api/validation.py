@@ -16,10 +16,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import phonenumbers
-import pycountry
 from pydantic import BaseModel
 
 from generated.client_api import DebtorCreate, WebhookEndpointCreate
+from services.common.currencies import is_accepted_currency
 from services.common.settings import Settings
 
 FieldError = tuple[str, str]
@@ -36,7 +36,15 @@ def is_known_timezone(name: str) -> bool:
 
 
 def is_iso4217(code: str) -> bool:
-    return pycountry.currencies.get(alpha_3=code) is not None
+    """An ISO 4217 currency we collect in: one table (services/common/currencies.py), which
+    leaves out the codes without a minor unit (XAU, XTS, XXX, ...) and the fund codes."""
+    return is_accepted_currency(code)
+
+
+CURRENCY_MESSAGE = (
+    "must be an ISO 4217 currency with a minor unit, e.g. USD; "
+    "precious metals, fund and testing codes (XAU, CLF, XTS, XXX, ...) are not accepted"
+)
 
 
 def is_valid_phone(number: str) -> bool:
@@ -95,7 +103,7 @@ def debtor_errors(body: DebtorCreate) -> list[FieldError]:
     if body.timezone is not None and not is_known_timezone(body.timezone):
         errors.append(("body.timezone", "must be an IANA time zone, e.g. America/New_York"))
     if not is_iso4217(body.amount_owed.currency):
-        errors.append(("body.amount_owed.currency", "must be an ISO 4217 currency code"))
+        errors.append(("body.amount_owed.currency", CURRENCY_MESSAGE))
     dob = body.date_of_birth
     # A birth date nobody alive could have, or one in the future, is a data error upstream:
     # asking a person for it would fail every verification.

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote_from_bytes, urlsplit
 
 import httpx
+import pycountry
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,7 +23,8 @@ from scripts.processes import ServiceProcess
 from services.client_api.openapi import served_spec
 from services.client_api.pagination import decode_cursor, encode_cursor
 from services.client_api.problems import INVALID_CURSOR, ProblemError
-from tests.client_api.conftest import API_KEY, create_debtor
+from services.common.currencies import MINOR_UNITS, REFUSED
+from tests.client_api.conftest import API_KEY, create_debtor, debtor_body
 
 # --- the cursor decoder is total ----------------------------------------------------------
 
@@ -234,3 +236,48 @@ def test_out_of_range_cursor_timestamps_are_400_on_a_live_connection(
         assert status == 400, body
         assert json.loads(body)["type"] == INVALID_CURSOR
     assert keep_alive.get("/v1/debtors?limit=1")[0] == 200
+
+
+# --- currencies: one table of the ones we collect in -----------------------------------------
+
+REFUSED_CODES = sorted(
+    "XAU XAG XPD XPT XDR XTS XXX XBA XBB XBC XBD XSU XUA XAD "
+    "BOV CHE CHW CLF COU MXV USN UYI UYW".split()
+)
+
+
+def test_the_currency_table_decides_every_iso_4217_code() -> None:
+    iso = {c.alpha_3 for c in pycountry.currencies}
+    # Everything accepted is ISO 4217 today; every ISO code is either accepted or refused.
+    assert set(MINOR_UNITS) <= iso
+    assert iso - set(MINOR_UNITS) == set(REFUSED_CODES) == REFUSED
+    assert {c: MINOR_UNITS[c] for c in ("USD", "EUR", "JPY", "BHD", "KWD", "XOF")} == {
+        "USD": 2,
+        "EUR": 2,
+        "JPY": 0,
+        "BHD": 3,
+        "KWD": 3,
+        "XOF": 0,
+    }
+
+
+@pytest.mark.parametrize("code", REFUSED_CODES)
+async def test_a_code_that_is_not_money_to_collect_is_422(
+    client: httpx.AsyncClient, code: str
+) -> None:
+    body = debtor_body(amount_owed={"amount_minor": 100, "currency": code})
+    resp = await client.post("/v1/debtors", json=body)
+    assert resp.status_code == 422, resp.text
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    assert [e["field"] for e in resp.json()["errors"]] == ["body.amount_owed.currency"]
+    # Nothing stored: the external id is still free.
+    usd = {**body, "amount_owed": {"amount_minor": 100, "currency": "USD"}}
+    assert (await client.post("/v1/debtors", json=usd)).status_code == 201
+
+
+@pytest.mark.parametrize("code", ["USD", "EUR", "JPY", "BHD", "XOF", "CHF"])
+async def test_a_currency_with_a_minor_unit_is_accepted(
+    client: httpx.AsyncClient, code: str
+) -> None:
+    debtor = await create_debtor(client, amount_owed={"amount_minor": 45001, "currency": code})
+    assert debtor["amount_owed"] == {"amount_minor": 45001, "currency": code}
