@@ -17,11 +17,21 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from services.client_api import problems
+from services.client_api.auth_gate import AuthGateMiddleware
 from services.client_api.deps import require_api_key
 from services.client_api.middleware import BodyLimitMiddleware
 from services.client_api.openapi import served_spec
 from services.client_api.responses import UNAUTHORIZED, UNAVAILABLE
-from services.client_api.routers import calls, debtors, health, schedule, stats, webhooks
+from services.client_api.routers import (
+    calls,
+    debtors,
+    health,
+    payments,
+    promises,
+    schedule,
+    stats,
+    webhooks,
+)
 from services.client_api.webhooks.delivery import DeliveryWorker
 from services.client_api.webhooks.fanout import CallEventHandler
 from services.client_api.webhooks.retry import RetryPump
@@ -45,6 +55,8 @@ def _v1_router() -> APIRouter:
     v1.include_router(calls.router)
     v1.include_router(webhooks.router)
     v1.include_router(stats.router)
+    v1.include_router(payments.router)
+    v1.include_router(promises.router)
     return v1
 
 
@@ -105,6 +117,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     problems.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    # Added last, so outermost: the API key is checked before the body limit or any parsing.
+    app.add_middleware(AuthGateMiddleware)
     app.include_router(health.router)
     app.include_router(_v1_router())
     # Production (Cloud Run): Pub/Sub pushes both subscriptions here instead of pull consumers.

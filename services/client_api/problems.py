@@ -39,6 +39,8 @@ DEBTOR_ON_HOLD = "urn:problem:debtor-on-hold"
 CALL_NOT_ALLOWED = "urn:problem:call-not-allowed"
 HOLD_ALREADY_LIFTED = "urn:problem:hold-already-lifted"
 PAYLOAD_TOO_LARGE = "urn:problem:payload-too-large"
+PAYMENT_REFERENCE_REUSED = "urn:problem:payment-reference-reused"
+PROMISE_NOT_PENDING = "urn:problem:promise-not-pending"
 SERVICE_UNAVAILABLE = "urn:problem:service-unavailable"
 RETRY_AFTER_S = 5
 
@@ -55,6 +57,8 @@ _TITLES = {
     CALL_NOT_ALLOWED: "Call not allowed by the calling rules",
     HOLD_ALREADY_LIFTED: "Hold already lifted",
     PAYLOAD_TOO_LARGE: "Payload too large",
+    PAYMENT_REFERENCE_REUSED: "Payment reference reused",
+    PROMISE_NOT_PENDING: "Promise not pending",
     SERVICE_UNAVAILABLE: "Service unavailable",
 }
 _TYPE_BY_STATUS = {401: UNAUTHORIZED, 404: NOT_FOUND, 413: PAYLOAD_TOO_LARGE}

@@ -1,4 +1,5 @@
-"""`call.completed`: one event per ended call, whichever service ended it.
+"""`call.completed`: one event per ended call, whichever service ended it (and `promise.created`
+with it when the call recorded a promise).
 
 The Voice Orchestrator ends the calls it placed; the Call Scheduler ends the calls it never
 placed (canceled by a hold or the rules, or lost). Both publish the same body, the Call the REST
@@ -15,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from generated.call_completed_data import CallCompletedData
 from services.common.call_view import build_call, call_load_options
-from services.common.models import Call
+from services.common.models import Call, PaymentPromise
 from services.common.outbox import add_event
+from services.common.promise_events import CE_TYPE_CREATED, add_promise_event, load_promise
 from services.common.settings import Settings
 
 CE_TYPE_COMPLETED = "call.completed"
@@ -66,3 +68,11 @@ async def publish_completed(
         data,
         ce_id=event_id(call_id),
     )
+    # A promise made on the call: `promise.created` in the same transaction (its ce-id comes
+    # from the promise, so ending the call twice still gives one event).
+    promise_pk = await session.scalar(
+        select(PaymentPromise.id).where(PaymentPromise.call_id == call_id)
+    )
+    if promise_pk is not None:
+        promise = await load_promise(session, promise_pk)
+        add_promise_event(session, settings, CE_TYPE_CREATED, source, promise)
