@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from standardwebhooks.webhooks import Webhook
 
 from generated.call_completed_event import CallCompletedEvent
+from generated.promise_event import PromiseEvent
 from generated.webhook_delivery_requested import WebhookDeliveryRequested
 from services.client_api.webhooks.fanout import CE_TYPE_DELIVERY_REQUESTED
 from services.client_api.webhooks.schedule import retry_delay
@@ -64,6 +65,8 @@ def body_of(payload: dict[str, object], event_type: str) -> str:
     # Through the generated model: the body is exactly the documented CallCompletedEvent.
     if event_type == "call.completed":
         return CallCompletedEvent.model_validate(payload).model_dump_json()
+    if event_type.startswith("promise."):
+        return PromiseEvent.model_validate(payload).model_dump_json()
     return json.dumps(payload, separators=(",", ":"))
 
 
@@ -118,7 +121,10 @@ class DeliveryWorker:
             delivery.updated_at = now
             log.info("webhook_delivery_abandoned", reason="endpoint inactive")
             return
-        call_id = ((delivery.payload.get("data") or {}).get("call") or {}).get("id")
+        data = delivery.payload.get("data") or {}
+        call_id = (data.get("call") or data.get("promise") or {}).get(
+            "id" if "call" in data else "call_id"
+        )
         if call_id:
             structlog.contextvars.bind_contextvars(call_id=str(call_id))
 

@@ -1,4 +1,5 @@
-"""`call-events` consumer: one webhook delivery per subscribed endpoint for each `call.completed`.
+"""`call-events` consumer: one webhook delivery per subscribed endpoint for each `call.completed`,
+`promise.created`, `promise.kept` and `promise.broken`.
 
 Runs inside `IdempotentHandler` (one effect per `ce-id`); the unique `(endpoint_id, event_id)`
 constraint makes a second delivery for the same event and endpoint impossible whatever happens.
@@ -17,12 +18,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from generated.call_completed_data import CallCompletedData
 from generated.call_completed_event import CallCompletedEvent
+from generated.promise_event import PromiseEvent
+from generated.promise_event import Type as PromiseEventType
+from generated.promise_event_data import PromiseEventData
 from generated.webhook_delivery_requested import WebhookDeliveryRequested
 from services.client_api.webhooks.schedule import attempt_lease
 from services.common.bus import CloudEvent
 from services.common.logging import bind_call_id, get_logger
 from services.common.models import WebhookDelivery, WebhookEndpoint
 from services.common.outbox import add_event
+from services.common.promise_events import PROMISE_EVENT_TYPES
 from services.common.settings import Settings
 
 log = get_logger(__name__)
@@ -30,6 +35,8 @@ log = get_logger(__name__)
 SOURCE = "/client-api"
 CE_TYPE_CALL_COMPLETED = "call.completed"
 CE_TYPE_DELIVERY_REQUESTED = "webhook.delivery_requested"
+# The ce-types this consumer turns into webhooks; any other type on the topic is not for it.
+WEBHOOK_CE_TYPES = (CE_TYPE_CALL_COMPLETED, *PROMISE_EVENT_TYPES)
 
 
 def request_attempt(
@@ -61,19 +68,17 @@ class CallEventHandler:
         self.settings = settings
 
     async def __call__(self, session: AsyncSession, event: CloudEvent) -> None:
+        if event.type not in WEBHOOK_CE_TYPES:
+            log.info("call_event_ignored", ce_type=event.type, ce_id=event.id)
+            return
         # An invalid body raises: the message is nacked and ends in the dead-letter topic
         # (specs/asyncapi/pubsub.yaml), never acknowledged silently.
-        data = CallCompletedData.model_validate(event.data)
-        bind_call_id(str(data.call.id))
-        webhook_body = CallCompletedEvent(
-            id=uuid.UUID(event.id), type="call.completed", occurred_at=event.time, data=data
-        )
-        payload = webhook_body.model_dump(mode="json")
+        payload = self._webhook_body(event)
         endpoints = (
             await session.scalars(
                 select(WebhookEndpoint).where(
                     WebhookEndpoint.active.is_(True),
-                    WebhookEndpoint.events.contains([CE_TYPE_CALL_COMPLETED]),
+                    WebhookEndpoint.events.contains([event.type]),
                 )
             )
         ).all()
@@ -86,7 +91,7 @@ class CallEventHandler:
                     id=uuid.uuid4(),
                     endpoint_id=endpoint.id,
                     event_id=event.id,
-                    event_type=CE_TYPE_CALL_COMPLETED,
+                    event_type=event.type,
                     payload=payload,
                     status="pending",
                     attempt_count=0,
@@ -100,4 +105,26 @@ class CallEventHandler:
                 continue  # this event already has its delivery to this endpoint
             request_attempt(session, self.settings, delivery_id, endpoint.id, event.id, 1)
             created += 1
-        log.info("call_completed_fanned_out", ce_id=event.id, deliveries=created)
+        name = (
+            "call_completed_fanned_out"
+            if event.type == CE_TYPE_CALL_COMPLETED
+            else "promise_event_fanned_out"
+        )
+        log.info(name, ce_type=event.type, ce_id=event.id, deliveries=created)
+
+    def _webhook_body(self, event: CloudEvent) -> dict[str, object]:
+        """The documented webhook body (through the generated models) for this event."""
+        if event.type == CE_TYPE_CALL_COMPLETED:
+            data = CallCompletedData.model_validate(event.data)
+            bind_call_id(str(data.call.id))
+            return CallCompletedEvent(
+                id=uuid.UUID(event.id), type="call.completed", occurred_at=event.time, data=data
+            ).model_dump(mode="json")
+        promise = PromiseEventData.model_validate(event.data)
+        bind_call_id(str(promise.promise.call_id))
+        return PromiseEvent(
+            id=uuid.UUID(event.id),
+            type=PromiseEventType(event.type),
+            occurred_at=event.time,
+            data=promise,
+        ).model_dump(mode="json")
