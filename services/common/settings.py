@@ -140,6 +140,9 @@ class Settings(BaseSettings):
     # The worker claims due schedule rows when a request arrives and at least this often.
     scheduler_tick_seconds: float = Field(default=5.0, gt=0)
     scheduler_batch_size: int = Field(default=50, ge=1)
+    # Days after a promise's due date (UTC days) before an unpaid one counts as broken (or
+    # partially kept): payments take a few days to reach the client.
+    promise_grace_days: int = Field(default=3, ge=0)
     # Calling window in the debtor's local time (every zone the number could mean, if unknown).
     call_window_start: time = time(8, 0)
     call_window_end: time = time(21, 0)

@@ -65,7 +65,9 @@ class TurnTimings:
     # Every interval spent waiting on a vendor (STT final, LLM until a sentence, TTS first byte).
     vendor_waits: list[tuple[float, float]] = field(default_factory=list)
     # Set by the session, for the per-kind latency report:
-    llm_requests_before_audio: int = 0  # model requests started before the turn's first audio
+    # Model requests the turn's first sound waited for: started before anything of the turn
+    # went to speech (a request started after its fixed line was handed over does not count).
+    llm_requests_before_audio: int = 0
     llm_first_token_ats: list[float] = field(default_factory=list)  # per request, in order
     fixed_line: bool = False  # the turn's first audio is a line our code speaks (no model)
     tool_calls: int = 0  # tool calls the model made in this turn

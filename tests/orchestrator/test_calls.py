@@ -76,7 +76,9 @@ FAULTS: dict[str, Callable[[Scope], dict[str, Any]]] = {
     "llm_500": lambda c: {"openai": {"status": 500, "count": 1, "match": c.call_id}},
     # Longer than our timeout (OPENAI_TIMEOUT_S).
     "llm_hang": lambda c: {"openai": {"hang_s": 30, "count": 1, "match": c.call_id}},
-    "llm_drop": lambda c: {"openai": {"drop_mid_stream_after_chunks": 3, "match": c.call_id}},
+    # The role chunk and "Thank": cut before the reply's first clause ("Thank you,") is complete,
+    # which goes to TTS the moment its comma arrives.
+    "llm_drop": lambda c: {"openai": {"drop_mid_stream_after_chunks": 2, "match": c.call_id}},
     # Cooperative: "Hello?" (1), "Yes, speaking." (3), "Oh, right." (5): cut inside the line.
     "stt_drop": lambda c: {"deepgram": {"drop_after_words": 5, "number": c.number}},
     "stt_down": lambda c: {"deepgram": {"status": 503, "count": None, "number": c.number}},
@@ -89,6 +91,7 @@ FAULTS: dict[str, Callable[[Scope], dict[str, Any]]] = {
 RUNS: dict[str, Expect] = {
     "cooperative": Expect("cooperative"),
     "negotiator": Expect("negotiator"),
+    "questioner": Expect("questioner"),
     "interrupter": Expect("interrupter"),
     "cougher": Expect("cougher"),
     "callback_later": Expect("callback_later", outcome="callback_scheduled"),
@@ -493,6 +496,24 @@ async def test_fixed_lines_play_from_audio_made_ahead(runs: dict[str, Run]) -> N
     assert {str(run.call.id).split("-")[0] for run, _ in made} <= premade
 
 
+async def test_a_refused_late_date_is_answered_by_its_line_before_the_model_is_asked_again(
+    runs: dict[str, Run],
+) -> None:
+    """The questioner asks to wait until next month: the guard refuses that date and its line
+    ("I can only note a payment up to ...") is said first; the model, asked again because the
+    debtor's words were a question, answers after it. The sound waited for one request."""
+    recs = [r for r in runs["questioner"].call.latency if r.get("turn_kind") != "greeting"]
+    refused = [r for r in recs if "refused:record_payment_promise" in (r.get("asked_again") or [])]
+    assert refused, [r.get("asked_again") for r in recs]
+    for rec in refused:
+        assert rec["llm_requests_before_audio"] == 1, rec
+    texts = [t.text for t in runs["questioner"].turns if t.speaker == "agent"]
+    assert any("only note a payment up to" in text for text in texts), texts
+    assert runs["questioner"].call.outcome == "promise_to_pay"
+    # Every reply turn of the call waited for at most one model request.
+    assert max(r.get("llm_requests_before_audio", 0) for r in recs) <= 1, recs
+
+
 async def test_early_generation_is_kept_when_the_final_matches(runs: dict[str, Run]) -> None:
     """The model request starts when our VAD hears the debtor pause, before it declares the
     end of speech; with the simulator's finals matching its interims, replies use it, and each
@@ -601,7 +622,7 @@ async def test_llm_stream_cut_before_any_word_was_spoken_is_asked_again(
     run = runs["llm_drop"]
     _went_on(run)
     reqs = _llm_requests(run)
-    assert reqs[0]["fault"]["drop_mid_stream_after_chunks"] == 3
+    assert reqs[0]["fault"]["drop_mid_stream_after_chunks"] == 2
     assert "fault" not in reqs[1] and reqs[1]["messages"] == reqs[0]["messages"]
     agent = [t.text for t in run.turns if t.speaker == "agent"]
     assert len(agent) == len(set(agent))  # nothing said twice

@@ -180,7 +180,10 @@ class Responder:
         splitter = SentenceSplitter(early_comma_chars=clause)
         timings = turn.timings
         timings.mark_once("llm_request_at", early.started_at if early else self._now())
-        if timings.first_audio_out_at is None:
+        if timings.first_audio_out_at is None and timings.tts_first_text_at is None:
+            # A request the first sound waits for. Once a line of the turn went to speech
+            # (a fixed line said before the model is asked what the line leaves open), the
+            # sound no longer waits for any request, even if its first frame is not out yet.
             timings.llm_requests_before_audio += 1
         first = True
         stream = early.events() if early else self._timed(messages)
