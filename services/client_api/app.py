@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from services.client_api import problems
 from services.client_api.auth_gate import AuthGateMiddleware
+from services.client_api.auth_gate import AuthGateMiddleware
 from services.client_api.deps import require_api_key
 from services.client_api.middleware import BodyLimitMiddleware
 from services.client_api.openapi import served_spec
@@ -46,7 +47,8 @@ SERVICE = "client-api"
 
 
 def _v1_router() -> APIRouter:
-    # Every /v1 route needs the API key; /healthz, /openapi.json and the docs stay open.
+    # Every /v1 route needs the API key (checked first by AuthGateMiddleware, by this prefix;
+    # the dependency declares it in the OpenAPI document); /healthz and the docs stay open.
     v1 = APIRouter(
         dependencies=[Depends(require_api_key)], responses={**UNAUTHORIZED, **UNAVAILABLE}
     )
@@ -117,6 +119,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     problems.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    # Added last, so outermost: the API key is checked before the body limit or any parsing.
+    app.add_middleware(AuthGateMiddleware)
     # Added last, so outermost: the API key is checked before the body limit or any parsing.
     app.add_middleware(AuthGateMiddleware)
     app.include_router(health.router)

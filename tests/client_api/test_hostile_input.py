@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scripts.processes import ServiceProcess
+from services.client_api.auth_gate import is_authenticated_path
 from services.client_api.openapi import served_spec
 from services.client_api.pagination import decode_cursor, encode_cursor
 from services.client_api.problems import INVALID_CURSOR, ProblemError
@@ -281,3 +282,103 @@ async def test_a_currency_with_a_minor_unit_is_accepted(
 ) -> None:
     debtor = await create_debtor(client, amount_owed={"amount_minor": 45001, "currency": code})
     assert debtor["amount_owed"] == {"amount_minor": 45001, "currency": code}
+
+
+# --- authentication comes before the body ----------------------------------------------------
+
+
+def _authenticated_operations() -> list[tuple[str, str]]:
+    """(method, path) of every operation the served document says needs the API key."""
+    spec = served_spec()
+    default = spec.get("security", [])
+    ops = []
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            if method in {"get", "post", "put", "patch", "delete"} and op.get("security", default):
+                ops.append((method.upper(), path))
+    return sorted(ops)
+
+
+AUTHENTICATED_OPERATIONS = _authenticated_operations()
+BODY_LIMIT = 16 * 1024  # TEST_OVERRIDES["max_request_body_bytes"]
+
+
+def _chunks(data: bytes) -> Iterator[bytes]:
+    for i in range(0, len(data), 4096):
+        yield data[i : i + 4096]
+
+
+HOSTILE_BODIES: dict[str, dict[str, Any]] = {
+    "malformed": {"content": b'{"name": "Jane", '},
+    "deeply nested": {"content": b"[" * 5000 + b"]" * 5000},
+    "nested objects": {"content": b'{"a":' * 3000 + b"1" + b"}" * 3000},
+    "wrong types": {"content": b'{"name": 1, "amount_owed": [], "url": {}}'},
+    "oversized": {"content": b'{"x": "' + b"a" * (BODY_LIMIT + 10) + b'"}'},
+    # No Content-Length: the size is only known by reading, which must not happen first.
+    "oversized chunked": {"content": _chunks(b"[" * (BODY_LIMIT * 2))},
+    "not json": {"content": b"\xff\xfe\x00garbage", "content_type": "text/plain"},
+}
+
+
+def test_the_gate_guards_exactly_the_operations_that_need_the_key() -> None:
+    assert ("POST", "/v1/debtors") in AUTHENTICATED_OPERATIONS
+    assert ("GET", "/v1/calls") in AUTHENTICATED_OPERATIONS
+    every = {
+        (m.upper(), p)
+        for p, item in served_spec()["paths"].items()
+        for m in item
+        if m in {"get", "post", "put", "patch", "delete"}
+    }
+    # The gate goes by path prefix: all that need the key are under it, nothing else is.
+    assert {op for op in every if is_authenticated_path(op[1])} == set(AUTHENTICATED_OPERATIONS)
+    assert ("GET", "/healthz") in every - set(AUTHENTICATED_OPERATIONS)
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong-key", "Basic abc"])
+@pytest.mark.parametrize("body", sorted(HOSTILE_BODIES))
+def test_no_or_a_bad_key_is_401_whatever_the_body(
+    api_server: ServiceProcess, body: str, authorization: str | None
+) -> None:
+    spec = HOSTILE_BODIES[body]
+    headers = {"Content-Type": spec.get("content_type", "application/json")}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    with httpx.Client(base_url=api_server.url, timeout=30) as anon:
+        for method, path in AUTHENTICATED_OPERATIONS:
+            url = path.replace("{", "").replace("}", "")  # any value: the key is checked first
+            url = "/".join(str(uuid.uuid4()) if "_id" in p else p for p in url.split("/"))
+            content = spec["content"]
+            if not isinstance(content, bytes):
+                content = _chunks(b"[" * (BODY_LIMIT * 2))  # a generator is read only once
+            resp = anon.request(method, url, content=content, headers=headers)
+            assert resp.status_code == 401, (method, path, resp.status_code, resp.text[:200])
+            assert resp.headers["content-type"].startswith("application/problem+json")
+            assert resp.json()["type"] == "urn:problem:unauthorized"
+            assert resp.headers["www-authenticate"] == "Bearer"
+
+
+def test_the_key_still_lets_the_body_be_judged(client: httpx.AsyncClient) -> None:
+    # The same bodies with the key: the gate steps aside and the input errors are what they were.
+    with httpx.Client(
+        base_url=str(client.base_url), headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30
+    ) as authed:
+        post = lambda name: authed.post(  # noqa: E731
+            "/v1/debtors",
+            content=HOSTILE_BODIES[name]["content"],
+            headers={"Content-Type": "application/json"},
+        )
+        assert post("malformed").status_code == 400
+        assert post("deeply nested").status_code in (400, 422)
+        assert post("wrong types").status_code == 422
+        assert post("oversized").status_code == 413
+        assert authed.get("/healthz").status_code == 200
+
+
+def test_open_routes_stay_open(api_server: ServiceProcess) -> None:
+    with httpx.Client(base_url=api_server.url, timeout=30) as anon:
+        assert anon.get("/healthz").status_code == 200
+        assert anon.get("/openapi.json").status_code == 200
+        assert anon.get("/docs").status_code == 200
+        # A path no route has is still a 404, not a 401; under /v1 the key comes first.
+        assert anon.get("/nowhere").status_code == 404
+        assert anon.get("/v1/nowhere").status_code == 401
