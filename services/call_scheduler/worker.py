@@ -30,6 +30,7 @@ from services.call_scheduler.decide import (
     decide_claim,
 )
 from services.call_scheduler.ending import end_unplaced
+from services.call_scheduler.promises import judge_overdue_promises
 from services.call_scheduler.stuck import reconcile_queued
 from services.common.calling_rules import RulesConfig, earliest_allowed
 from services.common.logging import get_logger
@@ -100,6 +101,7 @@ class ScheduleWorker:
             try:
                 await self.run_due()
                 await self.reconcile_queued()
+                await self.judge_promises()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # keep scheduling after a transient DB error
@@ -129,6 +131,24 @@ class ScheduleWorker:
             self._notify()
             self.wake()  # a rescheduled call is due now
         return result
+
+    async def judge_promises(self, now: datetime | None = None) -> int:
+        """Broken / partially kept promises past due date + grace (services/call_scheduler/
+        promises.py), batch by batch."""
+        total = 0
+        while True:
+            async with self.sessions() as session, session.begin():
+                n = await judge_overdue_promises(
+                    session,
+                    self.settings,
+                    now or datetime.now(UTC),
+                    self.settings.scheduler_batch_size,
+                )
+            total += n
+            if n:
+                self._notify()
+            if n < self.settings.scheduler_batch_size:
+                return total
 
     def _notify(self) -> None:
         if self.after_commit is not None:
