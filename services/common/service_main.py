@@ -6,6 +6,7 @@ import uvicorn
 
 from services.common import failpoints
 from services.common.logging import configure_logging
+from services.common.server_timeouts import server_options
 from services.common.settings import get_settings
 
 
@@ -21,4 +22,5 @@ def run(app_path: str, service: str, port: int) -> None:
         log_config=None,  # our JSON logging stays in charge
         access_log=False,
         lifespan="on",
+        **server_options(settings),  # slow-loris deadlines
     )

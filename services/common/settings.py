@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     webhook_backoff_max_seconds: float = 600.0
     max_request_body_bytes: int = 64 * 1024
 
+    # Every service's HTTP server (services/common/server_timeouts.py): a request's headers must
+    # arrive within this long of the connection opening (or of the previous response), and an
+    # idle keep-alive connection is closed after http_keep_alive_seconds.
+    http_header_timeout_seconds: float = 10.0
+    http_keep_alive_seconds: int = 5
+
     # Collector identity (what the agent says)
     company_name: str = "Acme Finance"
     agent_name: str = "Alex"

@@ -6,6 +6,7 @@ import uvicorn
 
 from services.common import failpoints
 from services.common.logging import configure_logging
+from services.common.server_timeouts import server_options
 from services.common.settings import get_settings
 from services.voice_orchestrator.app import WS_SERVER_OPTIONS, create_app
 
@@ -20,6 +21,7 @@ def main() -> None:
         port=settings.voice_orchestrator_port,
         log_config=None,
         **WS_SERVER_OPTIONS,
+        **server_options(settings),  # slow-loris deadlines; the media WebSocket is not timed
     )
 
 
