@@ -47,6 +47,16 @@ CURRENCY_MESSAGE = (
 )
 
 
+def converts_to_utc(value: dt.datetime) -> bool:
+    """False for an aware instant a zone shift pushes past year 1 or 9999 (e.g.
+    0001-01-01T00:00:00+05:00): the database compares in UTC and would fail on it."""
+    try:
+        value.astimezone(dt.UTC)
+    except OverflowError:
+        return False
+    return True
+
+
 def is_valid_phone(number: str) -> bool:
     try:
         parsed = phonenumbers.parse(number, None)

@@ -382,3 +382,32 @@ def test_open_routes_stay_open(api_server: ServiceProcess) -> None:
         # A path no route has is still a 404, not a 401; under /v1 the key comes first.
         assert anon.get("/nowhere").status_code == 404
         assert anon.get("/v1/nowhere").status_code == 401
+
+
+# --- the other query that takes instants: cost stats --------------------------------------------
+
+
+def test_any_stats_range_is_2xx_or_a_4xx_problem(keep_alive: KeepAlive) -> None:
+    instants = edge_timestamps | st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat())
+    values = instants.map(str.encode) | st.binary(max_size=40)
+
+    @settings(
+        max_examples=150,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
+    @given(values, values)
+    def check(from_: bytes, to: bytes) -> None:
+        qs = f"from={quote_from_bytes(from_, safe='')}&to={quote_from_bytes(to, safe='')}"
+        status, headers, body = keep_alive.get(f"/v1/stats/cost?{qs}")
+        assert status < 500, (from_, to, body[:300])
+        if status >= 400:
+            assert headers["content-type"].startswith("application/problem+json")
+        assert headers.get("connection", "").lower() != "close"
+
+    check()
+    for edge in ("0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"):
+        edge_q = quote_from_bytes(edge.encode(), safe="")
+        status, _, body = keep_alive.get(f"/v1/stats/cost?from={edge_q}&to=2026-01-01T00:00:00Z")
+        assert status == 422, body
+        assert [e["field"] for e in json.loads(body)["errors"]] == ["query.from"]

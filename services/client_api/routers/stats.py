@@ -12,6 +12,7 @@ from generated.client_api import CostStats
 from services.client_api.deps import SessionDep
 from services.client_api.problems import validation_error
 from services.client_api.responses import BAD_REQUEST, UNPROCESSABLE
+from services.client_api.validation import converts_to_utc
 from services.common import models
 from services.common.pricing import per_unit
 
@@ -41,6 +42,11 @@ async def cost_stats(
         (f"query.{name}", "must include a UTC offset, e.g. 2026-11-01T00:00:00Z")
         for name, value in (("from", from_), ("to", to))
         if value.tzinfo is None
+    ]
+    errors += [
+        (f"query.{name}", "is out of range once converted to UTC")
+        for name, value in (("from", from_), ("to", to))
+        if value.tzinfo is not None and not converts_to_utc(value)
     ]
     if not errors and to <= from_:
         errors.append(("query.to", "must be after `from`"))
