@@ -195,3 +195,45 @@ async def test_services_drop_unknown_types_on_every_subscription(
         ids = [e.id for e in sent.values()]
         rows = await s.scalars(select(ProcessedMessage).where(ProcessedMessage.ce_id.in_(ids)))
         assert rows.all() == []
+
+
+async def test_push_endpoint_drops_unknown_types(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], logs: io.StringIO
+) -> None:
+    """Cloud Run mode: a pushed message of an undeclared type is acked (204) and logged, not
+    handled: no `processed_messages` row for it."""
+    import base64
+
+    import httpx
+    from pydantic import SecretStr
+
+    from services.call_scheduler.app import create_app
+
+    push = settings.model_copy(
+        update={"pubsub_delivery": "push", "pubsub_push_token": SecretStr("push-secret")}
+    )
+    event = CloudEvent.create(UNKNOWN, "/tests", {"call_id": str(uuid.uuid4())})
+    envelope = {
+        "message": {
+            "attributes": event.attributes(),
+            "data": base64.b64encode(event.body()).decode(),
+            "messageId": "1",
+        },
+        "subscription": "projects/p/subscriptions/call-requests.call-scheduler",
+    }
+    app = create_app(push)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://sched") as client:
+            path = "/pubsub/push/call-requests.call-scheduler?token=push-secret"
+            assert (await client.post(path, json=envelope)).status_code == 204
+    (dropped,) = [
+        d for d in events(logs.getvalue(), "unknown_event_type_dropped") if d["ce_id"] == event.id
+    ]
+    assert (dropped["ce_type"], dropped["subscription"]) == (
+        UNKNOWN,
+        "call-requests.call-scheduler",
+    )
+    async with sessions() as s:
+        row = await s.scalar(select(ProcessedMessage).where(ProcessedMessage.ce_id == event.id))
+    assert row is None
