@@ -62,7 +62,7 @@ def request_attempt(
 
 
 class CallEventHandler:
-    ce_types = frozenset({CE_TYPE_CALL_COMPLETED})  # the consumer drops any other type
+    ce_types = frozenset(WEBHOOK_CE_TYPES)  # the consumer drops any other type
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
