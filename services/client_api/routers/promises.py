@@ -7,11 +7,13 @@ promise's public id is the one clients see (the row's integer key never leaves t
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
+from pydantic import BeforeValidator
 from sqlalchemy import select, tuple_
 
 from generated.client_api import PromisePage
@@ -43,6 +45,17 @@ log = get_logger(__name__)
 router = APIRouter(tags=["Promises"])
 
 PromiseId = Annotated[uuid.UUID, Path(description="The promise's id.")]
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _iso_date(value: object) -> object:
+    # Pydantic alone would read `0` or `1733184000` as a Unix time; the spec says a date.
+    if isinstance(value, str) and not _ISO_DATE.fullmatch(value):
+        raise ValueError("must be a date, YYYY-MM-DD")
+    return value
+
+
+DueDate = Annotated[date | None, BeforeValidator(_iso_date)]
 
 
 @router.get(
@@ -60,10 +73,10 @@ async def list_promises(
         PromiseStatus | None, Query(description="Only promises currently in this status.")
     ] = None,
     due_from: Annotated[
-        date | None, Query(description="Only promises due on or after this date.")
+        DueDate, Query(description="Only promises due on or after this date.")
     ] = None,
     due_to: Annotated[
-        date | None, Query(description="Only promises due on or before this date.")
+        DueDate, Query(description="Only promises due on or before this date.")
     ] = None,
     limit: LimitQuery = 20,
     cursor: CursorQuery = None,
