@@ -18,7 +18,6 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from services.client_api import problems
 from services.client_api.auth_gate import AuthGateMiddleware
-from services.client_api.auth_gate import AuthGateMiddleware
 from services.client_api.deps import require_api_key
 from services.client_api.middleware import BodyLimitMiddleware
 from services.client_api.openapi import served_spec
@@ -119,8 +118,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     problems.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
-    # Added last, so outermost: the API key is checked before the body limit or any parsing.
-    app.add_middleware(AuthGateMiddleware)
     # Added last, so outermost: the API key is checked before the body limit or any parsing.
     app.add_middleware(AuthGateMiddleware)
     app.include_router(health.router)
