@@ -58,6 +58,17 @@ async def pull(bus: PubSubBus, subscription: str, want: int, wait_s: float = 10.
     return got
 
 
+async def drain(bus: PubSubBus, subscription: str) -> int:
+    """Ack everything waiting on `subscription` (the shared stack's backlog from other tests),
+    so a consumer started next sees the test's own messages first. Returns how many it acked."""
+    acked = 0
+    while True:
+        got = await pull(bus, subscription, want=1, wait_s=0.1)
+        if not got:
+            return acked
+        acked += len(got)
+
+
 def sample_debtor(**fields: Any) -> Debtor:
     """A valid, unsaved debtor; `fields` override the defaults."""
     values: dict[str, Any] = {
