@@ -497,3 +497,10 @@ class ProcessedMessage(Base):
     consumer: Mapped[str] = mapped_column(String(128), primary_key=True)
     ce_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     processed_at: Mapped[datetime] = _now()
+
+
+# The V1 tables live in their own modules (each imports `Base` from here); importing them last
+# puts them on `Base.metadata` for Alembic and the services.
+from services.common.models import call_steps, campaigns, imports, operator  # noqa: E402
+
+__all__ = ["call_steps", "campaigns", "imports", "operator"]

@@ -1,0 +1,3 @@
+"""Per-step call events (issue 18 item 7)."""
+
+from __future__ import annotations
