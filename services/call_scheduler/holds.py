@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.call_scheduler.ending import end_unplaced
+from services.common.debtor_events import add_hold_event
 from services.common.logging import get_logger
 from services.common.models import Call, DebtorHold, ScheduledCall
 from services.common.settings import Settings
@@ -28,8 +29,9 @@ async def place_hold(
     call_id: uuid.UUID | None,
     now: datetime,
 ) -> bool:
-    """Record the hold (one active hold per kind: a repeat changes nothing) and drop the
-    debtor's pending schedule at once. True if the hold is new."""
+    """Record the hold (one active hold per kind: a repeat changes nothing), send its
+    `debtor.opted_out` / `debtor.disputed` event if new, and drop the debtor's pending
+    schedule at once. True if the hold is new."""
     inserted = await session.execute(
         insert(DebtorHold)
         .values(debtor_id=debtor_id, kind=kind, reason=reason, call_id=call_id, created_at=now)
@@ -39,7 +41,21 @@ async def place_hold(
         )
         .returning(DebtorHold.id)
     )
-    new = inserted.first() is not None
+    hold_id = inserted.scalar()
+    new = hold_id is not None
+    if hold_id is not None:
+        # In this transaction: the event exists exactly when the hold does.
+        add_hold_event(
+            session,
+            settings,
+            source="/call-scheduler",
+            debtor_id=debtor_id,
+            hold_id=hold_id,
+            kind=kind,
+            reason=reason,
+            call_id=call_id,
+            created_at=now,
+        )
     dropped = await drop_pending(session, settings, debtor_id, f"debtor on hold: {kind}", now)
     log.info("debtor_hold_placed", kind=kind, new=new, dropped=dropped, debtor_id=str(debtor_id))
     return new

@@ -1,4 +1,5 @@
-"""FastAPI dependencies: settings, the service runtime, a database session, the API key check."""
+"""FastAPI dependencies: settings, the service runtime, a database session, the API key check,
+and the caller's identity (the API key's label) for the operator audit."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.client_api.auth import authenticate
+from services.client_api.auth import authenticate, caller_label
 from services.client_api.problems import UNAUTHORIZED, ProblemError
 from services.common.blobstore import BlobStore
 from services.common.runtime import ServiceRuntime
@@ -54,7 +55,23 @@ async def require_api_key(
         )
 
 
+def get_actor(request: Request) -> str:
+    """The label of the API key of this request (set by the auth gate): the audit's actor."""
+    label = caller_label(request)
+    if label is None and authenticate(request):  # a route outside the gate's prefix
+        label = caller_label(request)
+    if label is None:
+        raise ProblemError(
+            401,
+            UNAUTHORIZED,
+            "Send your API key as `Authorization: Bearer <api key>`.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return label
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+ActorDep = Annotated[str, Depends(get_actor)]
 RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 BlobsDep = Annotated[BlobStore, Depends(get_blobs)]

@@ -51,7 +51,10 @@ class Settings(BaseSettings):
     outbox_poll_interval_seconds: float = 0.2
 
     # Client API
-    api_key: SecretStr = SecretStr("local-dev-api-key")
+    api_key: SecretStr = SecretStr("local-dev-api-key")  # its label (the audit's actor): "default"
+    # More keys, each with the label the operator audit records as the actor:
+    # "ops=key1,acme=key2" (labels: letters, digits, . _ -; "default" is API_KEY's).
+    api_keys: SecretStr = SecretStr("")
     # Fernet key that encrypts webhook signing secrets at rest. Local default only; set a real
     # one in production (Fernet.generate_key()).
     webhook_secret_encryption_key: SecretStr = SecretStr(
@@ -193,6 +196,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_guards(self) -> Settings:
+        labelled_api_keys(self)  # raises on a malformed API_KEYS
         if self.failpoints and self.environment == "production":
             raise ValueError("FAILPOINTS must be empty in production")
         if (
@@ -211,6 +215,27 @@ class Settings(BaseSettings):
     @property
     def is_local(self) -> bool:
         return self.environment == "local"
+
+
+DEFAULT_API_KEY_LABEL = "default"
+_KEY_LABEL = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def labelled_api_keys(settings: Settings) -> dict[str, str]:
+    """Label -> key for every accepted API key: API_KEY as "default", then API_KEYS."""
+    keys = {DEFAULT_API_KEY_LABEL: settings.api_key.get_secret_value()}
+    raw = settings.api_keys.get_secret_value().strip()
+    for entry in filter(None, (e.strip() for e in raw.split(","))):
+        label, sep, key = (part.strip() for part in entry.partition("="))
+        # Never the key in the message: it is a secret.
+        if not sep or not key or not _KEY_LABEL.match(label):
+            raise ValueError(f"API_KEYS: an entry is not label=key (label {label[:64]!r})")
+        if label in keys:
+            raise ValueError(f"API_KEYS: label {label!r} given twice (or is API_KEY's)")
+        if key in keys.values():
+            raise ValueError(f"API_KEYS: the key labelled {label!r} is another label's key")
+        keys[label] = key
+    return keys
 
 
 @lru_cache

@@ -1,2 +1,3 @@
-"""Outgoing webhooks: fan-out of `call.completed` to endpoints, the signed delivery worker, and
-the retry pump that schedules the next attempt of a failed delivery."""
+"""Outgoing webhooks: the event registry (events.py), fan-out of those events to the endpoints
+subscribed to them, the signed delivery worker, and the retry pump that schedules the next
+attempt of a failed delivery."""

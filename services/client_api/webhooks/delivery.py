@@ -18,8 +18,10 @@ import asyncio
 import functools
 import json
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import structlog
@@ -28,9 +30,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from standardwebhooks.webhooks import Webhook
 
-from generated.call_completed_event import CallCompletedEvent
-from generated.promise_event import PromiseEvent
 from generated.webhook_delivery_requested import WebhookDeliveryRequested
+from services.client_api.webhooks.events import spec_of
 from services.client_api.webhooks.fanout import CE_TYPE_DELIVERY_REQUESTED
 from services.client_api.webhooks.schedule import retry_delay
 from services.client_api.webhooks.secrets import decrypt_secret
@@ -61,13 +62,23 @@ def signed_request(
     return headers, body.encode()
 
 
-def body_of(payload: dict[str, object], event_type: str) -> str:
-    # Through the generated model: the body is exactly the documented CallCompletedEvent.
-    if event_type == "call.completed":
-        return CallCompletedEvent.model_validate(payload).model_dump_json()
-    if event_type.startswith("promise."):
-        return PromiseEvent.model_validate(payload).model_dump_json()
-    return json.dumps(payload, separators=(",", ":"))
+def body_of(payload: dict[str, Any], event_type: str) -> str:
+    """The exact bytes to sign: the stored body through its generated model (the documented
+    shape); a type no longer registered is sent as stored."""
+    spec = spec_of(event_type)
+    if spec is None:
+        return json.dumps(payload, separators=(",", ":"))
+    return spec.envelope.model_validate(payload).model_dump_json()
+
+
+def call_id_of(payload: dict[str, Any], event_type: str) -> uuid.UUID | None:
+    spec = spec_of(event_type)
+    if spec is None:
+        return None
+    try:
+        return spec.call_id(spec.envelope.model_validate(payload))
+    except ValueError:
+        return None
 
 
 class DeliveryWorker:
@@ -121,11 +132,8 @@ class DeliveryWorker:
             delivery.updated_at = now
             log.info("webhook_delivery_abandoned", reason="endpoint inactive")
             return
-        data = delivery.payload.get("data") or {}
-        call_id = (data.get("call") or data.get("promise") or {}).get(
-            "id" if "call" in data else "call_id"
-        )
-        if call_id:
+        call_id = call_id_of(delivery.payload, delivery.event_type)
+        if call_id is not None:
             structlog.contextvars.bind_contextvars(call_id=str(call_id))
 
         try:
