@@ -20,6 +20,21 @@ from services.common.db import create_engine, session_factory
 from services.common.settings import Settings
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep each test package together after pytest-randomly's shuffle.
+
+    pytest-randomly shuffles modules across the whole session; a package-scoped fixture (the
+    e2e and reliability deployments) would then be started again each time its package came
+    back. A stable sort on each package's first position keeps the random order of packages,
+    of modules within a package and of tests within a module.
+    """
+    first: dict[Path, int] = {}
+    for i, item in enumerate(items):
+        first.setdefault(item.path.parent, i)
+    items.sort(key=lambda item: first[item.path.parent])
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[LocalStack]:
     work = Path(tempfile.mkdtemp(prefix="collections-test-stack-"))
