@@ -201,12 +201,16 @@ def test_every_prompt_file_is_versioned_and_the_call_records_the_combination() -
     prompts = load_prompt_set(PROMPTS)
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}\.\d+", prompts.policy.version)
     for stage in DelinquencyStage:
-        doc = prompts.stages[stage]
-        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}\.\d+", doc.version)
-        conv = Conversation(facts(stage=stage), NOW, prompts=prompts)
-        assert conv.prompt_version == (
-            f"policy@{prompts.policy.version}+{stage.value}@{doc.version}"
-        )
+        assert len(prompts.variants[stage]) >= 2, "each stage has an A/B alternative"
+        for variant, doc in prompts.variants[stage].items():
+            assert re.fullmatch(r"\d{4}-\d{2}-\d{2}\.\d+", doc.version)
+            conv = Conversation(facts(stage=stage, prompt_variant=variant), NOW, prompts=prompts)
+            assert conv.prompt_variant == variant
+            assert conv.prompt_version == (
+                f"policy@{prompts.policy.version}+{stage.value}/{variant}@{doc.version}"
+            )
+            assert len(conv.prompt_version) <= 128  # calls.prompt_version, the specs
+        assert prompts.stages[stage] is prompts.variants[stage]["default"]
     assert default_prompt_set() == prompts
 
 

@@ -167,8 +167,14 @@ class Conversation:
         return self._verified and not self._disclosure_heard
 
     @property
+    def prompt_variant(self) -> str:
+        """The stage prompt's variant this call renders (the default if the facts name one
+        these prompts do not have)."""
+        return self._prompts.resolve(self._facts.stage, self._facts.prompt_variant)
+
+    @property
     def prompt_version(self) -> str:
-        return self._prompts.version(self._facts.stage)
+        return self._prompts.version(self._facts.stage, self._facts.prompt_variant)
 
     @property
     def transitions(self) -> tuple[TransitionRecord, ...]:
@@ -340,7 +346,7 @@ class Conversation:
         if not self._finalized:
             if self._outcome is None:
                 self._outcome = outcome_for_end(
-                    reason, self._watch.opt_out_heard, self._rpv.pending is not None, self._verified
+                    reason, self._watch.opt_out_heard, self._rpv.pending is not None
                 )
             self._move(Event.FINALIZE)
             self._finished = True

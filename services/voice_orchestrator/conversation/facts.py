@@ -8,6 +8,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from services.common.prompt_variants import DEFAULT_VARIANT, VARIANT_ID
+
 from .enums import DelinquencyStage
 
 # How far ahead a promised payment date may lie, counted in days from the debtor's local "today".
@@ -45,6 +47,8 @@ class CallFacts(BaseModel):
     date_of_birth: dt.date | None = None
     postal_code: str | None = Field(default=None, pattern=r"^[0-9]{5}$")
     account_last4: str | None = Field(default=None, pattern=r"^[0-9]{4}$")
+    # The stage prompt's variant (services/common/prompt_variants.py), chosen at dispatch.
+    prompt_variant: str = Field(default=DEFAULT_VARIANT, pattern=VARIANT_ID.pattern)
 
     @field_validator("timezone")
     @classmethod

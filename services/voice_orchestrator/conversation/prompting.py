@@ -1,8 +1,10 @@
-"""Prompt files (policy, one per stage, the fixed lines), their versions, and rendering.
+"""Prompt files (policy, the variants of each stage, the fixed lines), versions, and rendering.
 
 `load_prompt_set()` is the core's only file read: it runs once per process (cached by
 `default_prompt_set()`) and hands immutable text to the pure rendering functions below. Tests and
-the orchestrator can pass their own `PromptSet` instead.
+the orchestrator can pass their own `PromptSet` instead. Every variant of every stage
+(`prompts/stages/<stage>/<variant>.md`, services/common/prompt_variants.py) is loaded then, so
+picking a call's variant is a dictionary lookup.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+
+from services.common.prompt_variants import DEFAULT_VARIANT, VARIANT_ID
 
 from .enums import ConversationState, DelinquencyStage
 from .facts import CallFacts
@@ -39,7 +43,7 @@ STAGE_FIELDS = frozenset({"agent_name", "company_name", "debtor_name", "today_sp
 
 @dataclass(frozen=True)
 class PromptDoc:
-    name: str  # "policy" or a stage value
+    name: str  # "policy", or "<stage>/<variant>" for a stage's guidance
     version: str
     body: str
 
@@ -92,12 +96,27 @@ class LinesDoc:
 @dataclass(frozen=True)
 class PromptSet:
     policy: PromptDoc
-    stages: Mapping[DelinquencyStage, PromptDoc]
+    # stage -> variant id -> its guidance; every stage has DEFAULT_VARIANT.
+    variants: Mapping[DelinquencyStage, Mapping[str, PromptDoc]]
     lines: LinesDoc
 
-    def version(self, stage: DelinquencyStage) -> str:
-        """Combined version recorded with the call: `policy@2026-11-27.1+early@2026-11-27.1`."""
-        doc = self.stages[stage]
+    @property
+    def stages(self) -> Mapping[DelinquencyStage, PromptDoc]:
+        """Each stage's default variant."""
+        return {stage: docs[DEFAULT_VARIANT] for stage, docs in self.variants.items()}
+
+    def resolve(self, stage: DelinquencyStage, variant: str) -> str:
+        """`variant` if the stage has it here, else the default (a dispatch naming a variant
+        this process does not know is still placed, on the default text, and records that)."""
+        return variant if variant in self.variants[stage] else DEFAULT_VARIANT
+
+    def stage_doc(self, stage: DelinquencyStage, variant: str = DEFAULT_VARIANT) -> PromptDoc:
+        return self.variants[stage][self.resolve(stage, variant)]
+
+    def version(self, stage: DelinquencyStage, variant: str = DEFAULT_VARIANT) -> str:
+        """Combined version recorded with the call:
+        `policy@2026-12-03.2+early/plan_first@2026-12-04.1`."""
+        doc = self.stage_doc(stage, variant)
         return f"{self.policy.name}@{self.policy.version}+{doc.name}@{doc.version}"
 
 
@@ -161,16 +180,21 @@ def parse_lines(text: str, name: str = "lines") -> LinesDoc:
 
 def load_prompt_set(directory: Path = DEFAULT_PROMPTS_DIR) -> PromptSet:
     policy = parse_prompt("policy", (directory / "policy.md").read_text("utf-8"), POLICY_FIELDS)
-    stages = {
-        stage: parse_prompt(
-            stage.value,
-            (directory / "stages" / f"{stage.value}.md").read_text("utf-8"),
-            STAGE_FIELDS,
-        )
-        for stage in DelinquencyStage
-    }
+    variants = {stage: _load_variants(directory, stage) for stage in DelinquencyStage}
     lines = parse_lines((directory / "lines.md").read_text("utf-8"))
-    return PromptSet(policy=policy, stages=MappingProxyType(stages), lines=lines)
+    return PromptSet(policy=policy, variants=MappingProxyType(variants), lines=lines)
+
+
+def _load_variants(directory: Path, stage: DelinquencyStage) -> Mapping[str, PromptDoc]:
+    """`prompts/stages/<stage>/<variant>.md`, each parsed and checked like any stage prompt."""
+    docs = {
+        path.stem: parse_prompt(f"{stage.value}/{path.stem}", path.read_text("utf-8"), STAGE_FIELDS)
+        for path in sorted((directory / "stages" / stage.value).glob("*.md"))
+        if VARIANT_ID.match(path.stem)
+    }
+    if DEFAULT_VARIANT not in docs:
+        raise ValueError(f"prompts for stage {stage.value!r}: no {DEFAULT_VARIANT}.md")
+    return MappingProxyType(docs)
 
 
 @functools.cache
@@ -265,7 +289,7 @@ def render_system_prompt(
     parts = [prompts.policy.body]  # static: the shared prefix (see POLICY_FIELDS)
     if verified:
         # Stage guidance talks about the debt: only once the right party is on the line.
-        parts.append(prompts.stages[facts.stage].body.format_map(values))
+        parts.append(prompts.stage_doc(facts.stage, facts.prompt_variant).body.format_map(values))
     parts.append(
         call_facts_block(facts, now, state, verified=verified, fact_to_verify=fact_to_verify)
     )
