@@ -14,11 +14,17 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from typing_extensions import TypeAliasType
 
 from .call import Call
+from .call_outcome import CallOutcome
+from .call_status import CallStatus
+from .campaign import Campaign
+from .campaign_item_status import CampaignItemStatus
+from .campaign_pacing import CampaignPacing
 from .delinquency_stage import DelinquencyStage
 from .metadata import Metadata
 from .money import Money
 from .phone_number import PhoneNumber
 from .promise import Promise
+from .prompt_variant_weights import PromptVariantWeights
 from .timezone import Timezone
 from .verification_fact_kind import VerificationFactKind
 
@@ -148,6 +154,120 @@ class CallAttempts(BaseModel):
     ]
 
 
+class CampaignItem(BaseModel):
+    """
+    One debtor of a campaign and the call the campaign placed to them.
+    """
+
+    id: Annotated[UUID, Field(description="The item's id.")]
+    campaign_id: Annotated[UUID, Field(description="The campaign.")]
+    debtor_id: Annotated[UUID, Field(description="The debtor.")]
+    status: CampaignItemStatus
+    call_id: Annotated[
+        UUID | None,
+        Field(
+            description="The call released for this item; null while pending (or cancelled before release)."
+        ),
+    ]
+    call_status: Annotated[
+        CallStatus | None,
+        Field(
+            description="The call's status when the item was last updated; null without a call."
+        ),
+    ]
+    outcome: Annotated[
+        CallOutcome | None,
+        Field(
+            description="The call's outcome once it ended; null before (or without one)."
+        ),
+    ]
+    detail: Annotated[
+        str | None,
+        Field(description="Why the item was skipped or cancelled; null otherwise."),
+    ]
+    created_at: Annotated[
+        AwareDatetime,
+        Field(description="When the debtor was assigned to the campaign."),
+    ]
+    updated_at: Annotated[
+        AwareDatetime, Field(description="When the item last changed.")
+    ]
+    released_at: Annotated[
+        AwareDatetime | None,
+        Field(
+            description="When it was released into the schedule; null while pending."
+        ),
+    ]
+    finished_at: Annotated[
+        AwareDatetime | None,
+        Field(description="When it became done, skipped or cancelled; null before."),
+    ]
+
+
+class CampaignItemPage(BaseModel):
+    """
+    One page of a campaign's items, newest first.
+    """
+
+    data: Annotated[
+        list[CampaignItem],
+        Field(description="The items on this page (at most `limit`)."),
+    ]
+    next_cursor: Annotated[
+        str | None,
+        Field(
+            description="Opaque cursor: pass it as `cursor` to get the next page; null on the last page."
+        ),
+    ]
+
+
+class CampaignDebtorsAdd(BaseModel):
+    """
+    Debtors to assign to a campaign. A debtor already in it is left as it is (so a retry is harmless). Unknown properties are rejected.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    debtor_ids: Annotated[
+        list[UUID],
+        Field(
+            description="Ids of your debtors (1..1000; repeats count once).",
+            max_length=1000,
+            min_length=1,
+        ),
+    ]
+
+
+class CampaignDebtorsAdded(BaseModel):
+    """
+    What an assignment did.
+    """
+
+    added: Annotated[
+        int, Field(description="Debtors newly assigned by this request.", ge=0)
+    ]
+    total: Annotated[int, Field(description="The campaign's items after it.", ge=0)]
+
+
+class CampaignTransitionRequest(BaseModel):
+    """
+    Optional body of start, pause, resume and cancel: the reason is kept in the operator audit. Unknown properties are rejected.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    reason: Annotated[
+        str | None,
+        Field(
+            description="Why (1..500 characters), e.g. 'client asked to stop before the holidays'.",
+            max_length=500,
+            min_length=1,
+        ),
+    ] = None
+
+
 class WebhookEventType(StrEnum):
     """
     Event types a webhook endpoint can subscribe to (each is described under `webhooks`).
@@ -159,6 +279,7 @@ class WebhookEventType(StrEnum):
     PROMISE_BROKEN = "promise.broken"
     DEBTOR_OPTED_OUT = "debtor.opted_out"
     DEBTOR_DISPUTED = "debtor.disputed"
+    CAMPAIGN_COMPLETED = "campaign.completed"
 
 
 class WebhookEndpointCreate(BaseModel):
@@ -348,7 +469,7 @@ class Problem(BaseModel):
     type: Annotated[
         str,
         Field(
-            description="URI reference identifying the problem type. Values used: `about:blank` (nothing more specific than the status), `urn:problem:validation-error` (422), `urn:problem:malformed-request` (400), `urn:problem:invalid-cursor` (400), `urn:problem:unauthorized` (401), `urn:problem:not-found` (404), `urn:problem:duplicate-external-id` (409), `urn:problem:call-already-active` (409), `urn:problem:idempotency-key-reused` (409), `urn:problem:debtor-on-hold` (409), `urn:problem:call-not-allowed` (409), `urn:problem:hold-already-lifted` (409), `urn:problem:payload-too-large` (413)."
+            description="URI reference identifying the problem type. Values used: `about:blank` (nothing more specific than the status), `urn:problem:validation-error` (422), `urn:problem:malformed-request` (400), `urn:problem:invalid-cursor` (400), `urn:problem:unauthorized` (401), `urn:problem:not-found` (404), `urn:problem:duplicate-external-id` (409), `urn:problem:call-already-active` (409), `urn:problem:idempotency-key-reused` (409), `urn:problem:debtor-on-hold` (409), `urn:problem:call-not-allowed` (409), `urn:problem:hold-already-lifted` (409), `urn:problem:payload-too-large` (413), `urn:problem:campaign-status-conflict` (409)."
         ),
     ]
     title: Annotated[
@@ -605,6 +726,86 @@ class PaymentCreate(BaseModel):
             description="Your unique reference for this payment (e.g. the processor's transaction id), 1..255 characters.",
             max_length=255,
             min_length=1,
+        ),
+    ]
+
+
+class CampaignCreate(BaseModel):
+    """
+    A campaign to create, in status `draft`. Unknown properties are rejected.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    name: Annotated[
+        str,
+        Field(
+            description="Your name for the campaign (1..200 characters, not blank).",
+            max_length=200,
+            min_length=1,
+            pattern="\\S",
+        ),
+    ]
+    stage: Annotated[
+        DelinquencyStage,
+        Field(description="The delinquency stage whose script the calls use."),
+    ]
+    pacing: CampaignPacing
+    prompt_variants: Annotated[
+        PromptVariantWeights,
+        Field(
+            description="Prompt variants of the stage and their weights; each must be a variant the stage has. Default: empty (the stage's default prompt)."
+        ),
+    ] = {}
+    metadata: Annotated[
+        Metadata, Field(description="Your key/value strings, returned unchanged.")
+    ] = {}
+
+
+class CampaignUpdate(BaseModel):
+    """
+    Changes to a `draft` or `paused` campaign: only the properties sent change (none may be null). Unknown properties are rejected.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    name: Annotated[
+        str | None,
+        Field(
+            description="Your name for the campaign (1..200 characters, not blank).",
+            max_length=200,
+            min_length=1,
+            pattern="\\S",
+        ),
+    ] = None
+    stage: Annotated[
+        DelinquencyStage | None,
+        Field(
+            description="The delinquency stage whose script the calls use (for items not released yet)."
+        ),
+    ] = None
+    pacing: CampaignPacing | None = None
+    prompt_variants: PromptVariantWeights | None = None
+    metadata: Annotated[
+        Metadata | None, Field(description="Replaces your key/value strings.")
+    ] = None
+
+
+class CampaignPage(BaseModel):
+    """
+    One page of campaigns, newest first.
+    """
+
+    data: Annotated[
+        list[Campaign],
+        Field(description="The campaigns on this page (at most `limit`)."),
+    ]
+    next_cursor: Annotated[
+        str | None,
+        Field(
+            description="Opaque cursor: pass it as `cursor` to get the next page; null on the last page."
         ),
     ]
 

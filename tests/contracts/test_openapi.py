@@ -30,6 +30,16 @@ OPERATIONS = {
     ("get", "/v1/promises"): "listPromises",
     ("get", "/v1/promises/{promise_id}"): "getPromise",
     ("post", "/v1/promises/{promise_id}/cancel"): "cancelPromise",
+    ("post", "/v1/campaigns"): "createCampaign",
+    ("get", "/v1/campaigns"): "listCampaigns",
+    ("get", "/v1/campaigns/{campaign_id}"): "getCampaign",
+    ("patch", "/v1/campaigns/{campaign_id}"): "updateCampaign",
+    ("post", "/v1/campaigns/{campaign_id}/debtors"): "addCampaignDebtors",
+    ("get", "/v1/campaigns/{campaign_id}/items"): "listCampaignItems",
+    ("post", "/v1/campaigns/{campaign_id}/start"): "startCampaign",
+    ("post", "/v1/campaigns/{campaign_id}/pause"): "pauseCampaign",
+    ("post", "/v1/campaigns/{campaign_id}/resume"): "resumeCampaign",
+    ("post", "/v1/campaigns/{campaign_id}/cancel"): "cancelCampaign",
     ("get", "/healthz"): "health",
 }
 
@@ -51,10 +61,24 @@ RESPONSES = {
     "listPromises": ("200", "PromisePage", {"400", "401", "422", "503"}),
     "getPromise": ("200", "Promise", {"401", "404", "422", "503"}),
     "cancelPromise": ("200", "Promise", {"401", "404", "409", "422", "503"}),
+    "createCampaign": ("201", "Campaign", {"400", "401", "409", "413", "422", "503"}),
+    "listCampaigns": ("200", "CampaignPage", {"400", "401", "422", "503"}),
+    "getCampaign": ("200", "Campaign", {"401", "404", "422", "503"}),
+    "updateCampaign": ("200", "Campaign", {"400", "401", "404", "409", "413", "422", "503"}),
+    "addCampaignDebtors": (
+        "200",
+        "CampaignDebtorsAdded",
+        {"400", "401", "404", "409", "413", "422", "503"},
+    ),
+    "listCampaignItems": ("200", "CampaignItemPage", {"400", "401", "404", "422", "503"}),
+    **{
+        op: ("200", "Campaign", {"400", "401", "404", "409", "413", "422", "503"})
+        for op in ("startCampaign", "pauseCampaign", "resumeCampaign", "cancelCampaign")
+    },
     "health": ("200", "Health", set()),
 }
 # A replayed payment (same reference and body) answers 200, a new one 201.
-REPLAY_STATUS = {"createPayment": "200"}
+REPLAY_STATUS = {"createPayment": "200", "createCampaign": "200"}
 
 
 def operations(doc: dict[str, Any]) -> dict[str, tuple[str, str, dict[str, Any]]]:
