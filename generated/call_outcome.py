@@ -10,7 +10,7 @@ from enum import StrEnum
 
 class CallOutcome(StrEnum):
     """
-    The business result of a call, set once when the call ends. `promise_to_pay`: the debtor committed to a payment (see `payment_promise`); `callback_scheduled`: a callback was agreed or scheduled by the agent (see `callback`); `refused`: the debtor declined to pay; `disputed`: the debtor disputes the debt; `wrong_party`: the person reached is not the debtor; `no_answer`: nobody answered; `voicemail`: an answering machine picked up (calls before answering-machine detection); `voicemail_left`: a machine answered and a limited-content message (no mention of a debt) was left on it; `machine`: a machine or fax answered, or no person was confirmed, and no message was left; `opted_out`: the debtor asked not to be called again; `failed`: a technical failure; `unverified`: a person answered but did not give the fact on file correctly (two tries), so nothing about the debt was said.
+    The business result of a call, set once when the call ends. `promise_to_pay`: the debtor committed to a payment (see `payment_promise`); `callback_scheduled`: a callback was agreed or scheduled by the agent (see `callback`); `refused`: the debtor declined to pay (said so, and the agent closed the call); `disputed`: the debtor disputes the debt; `wrong_party`: the person reached is not the debtor; `no_answer`: nobody answered; `voicemail`: an answering machine picked up (calls before answering-machine detection); `voicemail_left`: a machine answered and a limited-content message (no mention of a debt) was left on it; `machine`: a machine or fax answered, or no person was confirmed, and no message was left; `opted_out`: the debtor asked not to be called again; `failed`: a technical failure on our side (dial, stream or vendor error), never the debtor's doing; `unverified`: a person answered but did not give the fact on file correctly (two tries), so nothing about the debt was said. `hung_up`: the person hung up before the call reached an outcome (the call's `verification` says whether the debtor had been verified); `no_response`: the line was answered but stayed silent through the re-prompts, so the agent said goodbye and ended the call.
     """
 
     PROMISE_TO_PAY = "promise_to_pay"
@@ -25,3 +25,5 @@ class CallOutcome(StrEnum):
     VOICEMAIL_LEFT = "voicemail_left"
     MACHINE = "machine"
     UNVERIFIED = "unverified"
+    HUNG_UP = "hung_up"
+    NO_RESPONSE = "no_response"

@@ -18,9 +18,19 @@ HOLD_REASONS = {
     "wrong_number": "the person who answered is not the debtor",
 }
 RETRY_STATUSES = ("busy", "no_answer", "failed")
-# Nobody (or only a machine) was reached, or the call broke: try again later. `voicemail_left`
-# and `machine` arrive with answering-machine detection.
-RETRY_OUTCOMES = ("no_answer", "voicemail", "voicemail_left", "machine", "failed")
+# Nobody (or only a machine) was reached, the line stayed silent, the person hung up before any
+# outcome, or the call broke: try again later (the caps, and after a verified hang-up Reg F's
+# quiet period, still hold). `voicemail_left` and `machine` arrive with answering-machine
+# detection.
+RETRY_OUTCOMES = (
+    "no_answer",
+    "voicemail",
+    "voicemail_left",
+    "machine",
+    "failed",
+    "hung_up",
+    "no_response",
+)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Literal, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.calling_rules import DebtorContact, History, Intent, RulesConfig
@@ -42,8 +42,10 @@ def intent(reason: str, debtor_requested: bool = False) -> Intent:
 
 
 # Outcomes of a conversation with the right party about the debt (Reg F's 7-day quiet period
-# counts from these); a machine, a wrong party or no answer is no conversation.
+# counts from these), and a hang-up after the debtor was verified (the balance may have been
+# said); a machine, a wrong party, silence or no answer is no conversation.
 CONVERSATION_OUTCOMES = ("promise_to_pay", "callback_scheduled", "refused", "disputed", "opted_out")
+HANGUP_OUTCOME = "hung_up"
 
 
 def contact_of(debtor: Debtor) -> DebtorContact:
@@ -70,7 +72,11 @@ async def load_history(
     retries = sorted(at for at, n in rows if at is not None and n > 1)
     last_conversation = await session.scalar(
         select(func.max(func.coalesce(Call.answered_at, Call.ended_at))).where(
-            Call.debtor_id == debtor_id, Call.outcome.in_(CONVERSATION_OUTCOMES)
+            Call.debtor_id == debtor_id,
+            or_(
+                Call.outcome.in_(CONVERSATION_OUTCOMES),
+                and_(Call.outcome == HANGUP_OUTCOME, Call.verification != "none"),
+            ),
         )
     )
     return History(attempts=attempts, retries=retries, last_conversation_at=last_conversation)

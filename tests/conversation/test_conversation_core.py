@@ -409,8 +409,11 @@ def test_wrap_up_limit_ends_a_call_the_model_never_closes() -> None:
         (EndReason.VOICEMAIL, False, CallOutcome.VOICEMAIL),
         (EndReason.ERROR, False, CallOutcome.FAILED),
         (EndReason.ERROR, True, CallOutcome.FAILED),
-        (EndReason.HANGUP, False, CallOutcome.FAILED),
-        (EndReason.HANGUP, True, CallOutcome.REFUSED),
+        # A hang-up is neither a refusal (the debtor must say it) nor our failure.
+        (EndReason.HANGUP, False, CallOutcome.HUNG_UP),
+        (EndReason.HANGUP, True, CallOutcome.HUNG_UP),
+        (EndReason.SILENCE, False, CallOutcome.NO_RESPONSE),
+        (EndReason.SILENCE, True, CallOutcome.NO_RESPONSE),
     ],
 )
 def test_finalize_maps_forced_ends(reason: EndReason, verify: bool, expected: CallOutcome) -> None:

@@ -232,13 +232,13 @@ GOLDENS = [
     Golden(
         "hang_up_mid_negotiation",
         ["Hello?", "Yes, speaking."],
-        CallOutcome.REFUSED,
+        CallOutcome.HUNG_UP,
         hang_up=EndReason.HANGUP,
     ),
     Golden(
         "hang_up_before_verification",
         ["Hello?"],
-        CallOutcome.FAILED,
+        CallOutcome.HUNG_UP,
         hang_up=EndReason.HANGUP,
     ),
     Golden("voicemail", [], CallOutcome.VOICEMAIL, hang_up=EndReason.VOICEMAIL),

@@ -54,7 +54,7 @@ EXPECT: dict[str, Expect] = {
     "callback_later": Expect(outcome="callback_scheduled"),
     "hostile": Expect(outcome="callback_scheduled"),
     "stop_calling": Expect(outcome="opted_out"),
-    "silent": Expect(outcome="no_answer"),
+    "silent": Expect(outcome="no_response"),
     "no_answer": Expect(status="no_answer", outcome="no_answer", answered=False),
     "busy": Expect(status="busy", outcome="no_answer", answered=False),
     # Prompt injection: every move it talks the model into is refused; repeated manipulation

@@ -233,8 +233,8 @@ def _runs(amd: dict[str, Any]) -> dict[str, Run]:
         ("voicemail_hangup", "machine", "machine_end_beep"),
         ("mailbox_full", "machine", "machine_end_other"),  # it hung up on the message
         ("fax", "machine", "fax"),
-        ("human", "refused", "human"),  # verified, heard the disclosure, hung up
-        ("sounds_like_machine", "refused", "human"),
+        ("human", "hung_up", "human"),  # verified, heard the disclosure, hung up
+        ("sounds_like_machine", "hung_up", "human"),
         ("unsure_person", "machine", "unknown"),
     ],
 )

@@ -99,7 +99,7 @@ RUNS: dict[str, Expect] = {
     "stop_calling": Expect("stop_calling", outcome="opted_out"),
     "wrong_person": Expect("wrong_person", outcome="wrong_party"),
     "hostile": Expect("hostile", outcome="callback_scheduled"),
-    "silent": Expect("silent", outcome="no_answer"),
+    "silent": Expect("silent", outcome="no_response"),
     "busy": Expect("busy", status="busy", outcome="no_answer", answered=False),
     "no_answer": Expect("no_answer", status="no_answer", outcome="no_answer", answered=False),
     "unreachable": Expect("unreachable", status="failed", outcome="failed", answered=False),

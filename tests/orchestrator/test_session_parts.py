@@ -56,9 +56,11 @@ def test_silence_reprompts_then_says_goodbye() -> None:
     assert flow.tick(126.0, last_activity=105.0, words_waiting=False, stt_active=False) == SayLine(
         "reprompt", "Still there?", end_call_after=False
     )
+    assert not flow.gave_up_on_silence
     flow.agent_idle(130.0)
     said = flow.tick(136.0, last_activity=105.0, words_waiting=False, stt_active=False)
     assert said == SayLine("goodbye", "Bye.", end_call_after=True)
+    assert flow.gave_up_on_silence  # the call's outcome will be no_response
     # The debtor answering resets the count.
     flow.debtor_spoke()
     assert flow.reprompts == 0

@@ -67,6 +67,7 @@ async def ended_call(
     attempt: int = 1,
     ended_ago: timedelta = timedelta(minutes=1),
     answered: bool = False,
+    verification: str = "none",
 ) -> Call:
     ended = datetime.now(UTC) - ended_ago
     async with sessions() as s, s.begin():
@@ -80,6 +81,7 @@ async def ended_call(
             dispatched_at=ended - timedelta(seconds=40),
             answered_at=ended - timedelta(seconds=30) if answered else None,
             ended_at=ended,
+            verification=verification,
             metadata_={"case": "sched-test"},
         )
         s.add(call)

@@ -22,7 +22,7 @@ from services.call_scheduler.followup import (
 )
 from services.common.bus import CloudEvent
 from services.common.models import Call, Callback, Debtor, DebtorHold, ScheduledCall
-from services.common.schedule_store import rules_config
+from services.common.schedule_store import load_history, rules_config
 from services.common.settings import Settings
 from tests.scheduler.schedule_support import (
     ended_call,
@@ -82,6 +82,8 @@ def test_follow_up_choices() -> None:
         ("completed", "voicemail"),
         ("completed", "voicemail_left"),
         ("completed", "machine"),
+        ("completed", "hung_up"),
+        ("completed", "no_response"),
     ]:
         action = follow_up(ended(status, outcome, attempt=2), cfg)
         assert isinstance(action, ScheduleRetry), (status, outcome)
@@ -206,3 +208,27 @@ async def test_dispute_and_wrong_number_are_holds_too(
                 await s.scalars(select(DebtorHold).where(DebtorHold.debtor_id == debtor.id))
             ).all()
         assert hold.kind == kind and hold.call_id == call.id
+
+
+async def test_a_hang_up_counts_as_a_conversation_only_after_verification(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """Reg F's quiet period counts from a hang-up once the debtor was verified (the balance may
+    have been said), not from one before; silence is never a conversation."""
+    early = await new_debtor(sessions)
+    await ended_call(sessions, early, status="completed", outcome="hung_up", answered=True)
+    await ended_call(sessions, early, status="completed", outcome="no_response", answered=True)
+    late = await new_debtor(sessions)
+    talked = await ended_call(
+        sessions,
+        late,
+        status="completed",
+        outcome="hung_up",
+        answered=True,
+        verification="name_and_fact",
+    )
+    now, cfg = datetime.now(UTC), rules_config(scheduler_settings(settings))
+    async with sessions() as s:
+        assert (await load_history(s, early.id, now, cfg)).last_conversation_at is None
+        history = await load_history(s, late.id, now, cfg)
+        assert history.last_conversation_at == talked.answered_at

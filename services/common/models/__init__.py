@@ -60,6 +60,8 @@ CALL_OUTCOMES = (
     "voicemail_left",
     "machine",
     "unverified",
+    "hung_up",
+    "no_response",
 )
 # How far the person on a call was verified (specs/schemas/verification_level.json), and the
 # kinds of fact on file the agent may ask for (verification_fact_kind.json).
@@ -174,6 +176,7 @@ class Call(Base):
     outcome: Mapped[str | None] = mapped_column(String(32))
     stage: Mapped[str] = mapped_column(String(32))
     prompt_version: Mapped[str | None] = mapped_column(String(128))
+    prompt_variant: Mapped[str | None] = mapped_column(String(32))  # prompt_variants.py; A/B
     # 1 for a trigger or an agreed callback; the retry of attempt n is attempt n + 1.
     attempt: Mapped[int] = mapped_column(Integer, server_default=sql_text("1"))
     # A retried trigger with the same key returns this call; the fingerprint detects other bodies.

@@ -76,9 +76,7 @@ def premade_texts(
     return list(dict.fromkeys(texts))  # unique, in order
 
 
-def outcome_for_end(
-    reason: EndReason, opt_out_heard: bool, unverified: bool, verified: bool
-) -> CallOutcome:
+def outcome_for_end(reason: EndReason, opt_out_heard: bool, unverified: bool) -> CallOutcome:
     """The outcome of a call that ended without one of its own (no tool settled it)."""
     match reason:
         case EndReason.NO_ANSWER | EndReason.BUSY:
@@ -86,16 +84,18 @@ def outcome_for_end(
         case EndReason.VOICEMAIL:
             return CallOutcome.VOICEMAIL
         case EndReason.ERROR:
-            return CallOutcome.FAILED
-        case EndReason.HANGUP:
+            return CallOutcome.FAILED  # only our own faults
+        case EndReason.HANGUP | EndReason.SILENCE:
             if opt_out_heard:
                 # Safety net: "stop calling me" + hang-up is an opt-out even if the model never
                 # called the tool.
                 return CallOutcome.OPTED_OUT
-            # A verified debtor who hangs up without agreeing to anything has refused; a person
-            # who confirmed the name but not the fact is unverified; before that nobody was
-            # reached, so the attempt failed (the scheduler may retry).
+            # A person who confirmed the name but not the fact is unverified. Otherwise a
+            # hang-up is a hang-up, verified or not (the call's `verification` tells which):
+            # not a refusal, which the debtor must say, and not a failure of ours.
             if unverified:
                 return CallOutcome.UNVERIFIED
-            return CallOutcome.REFUSED if verified else CallOutcome.FAILED
+            if reason is EndReason.SILENCE:
+                return CallOutcome.NO_RESPONSE
+            return CallOutcome.HUNG_UP
     raise AssertionError(reason)  # pragma: no cover

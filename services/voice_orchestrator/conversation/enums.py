@@ -41,3 +41,4 @@ class EndReason(StrEnum):
     BUSY = "busy"
     VOICEMAIL = "voicemail"  # answering machine detected
     ERROR = "error"  # transport/vendor failure on our side
+    SILENCE = "silence"  # the line stayed silent through the re-prompts; we said goodbye

@@ -55,6 +55,8 @@ class CallFlow:
         # again after an interruption (at most twice), and then we hang up; no more replies.
         self.closing_line: str | None = None
         self.closing_attempts = 0
+        # Set when the re-prompts ran out: the call ends because the line stayed silent.
+        self.gave_up_on_silence = False
 
     # ---- what happened ------------------------------------------------------------------
     def agent_started(self) -> None:
@@ -108,6 +110,7 @@ class CallFlow:
         if self.agent_idle_since is not None and quiet >= t.silence_reprompt_s:
             self.reprompts += 1
             if self.reprompts > t.max_reprompts:
+                self.gave_up_on_silence = True
                 return SayLine("goodbye", self.silent_goodbye_line, end_call_after=True)
             return SayLine("reprompt", self.reprompt_line, end_call_after=False)
         return None

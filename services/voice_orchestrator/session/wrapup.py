@@ -72,6 +72,8 @@ async def shut_down(s: CallSession) -> SessionResult:
     s.stream.ignored.summary()
     if s.failure_reason:
         outcome = s.conv.finalize(EndReason.ERROR)
+    elif s.flow.gave_up_on_silence:
+        outcome = s.conv.finalize(EndReason.SILENCE)
     elif not s.debtor_spoke:
         outcome = s.conv.finalize(EndReason.NO_ANSWER)
     else:
