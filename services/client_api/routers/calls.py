@@ -16,9 +16,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from generated.call import Call
-from generated.call_requested import CallRequested
 from generated.call_status import CallStatus
+from generated.call_step import CallStep
+from generated.call_step_event_page import CallStepEventPage
 from generated.client_api import CallPage, CallTriggerRequest
+from services.client_api.call_events import events_page
 from services.client_api.deps import BlobsDep, RuntimeDep, SessionDep, SettingsDep
 from services.client_api.errors import constraint_name
 from services.client_api.mapping import call_load_options, call_to_model, load_call
@@ -45,9 +47,10 @@ from services.client_api.strict import strictly
 from services.client_api.validation import storable_text_errors, text_errors
 from services.common import models
 from services.common.blobstore import BlobStore
+from services.common.call_queue import announce_call_requested, queue_call
+from services.common.call_steps import record_step
 from services.common.calling_rules import Intent, Refused, earliest_allowed
 from services.common.logging import get_logger
-from services.common.outbox import add_event
 from services.common.schedule_store import active_holds, contact_of, load_history, rules_config
 from services.common.settings import Settings
 
@@ -56,7 +59,6 @@ log = get_logger(__name__)
 router = APIRouter(tags=["Calls"])
 
 SOURCE = "/client-api"
-CE_TYPE_CALL_REQUESTED = "call.requested"
 
 IdempotencyKey = Annotated[
     str | None,
@@ -194,32 +196,27 @@ async def trigger_call(
 
     now = datetime.now(UTC)
     not_before = await _earliest(session, settings, debtor, now)
-    call = models.Call(
-        id=uuid.uuid4(),
+    # The Call Scheduler places it at `not_before` (held until the calling window opens).
+    call = queue_call(
+        session,
         debtor_id=debtor_id,
-        status="queued",
         stage=debtor.stage,
+        reason="manual",
+        not_before=not_before,
+        metadata=request.metadata,
         idempotency_key=idempotency_key,
         request_fingerprint=fp if idempotency_key is not None else None,
-        metadata_=dict(request.metadata),
     )
-    # The Call Scheduler places it at `not_before` (held until the calling window opens).
-    call.schedule = models.ScheduledCall(
-        debtor_id=debtor_id, reason="manual", not_before=not_before, attempt=1
-    )
-    session.add(call)
-    # The call row and its `call.requested` event commit together (transactional outbox).
-    add_event(
+    await record_step(
         session,
-        settings.pubsub_topic_call_requests,
-        CE_TYPE_CALL_REQUESTED,
-        SOURCE,
-        CallRequested(
-            call_id=call.id,
-            debtor_id=debtor_id,
-            requested_at=now,
-            idempotency_key=idempotency_key,
-        ),
+        call.id,
+        CallStep.SCHEDULED,
+        at=now,
+        detail={"schedule_reason": "manual", "not_before": not_before, "attempt": 1},
+    )
+    # The call row and its `call.requested` event commit together (transactional outbox).
+    announce_call_requested(
+        session, settings, call, source=SOURCE, requested_at=now, idempotency_key=idempotency_key
     )
     try:
         await session.commit()
@@ -308,3 +305,22 @@ async def get_call(
     with structlog.contextvars.bound_contextvars(call_id=str(call_id)):
         log.debug("call_read")
     return await call_to_model(row, blobs)
+
+
+@router.get(
+    "/v1/calls/{call_id}/events",
+    operation_id="listCallEvents",
+    response_model=CallStepEventPage,
+    responses={**BAD_REQUEST, **NOT_FOUND, **UNPROCESSABLE},
+)
+async def list_call_events(
+    call_id: Annotated[uuid.UUID, Path(description="The call's id.")],
+    session: SessionDep,
+    limit: LimitQuery = 20,
+    cursor: CursorQuery = None,
+) -> CallStepEventPage:
+    """The call's steps, oldest first (docs/call-events.md)."""
+    exists = await session.scalar(select(models.Call.id).where(models.Call.id == call_id))
+    if exists is None:
+        raise not_found("call")
+    return await events_page(session, call_id, limit=limit, cursor=cursor)
