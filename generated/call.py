@@ -58,8 +58,15 @@ class Call(BaseModel):
     prompt_version: Annotated[
         str | None,
         Field(
-            description="Version of the agent prompt used; null until the call was dispatched.",
-            max_length=64,
+            description="Version of the agent prompt used, `policy@<version>+<stage>/<variant>@<version>`; null until the call was dispatched.",
+            max_length=128,
+        ),
+    ]
+    prompt_variant: Annotated[
+        str | None,
+        Field(
+            description="The stage prompt's variant the call was conducted with (A/B tests: chosen from the campaign's `prompt_variants` weights, sticky per debtor; `default` outside a campaign); null until the call was dispatched.",
+            pattern="^[a-z][a-z0-9_]{0,31}$",
         ),
     ]
     twilio_call_sid: Annotated[

@@ -29,9 +29,16 @@ class CallDispatch(BaseModel):
         str | None,
         Field(
             description="Prompt version to use; null = the orchestrator's current default.",
-            max_length=64,
+            max_length=128,
         ),
     ]
+    prompt_variant: Annotated[
+        str | None,
+        Field(
+            description="The stage prompt's variant to render (`prompts/stages/<stage>/<variant>.md`), chosen by the scheduler. Absent (from a scheduler older than variants) or null: `default`. A variant the orchestrator does not have is rendered as `default`, and the call records that.",
+            pattern="^[a-z][a-z0-9_]{0,31}$",
+        ),
+    ] = None
     dispatched_at: Annotated[
         AwareDatetime, Field(description="When the scheduler dispatched the call.")
     ]

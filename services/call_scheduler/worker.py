@@ -32,6 +32,7 @@ from services.call_scheduler.decide import (
 from services.call_scheduler.ending import end_unplaced
 from services.call_scheduler.promises import judge_overdue_promises
 from services.call_scheduler.stuck import reconcile_queued
+from services.call_scheduler.variants import variant_for_dispatch
 from services.common.calling_rules import RulesConfig, earliest_allowed
 from services.common.logging import get_logger
 from services.common.models import Call, Debtor, ScheduledCall
@@ -254,11 +255,13 @@ class ScheduleWorker:
         assert debtor is not None
         if call is None:
             call = await self._new_call(session, row, debtor)
-        version = prompt_version(call.stage)
+        variant = await variant_for_dispatch(session, call, row)
+        version = prompt_version(call.stage, variant)
         call.status = "dispatched"
         call.dispatched_at = now
         call.updated_at = now
         call.prompt_version = version
+        call.prompt_variant = variant
         row.status = "dispatched"
         add_event(
             session,
@@ -270,6 +273,7 @@ class ScheduleWorker:
                 debtor=debtor_snapshot(debtor),
                 stage=call.stage,
                 prompt_version=version,
+                prompt_variant=variant,
                 dispatched_at=now,
             ),
             ce_id=dispatch_event_id(call.id),

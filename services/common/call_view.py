@@ -105,6 +105,7 @@ def build_call(row: models.Call, *, recording_url: str | None, transcript_url: s
             "verification_fact": row.verification_fact,
             "stage": row.stage,
             "prompt_version": row.prompt_version,
+            "prompt_variant": row.prompt_variant,
             "twilio_call_sid": row.twilio_call_sid,
             "metadata": row.metadata_ or {},
             "created_at": row.created_at,

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from generated.call_dispatch import CallDispatch
 from services.common.logging import get_logger
 from services.common.models import Call, CallTurn, Debtor
+from services.common.prompt_variants import DEFAULT_VARIANT
 from services.common.settings import Settings
 from services.common.verification_facts import account_last4
 from services.common.zones import conversation_zone
@@ -169,6 +170,7 @@ def facts_from_dispatch(msg: CallDispatch, settings: Settings) -> CallFacts:
         date_of_birth=d.date_of_birth,
         postal_code=d.postal_code,
         account_last4=account_last4(d.account_reference),
+        prompt_variant=msg.prompt_variant or DEFAULT_VARIANT,
     )
 
 
@@ -184,14 +186,14 @@ async def load_facts(
     async with sessions() as session:
         row = (
             await session.execute(
-                select(Call.stage, Debtor)
+                select(Call.stage, Call.prompt_variant, Debtor)
                 .join(Debtor, Debtor.id == Call.debtor_id)
                 .where(Call.id == call_id)
             )
         ).first()
     if row is None:
         return None
-    stage, debtor = row
+    stage, variant, debtor = row
     return CallFacts(
         call_id=str(call_id),
         debtor_name=debtor.name,
@@ -206,6 +208,7 @@ async def load_facts(
         date_of_birth=debtor.date_of_birth,
         postal_code=debtor.postal_code,
         account_last4=account_last4(debtor.account_reference),
+        prompt_variant=variant or DEFAULT_VARIANT,
     )
 
 

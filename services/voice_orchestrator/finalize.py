@@ -86,6 +86,7 @@ async def persist_session_result(
     transcript_doc = {
         "call_id": result.call_id,
         "prompt_version": conv.prompt_version,
+        "prompt_variant": conv.prompt_variant,
         "outcome": result.outcome.value,
         "turns": turns,
     }
@@ -112,6 +113,7 @@ async def persist_session_result(
         row.verification, row.verification_fact = level.value, fact.value if fact else None
         row.failure_reason = result.failure_reason
         row.prompt_version = conv.prompt_version[:128]
+        row.prompt_variant = conv.prompt_variant  # what was rendered (default if unknown here)
         row.answered_at = answered
         row.ended_at = result.ended_at
         row.duration_seconds = max(0, int((result.ended_at - answered).total_seconds()))

@@ -213,6 +213,7 @@ def dispatch_from_rows(call: Call, debtor: Debtor) -> CallDispatch:
             "debtor": debtor_snapshot(debtor).model_dump(),
             "stage": call.stage,
             "prompt_version": call.prompt_version,
+            "prompt_variant": call.prompt_variant,
             "dispatched_at": call.dispatched_at or call.updated_at,
         }
     )

@@ -118,6 +118,7 @@ def test_queued_call_as_the_api_returns_it() -> None:
         verification_fact=None,
         stage=DelinquencyStage.LATE,
         prompt_version=None,
+        prompt_variant=None,
         twilio_call_sid=None,
         metadata={},
         created_at=datetime(2026, 11, 27, 15, 4, tzinfo=UTC),
@@ -152,6 +153,7 @@ def test_queued_call_as_the_api_returns_it() -> None:
         {"twilio_call_sid": "CA123"},
         {"duration_seconds": -1},
         {"metadata": {"k": "v" * 501}},
+        {"prompt_variant": "Plan First"},
     ],
     ids=lambda d: next(iter(d)),
 )
