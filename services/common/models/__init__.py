@@ -177,7 +177,6 @@ class Call(Base):
     stage: Mapped[str] = mapped_column(String(32))
     prompt_version: Mapped[str | None] = mapped_column(String(128))
     prompt_variant: Mapped[str | None] = mapped_column(String(32))  # prompt_variants.py; A/B
-    prompt_variant: Mapped[str | None] = mapped_column(String(32))  # prompt_variants.py; A/B
     # 1 for a trigger or an agreed callback; the retry of attempt n is attempt n + 1.
     attempt: Mapped[int] = mapped_column(Integer, server_default=sql_text("1"))
     # A retried trigger with the same key returns this call; the fingerprint detects other bodies.
