@@ -41,6 +41,9 @@ class Reschedule:
 class Skip:
     reason: str
     end_call: bool  # the row's queued call ends too (canceled, with this reason)
+    # The reason as a CallStepReason value (specs/schemas/call_step_reason.json), for the
+    # call's `skipped` step; None when the row's call is not affected (nothing to record).
+    code: str | None = None
 
 
 Decision = Dispatch | Reschedule | Skip
@@ -53,17 +56,23 @@ def decide_claim(v: ClaimView) -> Decision:
         # Redelivered, or the call ended some other way meanwhile: nothing to place.
         return Skip(f"call is {v.call_status}, not queued", end_call=False)
     if not v.debtor_exists:
-        return Skip("unknown debtor", end_call=True)
+        return Skip("unknown debtor", end_call=True, code="unknown_debtor")
     if v.holds:
-        return Skip(f"debtor on hold: {', '.join(sorted(v.holds))}", end_call=True)
+        return Skip(
+            f"debtor on hold: {', '.join(sorted(v.holds))}", end_call=True, code="debtor_on_hold"
+        )
     if v.other_live_call:
         # Only a row without its own call can meet one (one live call per debtor): a retry or
         # callback that another call to the debtor has overtaken.
-        return Skip("superseded: the debtor has another call queued or in progress", end_call=True)
+        return Skip(
+            "superseded: the debtor has another call queued or in progress",
+            end_call=True,
+            code="superseded",
+        )
     if isinstance(v.verdict, Refused):
-        return Skip(f"calling rules: {v.verdict.reason}", end_call=True)
+        return Skip(f"calling rules: {v.verdict.reason}", end_call=True, code="calling_rules")
     if v.verdict is None:
-        return Skip("unknown debtor", end_call=True)
+        return Skip("unknown debtor", end_call=True, code="unknown_debtor")
     if v.verdict.at > v.now:
         return Reschedule(v.verdict.at)
     return Dispatch()

@@ -6,7 +6,10 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from generated.call_step import CallStep
+from generated.call_step_reason import CallStepReason
 from services.common.call_events import publish_completed
+from services.common.call_steps import record_step
 from services.common.models import Call
 from services.common.settings import Settings
 
@@ -24,12 +27,23 @@ async def end_unplaced(
     outcome: str | None,
     reason: str,
     now: datetime,
+    step_reason: CallStepReason | str | None = None,
 ) -> None:
     """`call` must be locked and `queued`. `call.completed` goes out as for any ended call (one
-    per call: its ce-id derives from the call id)."""
+    per call: its ce-id derives from the call id), and the call's `ended` step with
+    `step_reason` (a CallStepReason) and `reason` as its message."""
     call.status = status
     call.outcome = outcome
     call.failure_reason = (NOT_PLACED + reason)[:1000]
     call.ended_at = now
     call.updated_at = now
+    await record_step(
+        session,
+        call.id,
+        CallStep.ENDED,
+        at=now,
+        detail={"status": status, "outcome": outcome, "message": reason},
+        reason=CallStepReason(step_reason) if step_reason is not None else None,
+        once_key="ended",
+    )
     await publish_completed(session, settings, call.id, "/call-scheduler")

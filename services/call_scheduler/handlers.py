@@ -14,7 +14,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from generated.call_requested import CallRequested
+from generated.call_step import CallStep
 from services.common.bus import CloudEvent
+from services.common.call_steps import record_step
 from services.common.logging import bind_call_id, get_logger
 from services.common.models import Call, ScheduledCall
 from services.common.settings import Settings
@@ -52,4 +54,10 @@ class CallRequestHandler:
             )
             if inserted.first() is not None:
                 log.info("call_request_scheduled", ce_id=event.id)
+                await record_step(
+                    session,
+                    call.id,
+                    CallStep.SCHEDULED,
+                    detail={"schedule_reason": "manual", "attempt": call.attempt},
+                )
         # The worker is woken after this commit (the app's after_commit) and places the call.

@@ -82,6 +82,13 @@ async def drop_pending(
         call = await session.scalar(select(Call).where(Call.id == row.call_id).with_for_update())
         if call is not None and call.status == "queued":
             await end_unplaced(
-                session, settings, call, status="canceled", outcome=None, reason=reason, now=now
+                session,
+                settings,
+                call,
+                status="canceled",
+                outcome=None,
+                reason=reason,
+                now=now,
+                step_reason="debtor_on_hold",
             )
     return len(rows)

@@ -15,7 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from generated.call_step import CallStep
 from services.call_scheduler.ending import end_unplaced
+from services.common.call_steps import record_step
 from services.common.logging import get_logger
 from services.common.models import Call, ScheduledCall
 from services.common.settings import Settings
@@ -83,6 +85,13 @@ async def reconcile_queued(
                 )
                 .on_conflict_do_nothing(index_elements=[ScheduledCall.call_id])
             )
+            await record_step(
+                session,
+                call.id,
+                CallStep.SCHEDULED,
+                at=now,
+                detail={"schedule_reason": "manual", "not_before": now, "attempt": call.attempt},
+            )
             requeued += 1
             log.warning("queued_call_rescheduled", call_id=str(call.id))
         elif isinstance(verdict, Fail):
@@ -94,6 +103,7 @@ async def reconcile_queued(
                 outcome="failed",
                 reason=verdict.reason,
                 now=now,
+                step_reason="request_lost",
             )
             failed += 1
             log.warning("queued_call_failed", call_id=str(call.id), reason=verdict.reason)

@@ -21,6 +21,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from generated.call_dispatch import CallDispatch
+from generated.call_step import CallStep
+from generated.call_step_reason import CallStepReason
 from services.call_scheduler.decide import (
     ClaimView,
     Decision,
@@ -33,6 +35,7 @@ from services.call_scheduler.ending import end_unplaced
 from services.call_scheduler.promises import judge_overdue_promises
 from services.call_scheduler.stuck import reconcile_queued
 from services.call_scheduler.variants import variant_for_dispatch
+from services.common.call_steps import record_step
 from services.common.calling_rules import RulesConfig, earliest_allowed
 from services.common.logging import get_logger
 from services.common.models import Call, Debtor, ScheduledCall
@@ -236,12 +239,29 @@ class ScheduleWorker:
         row.updated_at = now
         if isinstance(decision, Reschedule):
             row.not_before = decision.at
+            if row.call_id is not None:
+                await record_step(
+                    session,
+                    row.call_id,
+                    CallStep.RESCHEDULED,
+                    at=now,
+                    detail={"not_before": decision.at},
+                )
             return decision
         row.claimed_at = now
         if isinstance(decision, Skip):
             row.status = "skipped"
             row.skip_reason = decision.reason[:1000]
             if decision.end_call and call is not None and call.status == "queued":
+                reason = CallStepReason(decision.code) if decision.code else None
+                await record_step(
+                    session,
+                    call.id,
+                    CallStep.SKIPPED,
+                    at=now,
+                    detail={"message": decision.reason},
+                    reason=reason,
+                )
                 await end_unplaced(
                     session,
                     self.settings,
@@ -250,11 +270,26 @@ class ScheduleWorker:
                     outcome=None,
                     reason=decision.reason,
                     now=now,
+                    step_reason=reason,
                 )
             return decision
         assert debtor is not None
         if call is None:
             call = await self._new_call(session, row, debtor)
+            # A retry's, callback's or campaign item's call exists from now: its schedule entry
+            # is its first step.
+            await record_step(
+                session,
+                call.id,
+                CallStep.SCHEDULED,
+                at=row.created_at,
+                detail={
+                    "schedule_reason": row.reason,
+                    "not_before": row.not_before,
+                    "attempt": row.attempt,
+                    **({"source_call_id": row.source_call_id} if row.source_call_id else {}),
+                },
+            )
         variant = await variant_for_dispatch(session, call, row)
         version = prompt_version(call.stage, variant)
         call.status = "dispatched"
@@ -263,6 +298,9 @@ class ScheduleWorker:
         call.prompt_version = version
         call.prompt_variant = variant
         row.status = "dispatched"
+        await record_step(
+            session, call.id, CallStep.DISPATCHED, at=now, detail={"attempt": call.attempt}
+        )
         add_event(
             session,
             self.settings.pubsub_topic_call_dispatch,

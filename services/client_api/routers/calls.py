@@ -311,6 +311,7 @@ async def get_call(
     "/v1/calls/{call_id}/events",
     operation_id="listCallEvents",
     response_model=CallStepEventPage,
+    response_model_exclude_unset=True,  # a step's detail has only the fields of that step
     responses={**BAD_REQUEST, **NOT_FOUND, **UNPROCESSABLE},
 )
 async def list_call_events(
