@@ -11,17 +11,17 @@ from pydantic import Field
 from typing_extensions import TypeAliasType
 
 PromptVariantWeightsAdditionalProperty = TypeAliasType(
-    "PromptVariantWeightsAdditionalProperty", Annotated[int, Field(ge=1, le=1000)]
+    "PromptVariantWeightsAdditionalProperty", Annotated[int, Field(ge=0, le=1000)]
 )
 
 
 PromptVariantWeights = TypeAliasType(
     "PromptVariantWeights",
     Annotated[
-        dict[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", min_length=1, max_length=64)], PromptVariantWeightsAdditionalProperty],
+        dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$", min_length=1, max_length=32)], PromptVariantWeightsAdditionalProperty],
         Field(
-            description="Prompt variants of the campaign's stage and their relative weights (positive integers, at most 20 variants). Each debtor is assigned one variant, sticky per debtor, with probability weight / sum of weights. Empty: the stage's default prompt for everyone.",
-            examples=[{"default": 50, "empathetic": 50}],
+            description="Prompt variants of the campaign's stage (`prompts/stages/<stage>/<variant>.md`) and their relative weights (integers 0..1000, at least one positive; at most 20 variants). Each debtor is assigned one variant, sticky per debtor, with probability weight / sum of weights; the variant is recorded on each call. Empty: the stage's `default` prompt for everyone.",
+            examples=[{"default": 1, "plan_first": 1}],
             max_length=20,
             title="PromptVariantWeights",
         ),

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from generated.call_dispatch import CallDispatch
 from generated.call_step import CallStep
 from generated.call_step_reason import CallStepReason
+from services.call_scheduler.campaigns import CampaignPassStats, campaign_pass
 from services.call_scheduler.decide import (
     ClaimView,
     Decision,
@@ -106,6 +107,7 @@ class ScheduleWorker:
                 await self.run_due()
                 await self.reconcile_queued()
                 await self.judge_promises()
+                await self.run_campaigns()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # keep scheduling after a transient DB error
@@ -153,6 +155,16 @@ class ScheduleWorker:
                 self._notify()
             if n < self.settings.scheduler_batch_size:
                 return total
+
+    async def run_campaigns(self, now: datetime | None = None) -> CampaignPassStats:
+        """Running campaigns' items into the schedule within their pacing, items following
+        their calls, completion (services/call_scheduler/campaigns.py)."""
+        stats = await campaign_pass(self.sessions, self.settings, now or datetime.now(UTC))
+        if stats.changed:
+            self._notify()
+        if stats.released:
+            self.wake()  # the released rows are due now
+        return stats
 
     def _notify(self) -> None:
         if self.after_commit is not None:

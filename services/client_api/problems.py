@@ -41,6 +41,7 @@ HOLD_ALREADY_LIFTED = "urn:problem:hold-already-lifted"
 PAYLOAD_TOO_LARGE = "urn:problem:payload-too-large"
 PAYMENT_REFERENCE_REUSED = "urn:problem:payment-reference-reused"
 PROMISE_NOT_PENDING = "urn:problem:promise-not-pending"
+CAMPAIGN_STATUS_CONFLICT = "urn:problem:campaign-status-conflict"
 SERVICE_UNAVAILABLE = "urn:problem:service-unavailable"
 RETRY_AFTER_S = 5
 
@@ -59,6 +60,7 @@ _TITLES = {
     PAYLOAD_TOO_LARGE: "Payload too large",
     PAYMENT_REFERENCE_REUSED: "Payment reference reused",
     PROMISE_NOT_PENDING: "Promise not pending",
+    CAMPAIGN_STATUS_CONFLICT: "Campaign status does not allow this",
     SERVICE_UNAVAILABLE: "Service unavailable",
 }
 _TYPE_BY_STATUS = {401: UNAUTHORIZED, 404: NOT_FOUND, 413: PAYLOAD_TOO_LARGE}
