@@ -14,6 +14,7 @@ from simulators.faults import FaultError
 from simulators.network import NETWORK_KEY, PhoneNetwork, wait_until
 from simulators.personas import PersonaError
 from simulators.twilio.call import SimCall
+from simulators.twilio.calls import CALLS_KEY
 
 URLS_KEY = web.AppKey("urls", dict)
 
@@ -23,7 +24,7 @@ def _network(request: web.Request) -> PhoneNetwork:
 
 
 def _call(request: web.Request) -> SimCall:
-    call = _network(request).calls.get(request.match_info["sid"])
+    call = request.app[CALLS_KEY].get(request.match_info["sid"])
     if call is None:
         raise web.HTTPNotFound(text=f"no call {request.match_info['sid']}")
     return call
@@ -114,7 +115,7 @@ async def list_calls(request: web.Request) -> web.Response:
                 "status": c.status,
                 "finished": c.finished,
             }
-            for c in _network(request).calls.values()
+            for c in request.app[CALLS_KEY]
         ]
     )
 
@@ -228,6 +229,8 @@ async def clear_faults(request: web.Request) -> web.Response:
 
 
 async def reset(request: web.Request) -> web.Response:
+    """Forget finished calls, all records and faults (live calls keep running)."""
+    request.app[CALLS_KEY].forget_finished()
     _network(request).reset()
     return web.Response(status=204)
 

@@ -1,9 +1,10 @@
 """The shared in-memory "phone network": it correlates one simulated call across vendors.
 
-The Twilio simulator owns the calls and the debtor's side (personas). When the persona speaks a
-line it is registered here as an :class:`Utterance`; the Deepgram simulator, given
-``tag=<CallSid>``, asks which utterance that phone is speaking so the words it returns match the
-audio it hears.
+The Twilio simulator owns the calls (``simulators/twilio/calls.py``) and the debtor's side
+(personas); the network knows a call only by its CallSid and To number. When the persona speaks a
+line it is registered here as an :class:`~simulators.common.utterance.Utterance`; the Deepgram
+simulator, given ``tag=<CallSid>``, asks which utterance that phone is speaking so the words it
+returns match the audio it hears.
 Every simulator also leaves what it received here, for the control API (``/_sim/...``).
 """
 
@@ -15,32 +16,17 @@ import random
 import re
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from simulators.common.speech import Speech, SpeechMode, Synthesizer
+from simulators.common.utterance import Utterance
 from simulators.config import SimConfig
 from simulators.faults import FaultRule, Faults
 from simulators.personas import Persona, load_personas, parse_persona
 
-if TYPE_CHECKING:
-    from simulators.twilio.call import SimCall
-
 _DIGITS = re.compile(r"\D")
-
-
-@dataclass(slots=True)
-class Utterance:
-    """One persona line as spoken on a call (times are ``loop.time()`` seconds)."""
-
-    call_sid: str
-    index: int
-    text: str
-    speech: Speech
-    started_at: float
-    ended_at: float | None = None
-    connections: int = 0  # Deepgram connections that transcribed it (a reconnect: 2)
 
 
 @dataclass(slots=True)
@@ -70,7 +56,8 @@ class PhoneNetwork:
         if config.default_persona not in self.personas:
             raise ValueError(f"unknown default persona {config.default_persona!r}")
         self.numbers: dict[str, NumberAssignment] = {}
-        self.calls: OrderedDict[str, SimCall] = OrderedDict()
+        # CallSid -> To number (normalized) of every call the Twilio simulator keeps.
+        self.call_numbers: dict[str, str] = {}
         self.utterances: dict[str, list[Utterance]] = {}
         # Scripted transcripts for Deepgram tags that are not calls (tests of Deepgram alone).
         self.transcripts: dict[str, deque[str]] = {}
@@ -134,11 +121,13 @@ class PhoneNetwork:
         return {suffix: p.name for suffix, p in sorted(self._suffixes.items())}
 
     # -- call correlation -------------------------------------------------------------------
-    def add_call(self, call: SimCall) -> None:
-        self.calls[call.sid] = call
-        while len(self.calls) > self.config.max_calls_kept:
-            old_sid, _ = self.calls.popitem(last=False)
-            self.utterances.pop(old_sid, None)
+    def add_call(self, sid: str, to: str) -> None:
+        self.call_numbers[sid] = self.normalize_number(to)
+
+    def forget_call(self, sid: str) -> None:
+        """The Twilio simulator dropped the call: forget its number and what its phone said."""
+        self.call_numbers.pop(sid, None)
+        self.utterances.pop(sid, None)
 
     def note_agent_speech(self, speech: Speech) -> None:
         self.agent_speech[speech.text] = speech
@@ -176,8 +165,7 @@ class PhoneNetwork:
         if rule.tag is not None and rule.tag not in tags:
             return False
         if rule.number is not None:
-            calls = [self.calls.get(t) for t in tags]
-            return any(c is not None and self.normalize_number(c.to) == rule.number for c in calls)
+            return any(self.call_numbers.get(t) == rule.number for t in tags)
         return True
 
     def next_scripted_transcript(self, tag: str) -> str | None:
@@ -188,10 +176,8 @@ class PhoneNetwork:
         return await self.synth.synth(text, "debtor")
 
     def reset(self) -> None:
-        """Forget finished calls, all records and faults (live calls keep running)."""
-        for sid in [sid for sid, c in self.calls.items() if c.finished]:
-            del self.calls[sid]
-            self.utterances.pop(sid, None)
+        """Forget all records, scripted transcripts and faults (the calls are the Twilio
+        simulator's: ``CallBook.forget_finished``)."""
         self.records = Records()
         self.transcripts.clear()
         self.faults.clear()

@@ -16,7 +16,8 @@ from simulators.deepgram.server import add_deepgram_routes
 from simulators.elevenlabs.server import add_elevenlabs_routes
 from simulators.network import NETWORK_KEY, PhoneNetwork
 from simulators.openai.server import add_openai_routes
-from simulators.twilio.server import HTTP_KEY, add_twilio_routes, cancel_live_calls
+from simulators.twilio.calls import CALLS_KEY, CallBook
+from simulators.twilio.server import HTTP_KEY, add_twilio_routes
 
 log = logging.getLogger("simulators")
 
@@ -41,6 +42,7 @@ class SimulatorStack:
     def __init__(self, config: SimConfig | None = None) -> None:
         self.config = config or SimConfig()
         self.network: PhoneNetwork | None = None
+        self.calls: CallBook | None = None  # the Twilio simulator's calls
         self.http: aiohttp.ClientSession | None = None
         self.urls: SimulatorUrls | None = None
         self._runners: list[web.AppRunner] = []
@@ -57,6 +59,7 @@ class SimulatorStack:
     async def start(self) -> SimulatorUrls:
         cfg = self.config
         self.network = network = PhoneNetwork(cfg)
+        self.calls = calls = CallBook(network)
         self.http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0), auto_decompress=False
         )
@@ -68,6 +71,7 @@ class SimulatorStack:
 
         twilio_app = app()
         twilio_app[HTTP_KEY] = self.http
+        twilio_app[CALLS_KEY] = calls
         add_twilio_routes(twilio_app)
         add_control_routes(twilio_app)
         urls: dict[str, str] = {}
@@ -95,8 +99,8 @@ class SimulatorStack:
         return self.urls
 
     async def stop(self) -> None:
-        if self.network is not None:
-            await cancel_live_calls(self.network)
+        if self.calls is not None:
+            await self.calls.cancel_live()
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()

@@ -376,22 +376,22 @@ class SimCall:
         self.callbacks.append(rec)
         self._cb_queue.put_nowait((amd.callback, amd.method, rec))
 
-    async def stream_event(self, event: str, stream: MediaStream) -> None:
+    async def stream_event(self, event: str, stream_sid: str, verb: StreamVerb) -> None:
         """<Stream statusCallback>: stream-started / stream-stopped."""
-        url = stream.verb.status_callback
+        url = verb.status_callback
         if not url:
             return
         params = {
             "AccountSid": self.account_sid,
             "CallSid": self.sid,
-            "StreamSid": stream.stream_sid,
-            "StreamName": stream.verb.name or stream.stream_sid,
+            "StreamSid": stream_sid,
+            "StreamName": verb.name or stream_sid,
             "StreamEvent": event,
             "Timestamp": rfc2822(datetime.now(UTC)) or "",
         }
         rec: dict[str, Any] = {"event": event, "params": params, "queued_at_ms": self._ms()}
         self.callbacks.append(rec)
-        self._cb_queue.put_nowait((url, stream.verb.status_callback_method, rec))
+        self._cb_queue.put_nowait((url, verb.status_callback_method, rec))
 
     async def _callback_worker(self) -> None:
         # One worker per call keeps callbacks in order, like Twilio's sequence numbers.

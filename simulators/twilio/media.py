@@ -21,7 +21,7 @@ import json
 import secrets
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 from yarl import URL
@@ -29,14 +29,12 @@ from yarl import URL
 from simulators.common.audio import FRAME_BYTES, FRAME_MS, SAMPLE_RATE, SILENCE_FRAME
 from simulators.common.sounds import sound_speech
 from simulators.common.speech import Speech
-from simulators.network import Utterance
+from simulators.common.utterance import Utterance
 from simulators.personas.runtime import PersonaRuntime, SpokenLine
 from simulators.twilio.amd import AmdDetector
+from simulators.twilio.ports import StreamCall
 from simulators.twilio.signature import compute_signature
 from simulators.twilio.twiml import StreamVerb
-
-if TYPE_CHECKING:
-    from simulators.twilio.call import SimCall
 
 _SILENCE_B64 = base64.b64encode(SILENCE_FRAME).decode()
 _MAX_CATCH_UP_S = 0.2  # further behind than this, skip frames instead of bursting them
@@ -101,7 +99,7 @@ class AgentSegment:
 
 
 class MediaStream:
-    def __init__(self, call: SimCall, verb: StreamVerb) -> None:
+    def __init__(self, call: StreamCall, verb: StreamVerb) -> None:
         self.call = call
         self.verb = verb
         self.stream_sid = "MZ" + secrets.token_hex(16)
@@ -230,7 +228,7 @@ class MediaStream:
             await self._ws.send_str(json.dumps(self._connected_msg()))
             self.sent.append({"at_ms": 0, **self._connected_msg()})
             await self._send(self._start_msg())
-            await self.call.stream_event("stream-started", self)
+            await self.call.stream_event("stream-started", self.stream_sid, self.verb)
             receiver = asyncio.create_task(self._receive())
             try:
                 await self._clock()
@@ -245,7 +243,7 @@ class MediaStream:
                 receiver.cancel()
                 await asyncio.gather(receiver, return_exceptions=True)
                 self.runtime.finish(self._ms)
-            await self.call.stream_event("stream-stopped", self)
+            await self.call.stream_event("stream-stopped", self.stream_sid, self.verb)
             return self.stop_reason or "ended"
         finally:
             prefetch.cancel()

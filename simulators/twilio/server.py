@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from simulators.network import NETWORK_KEY, PhoneNetwork, wait_until
+from simulators.network import NETWORK_KEY, wait_until
 from simulators.twilio.call import API_VERSION, TERMINAL, SimCall
+from simulators.twilio.calls import CALLS_KEY
 
 HTTP_KEY = web.AppKey("http", aiohttp.ClientSession)
 
@@ -60,9 +59,8 @@ def _authenticate(request: web.Request, account_sid: str) -> str | web.Response:
 
 
 def _call_or_404(request: web.Request) -> SimCall | web.Response:
-    network = request.app[NETWORK_KEY]
     sid = request.match_info["call_sid"]
-    call = network.calls.get(sid)
+    call = request.app[CALLS_KEY].get(sid)
     if call is None or call.account_sid != request.match_info["account_sid"]:
         return twilio_error(404, 20404, f"The requested resource {request.path} was not found")
     return call
@@ -95,7 +93,7 @@ async def create_call(request: web.Request) -> web.Response:
         persona=network.persona_for(to),
         params=params,
     )
-    network.add_call(call)
+    request.app[CALLS_KEY].add(call)
     call.start()
     return web.json_response(call.resource(), status=201)
 
@@ -141,11 +139,10 @@ async def list_calls(request: web.Request) -> web.Response:
     token = _authenticate(request, account_sid)
     if isinstance(token, web.Response):
         return token
-    network = request.app[NETWORK_KEY]
     q = request.query
     calls = [
         c.resource()
-        for c in reversed(network.calls.values())
+        for c in request.app[CALLS_KEY].newest_first()
         if c.account_sid == account_sid
         and (not q.get("To") or c.to == q["To"])
         and (not q.get("Status") or c.status == q["Status"])
@@ -176,12 +173,3 @@ def add_twilio_routes(app: web.Application) -> None:
     app.router.add_get(f"{base}/Calls.json", list_calls)
     app.router.add_get(f"{base}/Calls/{{call_sid}}.json", fetch_call)
     app.router.add_post(f"{base}/Calls/{{call_sid}}.json", update_call)
-
-
-async def cancel_live_calls(network: PhoneNetwork) -> None:
-    tasks: list[asyncio.Task[Any]] = [
-        c.task for c in network.calls.values() if c.task is not None and not c.task.done()
-    ]
-    for t in tasks:
-        t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)

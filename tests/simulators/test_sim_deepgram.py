@@ -16,7 +16,7 @@ from deepgram import AsyncDeepgramClient, DeepgramClientEnvironment
 from simulators import SimulatorStack
 from simulators.common.audio import SILENCE_FRAME, ulaw_decode
 from simulators.common.speech import Speech, tone_speech
-from simulators.network import Utterance
+from simulators.common.utterance import Utterance
 
 
 def speak(sim: SimulatorStack, tag: str, text: str) -> Speech:

@@ -11,8 +11,9 @@ from multidict import MultiDict
 from simulators import SimConfig
 from simulators.common.audio import SILENCE_FRAME, ulaw_decode, ulaw_encode, wav_bytes
 from simulators.common.speech import Synthesizer, espeak_available, tone_speech
+from simulators.common.utterance import Utterance
 from simulators.deepgram.transcriber import ListenOptions, Transcriber
-from simulators.network import PhoneNetwork, Utterance
+from simulators.network import PhoneNetwork
 
 
 def test_ulaw_round_trip_and_silence() -> None:
