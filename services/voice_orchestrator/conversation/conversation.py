@@ -19,7 +19,7 @@ from typing import Any
 
 from .closings import closing_for, outcome_for_end, premade_texts
 from .derailment import DerailmentWatch, derail_callback_time
-from .enums import CallOutcome, ConversationState, EndReason, Speaker, ToolName
+from .enums import CallOutcome, CallStepReason, ConversationState, EndReason, Speaker, ToolName
 from .facts import CallFacts
 from .guards import MAX_REASON_CHARS, check_callback, check_promise
 from .heuristics import classify
@@ -45,6 +45,7 @@ from .records import (
     ToolResult,
     TransitionRecord,
     Turn,
+    refusal,
 )
 from .tools import (
     TOOLS_BY_NAME,
@@ -66,6 +67,7 @@ from .verification import (
 )
 
 S = ConversationState
+R = CallStepReason
 
 
 class Conversation:
@@ -326,6 +328,7 @@ class Conversation:
                     True,
                     self._state,
                     line,
+                    result.reason,
                 )
         self._history.append({"role": "tool", "tool_call_id": call_id, "content": result.content()})
         return result
@@ -382,27 +385,28 @@ class Conversation:
         self._log.append(TransitionRecord(self._state, event, target))
         self._state = target
 
-    def _refuse(self, message: str) -> ToolResult:
-        return ToolResult(False, message, False, self._state)
+    def _refuse(self, message: str, reason: R) -> ToolResult:
+        return ToolResult(False, message, False, self._state, reason=reason)
 
     def _handle_tool(self, name: str, arguments: str) -> ToolResult:
         if self._finished:
-            return self._refuse("The call has ended; no further actions.")
+            return self._refuse("The call has ended; no further actions.", R.CALL_FINISHED)
         try:
             tool = ToolName(name)
         except ValueError:
             known = ", ".join(t.value for t in ToolName)
-            return self._refuse(f"Unknown tool {name!r}. Available tools: {known}.")
+            return self._refuse(f"Unknown tool {name!r}. Available tools: {known}.", R.UNKNOWN_TOOL)
         event = Event.of_tool(tool)
         if (self._state, event) not in NEXT_STATE:
             return self._refuse(
                 f"{tool.value} is not allowed in state {self._state.value}. "
-                + STATE_HINTS[self._state]
+                + STATE_HINTS[self._state],
+                R.NOT_ALLOWED_IN_STATE,
             )
         try:
             args = parse_arguments(TOOLS_BY_NAME[tool], arguments)
         except ArgumentError as exc:
-            return self._refuse(f"Invalid arguments for {tool.value}: {exc}")
+            return self._refuse(f"Invalid arguments for {tool.value}: {exc}", R.INVALID_ARGUMENTS)
         try:
             match tool:
                 case ToolName.CONFIRM_IDENTITY:
@@ -426,13 +430,15 @@ class Conversation:
                 case ToolName.END_CALL:
                     return self._end_call()
         except Refused as exc:
-            return self._refuse(str(exc))
+            return self._refuse(str(exc), exc.code)
         raise AssertionError(tool)  # pragma: no cover
 
     def _ok(self, message: str, *, end_call: bool = False) -> ToolResult:
         return ToolResult(True, message, end_call, self._state)
 
-    def _spoken(self, message: str, line: FixedLine, ok: bool = True) -> ToolResult:
+    def _spoken(
+        self, message: str, line: FixedLine, ok: bool = True, reason: R | None = None
+    ) -> ToolResult:
         """Accepted (or refused with a policy answer), and the shell speaks `line`: the model is
         told the words are already said, so it carries on from them, not repeat them."""
         said = f'The system has already said this to the debtor, word for word: "{line.text}"'
@@ -454,13 +460,14 @@ class Conversation:
             False,
             self._state,
             line,
+            reason,
         )
 
     def _confirm_identity(self) -> ToolResult:
         if self._state is S.NEGOTIATION:
             return self._ok("Identity was already confirmed.")
         if self._watch.debtor_turns == 0:
-            raise Refused("The person has not said anything yet: ask for the debtor by name.")
+            raise refusal("nothing_said")
         rpv = self._rpv
         if rpv.kind is None:  # no fact on file: the name is all there is to confirm
             rpv.confirm_name()
@@ -503,22 +510,17 @@ class Conversation:
     def _record_promise(self, args: RecordPaymentPromiseArgs) -> ToolResult:
         f = self._facts
         if not self._verified:  # the table already implies it; belt and braces
-            raise Refused("Identity is not confirmed: no promise can be recorded.")
+            raise refusal("promise_unverified")
         if self.disclosure_owed and not self._disclosure_queued:
             # Compliance before speed: nothing is agreed before the disclosure was heard.
-            raise Refused(
-                "The debtor has not yet heard the required debt-collection disclosure in full "
-                "(the system is saying it again now), so no promise can be recorded yet. Do not "
-                "read back or confirm anything: ask the debtor to confirm the amount and date, "
-                "and record the promise when they answer."
-            )
+            raise refusal("disclosure_not_heard")
         today = f.local_today(self._now)
         try:
             check_promise(args, f, self._now)
         except PromiseTooLate as exc:
             ask = needs_model_after(self._last_debtor_text)
             line = promise_limit_line(self._prompts.lines, exc.latest, today, ask_model_after=ask)
-            return self._spoken(str(exc), line, ok=False)
+            return self._spoken(str(exc), line, ok=False, reason=exc.code)
         self._promise = PaymentPromise(args.amount_minor, args.currency, args.date)
         self._outcome = CallOutcome.PROMISE_TO_PAY
         self._wrap_up_turns = 0
@@ -530,7 +532,7 @@ class Conversation:
 
     def _schedule_callback(self, args: ScheduleCallbackArgs) -> ToolResult:
         if self._state is S.CLOSING and self._outcome is not CallOutcome.CALLBACK_SCHEDULED:
-            raise Refused("The call is closing with another outcome; say goodbye and end_call.")
+            raise refusal("closing_other_outcome")
         local, reason = check_callback(args, self._facts, self._now, self._limits)
         self._callback = Callback(local, reason)
         self._outcome = CallOutcome.CALLBACK_SCHEDULED
@@ -541,7 +543,7 @@ class Conversation:
 
     def _report_dispute(self, args: ReportDisputeArgs) -> ToolResult:
         if not self._verified:
-            raise Refused("Identity is not confirmed: do not discuss the debt with this person.")
+            raise refusal("dispute_unverified")
         self._dispute_reason = args.reason.strip()[:MAX_REASON_CHARS] or "unspecified"
         if self._outcome is not CallOutcome.OPTED_OUT:  # an opt-out stays the final word
             self._outcome = CallOutcome.DISPUTED
@@ -572,11 +574,7 @@ class Conversation:
     def _end_call(self) -> ToolResult:
         if self._state is S.NEGOTIATION:
             if not self._watch.refusal_heard:
-                raise Refused(
-                    "No outcome yet, so the call cannot end. Offer a payment or a callback "
-                    "(schedule_callback); if the debtor asks to stop calling use "
-                    "request_no_further_calls; if they dispute, report_dispute."
-                )
+                raise refusal("no_outcome_yet")
             self._outcome = CallOutcome.REFUSED
         self._move(Event.END_CALL)
         self._finished = True  # the model's own decision: over now, whatever is heard

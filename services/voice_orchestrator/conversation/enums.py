@@ -6,12 +6,14 @@ from __future__ import annotations
 from enum import StrEnum
 
 from generated.call_outcome import CallOutcome
+from generated.call_step_reason import CallStepReason
 from generated.conversation_state import ConversationState
 from generated.delinquency_stage import DelinquencyStage
 from generated.speaker import Speaker
 
 __all__ = [
     "CallOutcome",
+    "CallStepReason",
     "ConversationState",
     "DelinquencyStage",
     "EndReason",

@@ -7,7 +7,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 
-from .enums import ConversationState, Speaker
+from .enums import CallStepReason, ConversationState, Speaker
 from .lines import FixedLine
 from .machine import Event
 
@@ -36,6 +36,8 @@ class ToolResult:
     # Words the shell speaks itself, verbatim, instead of asking the model again (None: ask the
     # model, as after a refusal or a no-op).
     line: FixedLine | None = None
+    # Why a guard refused the call (None when accepted); the call's `tool_call` step keeps it.
+    reason: CallStepReason | None = None
 
     def content(self) -> str:
         """The tool message content the model sees (contract: ok, message, state)."""
@@ -57,7 +59,50 @@ class TransitionRecord:
 
 
 class Refused(Exception):
-    """A guard said no; the message goes back to the model."""
+    """A guard said no; the message goes back to the model, the code to the call's steps."""
+
+    def __init__(self, message: str, code: CallStepReason) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# The core's own refusals (the guards in guards.py and verification.py raise theirs inline).
+REFUSALS: dict[str, tuple[CallStepReason, str]] = {
+    "nothing_said": (
+        CallStepReason.NOTHING_SAID_YET,
+        "The person has not said anything yet: ask for the debtor by name.",
+    ),
+    "promise_unverified": (
+        CallStepReason.NOT_VERIFIED,
+        "Identity is not confirmed: no promise can be recorded.",
+    ),
+    "disclosure_not_heard": (
+        CallStepReason.DISCLOSURE_NOT_HEARD,
+        "The debtor has not yet heard the required debt-collection disclosure in full "
+        "(the system is saying it again now), so no promise can be recorded yet. Do not "
+        "read back or confirm anything: ask the debtor to confirm the amount and date, "
+        "and record the promise when they answer.",
+    ),
+    "closing_other_outcome": (
+        CallStepReason.CLOSING_OTHER_OUTCOME,
+        "The call is closing with another outcome; say goodbye and end_call.",
+    ),
+    "dispute_unverified": (
+        CallStepReason.NOT_VERIFIED,
+        "Identity is not confirmed: do not discuss the debt with this person.",
+    ),
+    "no_outcome_yet": (
+        CallStepReason.NO_OUTCOME_YET,
+        "No outcome yet, so the call cannot end. Offer a payment or a callback "
+        "(schedule_callback); if the debtor asks to stop calling use "
+        "request_no_further_calls; if they dispute, report_dispute.",
+    ),
+}
+
+
+def refusal(key: str) -> Refused:
+    code, message = REFUSALS[key]
+    return Refused(message, code)
 
 
 class PromiseTooLate(Refused):
@@ -65,7 +110,7 @@ class PromiseTooLate(Refused):
     date), so the system says it instead of asking the model again."""
 
     def __init__(self, message: str, latest: dt.date) -> None:
-        super().__init__(message)
+        super().__init__(message, CallStepReason.DATE_TOO_LATE)
         self.latest = latest
 
 

@@ -25,6 +25,7 @@ from enum import Enum
 from generated.verification_fact_kind import VerificationFactKind
 from generated.verification_level import VerificationLevel
 
+from .enums import CallStepReason
 from .facts import CallFacts
 from .lines import FixedLine
 from .prompting import LinesDoc
@@ -317,11 +318,18 @@ class SecondFactor:
             if self.kind is None:
                 raise Refused(
                     "There is no fact on file to verify: when the person confirms their name, "
-                    "call confirm_identity."
+                    "call confirm_identity.",
+                    CallStepReason.NOT_ALLOWED_IN_STATE,
                 )
-            raise Refused("Call confirm_identity first, once the person confirms their name.")
+            raise Refused(
+                "Call confirm_identity first, once the person confirms their name.",
+                CallStepReason.NOT_ALLOWED_IN_STATE,
+            )
         if not answer.strip():
-            raise Refused("Pass the person's answer, word for word, as `answer`.")
+            raise Refused(
+                "Pass the person's answer, word for word, as `answer`.",
+                CallStepReason.INVALID_ARGUMENTS,
+            )
         if matches(kind, answer, facts):
             self.level, self.fact = VerificationLevel.NAME_AND_FACT, kind
             return Step.MATCHED
