@@ -497,6 +497,125 @@ class Health(BaseModel):
     status: Literal["ok"]
 
 
+class CampaignFunnel(BaseModel):
+    """
+    A campaign's collection funnel over its calls (each item's call and the retries and callbacks that followed it up), counted from the stored calls, their verification, promises and costs. Rates are integer basis points (1/10,000: 2500 = 25%), rounded half up, and null when their denominator is 0; each rate's numerator and denominator are among the counts. Money is integer micro-USD (1 USD = 1,000,000), per-unit figures rounded to the nearest micro-dollar and null when there is nothing to divide by.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    calls_placed: Annotated[
+        int, Field(description="Calls dialed (placed with Twilio).", ge=0)
+    ]
+    connected_calls: Annotated[
+        int,
+        Field(
+            description="Placed calls a person answered: answered, not by a machine or fax (answering-machine detection), and not ended as a voicemail.",
+            ge=0,
+        ),
+    ]
+    right_party_contacts: Annotated[
+        int,
+        Field(
+            description="Calls on which the debtor was verified as the right party (`verification` `name_only` or `name_and_fact`).",
+            ge=0,
+        ),
+    ]
+    promises: Annotated[
+        int,
+        Field(
+            description="Payment promises made on these calls, whatever their status now.",
+            ge=0,
+        ),
+    ]
+    promises_judged: Annotated[
+        int,
+        Field(
+            description="Promises that reached a verdict: `kept`, `partially_kept` or `broken` (pending and cancelled are left out).",
+            ge=0,
+        ),
+    ]
+    promises_kept: Annotated[
+        int, Field(description="Promises `kept` (paid in full).", ge=0)
+    ]
+    total_cost_micro_usd: Annotated[
+        int,
+        Field(description="Sum of the calls' stored total cost (every vendor).", ge=0),
+    ]
+    connection_rate_bp: Annotated[
+        int | None, Field(description="connected_calls / calls_placed.", ge=0, le=10000)
+    ]
+    right_party_contact_rate_bp: Annotated[
+        int | None,
+        Field(description="right_party_contacts / connected_calls.", ge=0, le=10000),
+    ]
+    promise_rate_bp: Annotated[
+        int | None,
+        Field(description="promises / right_party_contacts.", ge=0, le=10000),
+    ]
+    kept_rate_bp: Annotated[
+        int | None,
+        Field(
+            description="promises_kept / promises_judged: promise-to-payment conversion.",
+            ge=0,
+            le=10000,
+        ),
+    ]
+    cost_per_call_micro_usd: Annotated[
+        int | None, Field(description="total_cost_micro_usd / calls_placed.", ge=0)
+    ]
+    cost_per_kept_promise_micro_usd: Annotated[
+        int | None, Field(description="total_cost_micro_usd / promises_kept.", ge=0)
+    ]
+
+
+class CampaignVariantStats(BaseModel):
+    """
+    The funnel of the calls conducted with one prompt variant.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    variant: Annotated[
+        str,
+        Field(
+            description="The prompt variant id (`prompts/stages/<stage>/<variant>.md`), as recorded on the calls.",
+            pattern="^[a-z][a-z0-9_]{0,31}$",
+        ),
+    ]
+    weight: Annotated[
+        int | None,
+        Field(
+            description="Its weight in the campaign's `prompt_variants` now; null if it is not there (calls made before the weights changed, or `default` for a campaign without weights).",
+            ge=0,
+        ),
+    ]
+    funnel: CampaignFunnel
+
+
+class CampaignStats(BaseModel):
+    """
+    A campaign's results, as a whole and per prompt variant (A/B test): calls placed, connection rate, right-party contact rate, promise rate, kept rate, cost per call and cost per kept promise. Computed when asked, from what is stored; the per-variant funnels add up to the whole.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    campaign_id: Annotated[UUID, Field(description="The campaign.")]
+    computed_at: Annotated[
+        AwareDatetime, Field(description="When the figures were computed.")
+    ]
+    total: CampaignFunnel
+    variants: Annotated[
+        list[CampaignVariantStats],
+        Field(
+            description="One entry per variant in the campaign's weights or recorded on any of its calls: `default` first, then by id."
+        ),
+    ]
+
+
 class CostStats(BaseModel):
     """
     What calls cost over a time range, and what that buys: cost per connected call and per promise to pay. Amounts are integer micro-USD (1 USD = 1,000,000); per-unit figures are rounded to the nearest micro-dollar and null when there is nothing to divide by.

@@ -24,6 +24,7 @@ from services.client_api.openapi import served_spec
 from services.client_api.responses import UNAUTHORIZED, UNAVAILABLE
 from services.client_api.routers import (
     calls,
+    campaign_stats,
     campaigns,
     debtors,
     health,
@@ -60,6 +61,7 @@ def _v1_router() -> APIRouter:
     v1.include_router(payments.router)
     v1.include_router(promises.router)
     v1.include_router(campaigns.router)
+    v1.include_router(campaign_stats.router)
     return v1
 
 

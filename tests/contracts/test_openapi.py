@@ -40,6 +40,7 @@ OPERATIONS = {
     ("post", "/v1/campaigns/{campaign_id}/pause"): "pauseCampaign",
     ("post", "/v1/campaigns/{campaign_id}/resume"): "resumeCampaign",
     ("post", "/v1/campaigns/{campaign_id}/cancel"): "cancelCampaign",
+    ("get", "/v1/campaigns/{campaign_id}/stats"): "getCampaignStats",
     ("get", "/healthz"): "health",
 }
 
