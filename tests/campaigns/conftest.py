@@ -14,9 +14,13 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.client_api.app import create_app
 from services.common.blobstore import GcsBlobStore
+from services.common.models import LIVE_CALL_STATUSES, Call, ScheduledCall
+from services.common.models.campaigns import Campaign, CampaignItem
 from services.common.runtime import ServiceRuntime
 from services.common.settings import Settings
 
@@ -51,3 +55,29 @@ async def api(api_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     ) as client:
         yield client
     await runtime.engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+async def leave_nothing_running(
+    sessions: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[None]:
+    """After each test no campaign of ours runs and no call of a campaign item is live: the
+    schedulers and orchestrators of later test packages share this database and the emulator."""
+    yield
+    async with sessions() as s, s.begin():
+        await s.execute(
+            update(Campaign)
+            .where(Campaign.status.in_(("running", "paused")))
+            .values(status="cancelled")
+        )
+        live = select(CampaignItem.call_id).where(CampaignItem.call_id.is_not(None))
+        await s.execute(
+            update(Call)
+            .where(Call.id.in_(live), Call.status.in_(LIVE_CALL_STATUSES))
+            .values(status="canceled", failure_reason="test over", ended_at=func.now())
+        )
+        await s.execute(
+            update(ScheduledCall)
+            .where(ScheduledCall.call_id.in_(live), ScheduledCall.status == "pending")
+            .values(status="cancelled", skip_reason="test over")
+        )

@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from generated.call_completed_event import CallCompletedEvent
+from generated.campaign_completed_event import CampaignCompletedEvent
 from generated.debtor_event import DebtorEvent
 from generated.promise_event import PromiseEvent
 
@@ -94,3 +95,5 @@ for _debtor_type in ("debtor.opted_out", "debtor.disputed"):
             debtor_id=lambda e: e.data.debtor_id,
         )
     )
+# About a campaign, neither one call nor one debtor.
+register(WebhookEventSpec("campaign.completed", CampaignCompletedEvent))
