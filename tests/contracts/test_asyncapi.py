@@ -51,6 +51,11 @@ OTHER_MESSAGES = {
         ("/call-scheduler",),
         "promise_event_data.json",
     ),
+    ("call-events", "CampaignCompleted"): (
+        "campaign.completed",
+        ("/call-scheduler",),
+        "campaign_completed_data.json",
+    ),
 }
 
 
