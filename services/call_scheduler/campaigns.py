@@ -27,10 +27,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from generated.call_step import CallStep
 from generated.campaign_completed_data import CampaignCompletedData
 from services.call_scheduler.ending import end_unplaced
 from services.common import campaign_lifecycle as lifecycle
 from services.common.call_queue import queue_call
+from services.common.call_steps import record_step
 from services.common.campaign_store import item_counts, load_campaign_model
 from services.common.logging import get_logger
 from services.common.models import LIVE_CALL_STATUSES, Call, ScheduledCall
@@ -244,6 +246,14 @@ async def _release(
         return 0
     schedule = call.schedule
     assert schedule is not None
+    # The call's first step, as a trigger records it (docs/call-events.md).
+    await record_step(
+        session,
+        call.id,
+        CallStep.SCHEDULED,
+        at=now,
+        detail={"schedule_reason": "campaign", "not_before": now, "attempt": 1},
+    )
     item.status = "scheduled"
     item.call_id = call.id
     item.scheduled_call_id = schedule.id

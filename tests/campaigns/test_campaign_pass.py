@@ -20,6 +20,7 @@ from services.call_scheduler.worker import ScheduleWorker
 from services.client_api.webhooks.events import spec_of
 from services.common.db import create_engine, session_factory
 from services.common.models import LIVE_CALL_STATUSES, Call, DebtorHold, ScheduledCall
+from services.common.models.call_steps import CallStepEvent
 from services.common.settings import Settings
 from tests.campaigns.campaign_support import (
     act,
@@ -100,6 +101,16 @@ async def test_two_instances_never_exceed_max_concurrent_calls(
     assert {(r.reason, r.status, r.call_id in {i.call_id for i in released}) for r in rows} == {
         ("campaign", "pending", True)
     }
+    async with sessions() as s:
+        steps = (
+            await s.scalars(
+                select(CallStepEvent).where(CallStepEvent.call_id.in_([c.id for c in calls]))
+            )
+        ).all()
+    assert (
+        sorted((st.step, st.detail["schedule_reason"]) for st in steps)
+        == [("scheduled", "campaign")] * 3
+    )
 
     # Two calls end: the next passes let exactly two more go, never more than 3 live.
     await end_calls(sessions, live(calls)[:2], "completed", "refused")
