@@ -13,8 +13,11 @@ Each pass, in this order, each step in its own transactions:
    caps at claim time like for any call.
 
 Pacing counts from the database under the lock, never from memory: `live` = the campaign's
-calls queued or in progress, `released_last_minute` = items released within the last minute
-(services/common/campaign_lifecycle.py decides how many may go).
+calls queued or in progress (its items' calls and their retries and callbacks), and
+`released_last_minute` = items released within the last minute
+(services/common/campaign_lifecycle.py decides how many may go). A retry or callback is placed
+when it is due (the worker does not hold it back for pacing), but while it is live no new item
+takes its room.
 """
 
 from __future__ import annotations
@@ -190,12 +193,7 @@ async def pace_campaign(
     if lifecycle.should_complete(campaign.status, counts):
         await _complete(session, settings, campaign, now)
         return 0, True
-    live = await session.scalar(
-        select(func.count())
-        .select_from(CampaignItem)
-        .join(Call, Call.id == CampaignItem.call_id)
-        .where(CampaignItem.campaign_id == campaign_id, Call.status.in_(LIVE_CALL_STATUSES))
-    )
+    live = await live_calls(session, campaign_id)
     recent = await session.scalar(
         select(func.count())
         .select_from(CampaignItem)
@@ -205,7 +203,7 @@ async def pace_campaign(
         )
     )
     pacing = lifecycle.Pacing(campaign.max_concurrent_calls, campaign.calls_per_minute)
-    room = lifecycle.releasable(pacing, live=int(live or 0), released_last_minute=int(recent or 0))
+    room = lifecycle.releasable(pacing, live=live, released_last_minute=int(recent or 0))
     if room <= 0 or counts["pending"] == 0:
         return 0, False
     items = (
@@ -223,6 +221,27 @@ async def pace_campaign(
     if released:
         log.info("campaign_items_released", campaign_id=str(campaign_id), released=released)
     return released, False
+
+
+async def live_calls(session: AsyncSession, campaign_id: uuid.UUID) -> int:
+    """The campaign's calls queued or in progress: its items' calls and the retries and
+    callbacks that follow them up (a follow-up row names the call it follows, and gets its own
+    call when placed), however deep the chain."""
+    base = select(CampaignItem.call_id.label("call_id")).where(
+        CampaignItem.campaign_id == campaign_id, CampaignItem.call_id.is_not(None)
+    )
+    chain = base.cte("campaign_calls", recursive=True)
+    chain = chain.union(
+        select(ScheduledCall.call_id).where(
+            ScheduledCall.source_call_id == chain.c.call_id, ScheduledCall.call_id.is_not(None)
+        )
+    )
+    n = await session.scalar(
+        select(func.count())
+        .select_from(Call)
+        .where(Call.id.in_(select(chain.c.call_id)), Call.status.in_(LIVE_CALL_STATUSES))
+    )
+    return int(n or 0)
 
 
 async def _release(

@@ -284,3 +284,35 @@ async def test_a_debtor_with_another_live_call_is_skipped(
                 .where(Call.debtor_id == debtor, Call.status == "in_progress")
                 .values(status="canceled")
             )
+
+
+async def test_a_live_retry_of_a_campaign_call_takes_its_room(
+    api: httpx.AsyncClient, sessions: Sessions, api_settings: Settings
+) -> None:
+    cid = await running_campaign(api, sessions, n=3, concurrent=2, per_minute=100)
+    await campaign_pass(sessions, api_settings, datetime.now(UTC))
+    first, _second = live(await calls_of(sessions, cid))
+    await end_calls(sessions, [first], "busy", "no_answer")
+    # The follow-up the scheduler schedules for a busy call, placed: its own call, dialing.
+    async with sessions() as s, s.begin():
+        retry = Call(debtor_id=first.debtor_id, stage="early", status="dialing", attempt=2)
+        s.add(retry)
+        await s.flush()
+        s.add(
+            ScheduledCall(
+                debtor_id=first.debtor_id,
+                call_id=retry.id,
+                source_call_id=first.id,
+                reason="retry",
+                attempt=2,
+                status="dispatched",
+                not_before=datetime.now(UTC),
+            )
+        )
+    await campaign_pass(sessions, api_settings, datetime.now(UTC))
+    statuses = sorted(i.status for i in await items_of(sessions, cid))
+    assert statuses == ["done", "pending", "scheduled"]  # the retry and the second call are live
+    await end_calls(sessions, [retry], "completed", "refused")
+    await campaign_pass(sessions, api_settings, datetime.now(UTC))
+    statuses = sorted(i.status for i in await items_of(sessions, cid))
+    assert statuses == ["done", "scheduled", "scheduled"]
