@@ -447,6 +447,135 @@ class WebhookDeliveryPage(BaseModel):
     ]
 
 
+class WebhookEndpointUpdate(BaseModel):
+    """
+    Changes to a webhook endpoint; properties left out stay as they are. Unknown properties are rejected. A new `events` list applies to events produced after the change; deliveries already created are kept.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    description: Annotated[
+        str | None,
+        Field(description="New free-text label (null clears it).", max_length=500),
+    ] = None
+    events: Annotated[
+        list[WebhookEventType] | None,
+        Field(
+            description="The event types this endpoint receives from now on (replaces the list).",
+            min_length=1,
+        ),
+    ] = None
+
+
+class CallRetryRequest(BaseModel):
+    """
+    Retrying an ended call now. Without `override` the new attempt respects the calling rules (window, caps, quiet period) and the debtor's holds: it is placed at the earliest time they allow, or refused with 409. With `override: true` it is placed now whatever they say, and `reason` is required. Unknown properties are rejected.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    override: Annotated[
+        bool,
+        Field(
+            description="Place the call now even outside the calling window, past the caps or while the debtor is on hold. Requires `reason`. Audited."
+        ),
+    ] = False
+    reason: Annotated[
+        str | None,
+        Field(
+            description="Why (1..500 characters, not blank); required with `override: true`, optional otherwise. Kept in the operator audit.",
+            max_length=500,
+            min_length=1,
+        ),
+    ] = None
+
+
+class CallCancelRequest(BaseModel):
+    """
+    Cancelling a call that is not placed yet. Unknown properties are rejected.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    reason: Annotated[
+        str | None,
+        Field(
+            description="Why (1..500 characters, not blank; optional). Kept in the operator audit and in the call's `failure_reason`.",
+            max_length=500,
+            min_length=1,
+        ),
+    ] = None
+
+
+class OperatorActionTargetKind(StrEnum):
+    """
+    What an operator action acted on.
+    """
+
+    CALL = "call"
+    HOLD = "hold"
+    CAMPAIGN = "campaign"
+
+
+class OperatorAction(BaseModel):
+    """
+    One audited operator action: who (the label of the API key used), what, on what, why and when. Written in the same transaction as the action.
+    """
+
+    id: Annotated[UUID, Field(description="The audit entry's id.")]
+    actor: Annotated[
+        str,
+        Field(
+            description="The label of the API key that made the request (`default` for `API_KEY`; `API_KEYS` names the others)."
+        ),
+    ]
+    action: Annotated[
+        str,
+        Field(
+            description="What was done: `call.retry`, `call.cancel`, `hold.lift`, `campaign.start`, `campaign.pause`, `campaign.resume`, `campaign.cancel`."
+        ),
+    ]
+    target_kind: OperatorActionTargetKind
+    target_id: Annotated[
+        UUID, Field(description="The id of the call, hold or campaign acted on.")
+    ]
+    reason: Annotated[
+        str | None,
+        Field(
+            description="The operator's reason; null where none was given (it is required where the action overrides a rule)."
+        ),
+    ]
+    details: Annotated[
+        dict[str, Any],
+        Field(
+            description="What the action did, by action: e.g. for `call.retry` the new `call_id`, `scheduled_for`, `override` and `overridden`; for `call.cancel` the call's previous `status` and the `cancelled` schedule entries; for `hold.lift` the `debtor_id` and `kind`."
+        ),
+    ]
+    created_at: Annotated[
+        AwareDatetime, Field(description="When the action was taken.")
+    ]
+
+
+class OperatorActionPage(BaseModel):
+    """
+    One page of operator actions, newest first.
+    """
+
+    data: Annotated[
+        list[OperatorAction],
+        Field(description="The actions on this page (at most `limit`)."),
+    ]
+    next_cursor: Annotated[
+        str | None,
+        Field(
+            description="Opaque cursor: pass it as `cursor` to get the next page; null on the last page."
+        ),
+    ]
+
+
 class ProblemFieldError(BaseModel):
     """
     One invalid input.
@@ -469,7 +598,7 @@ class Problem(BaseModel):
     type: Annotated[
         str,
         Field(
-            description="URI reference identifying the problem type. Values used: `about:blank` (nothing more specific than the status), `urn:problem:validation-error` (422), `urn:problem:malformed-request` (400), `urn:problem:invalid-cursor` (400), `urn:problem:unauthorized` (401), `urn:problem:not-found` (404), `urn:problem:duplicate-external-id` (409), `urn:problem:call-already-active` (409), `urn:problem:idempotency-key-reused` (409), `urn:problem:debtor-on-hold` (409), `urn:problem:call-not-allowed` (409), `urn:problem:hold-already-lifted` (409), `urn:problem:payload-too-large` (413), `urn:problem:campaign-status-conflict` (409)."
+            description="URI reference identifying the problem type. Values used: `about:blank` (nothing more specific than the status), `urn:problem:validation-error` (422), `urn:problem:malformed-request` (400), `urn:problem:invalid-cursor` (400), `urn:problem:unauthorized` (401), `urn:problem:not-found` (404), `urn:problem:duplicate-external-id` (409), `urn:problem:call-already-active` (409), `urn:problem:idempotency-key-reused` (409), `urn:problem:debtor-on-hold` (409), `urn:problem:call-not-allowed` (409), `urn:problem:hold-already-lifted` (409), `urn:problem:call-not-ended` (409), `urn:problem:call-already-placed` (409), `urn:problem:nothing-to-cancel` (409), `urn:problem:payload-too-large` (413), `urn:problem:campaign-status-conflict` (409)."
         ),
     ]
     title: Annotated[
@@ -957,5 +1086,50 @@ class PromisePage(BaseModel):
         str | None,
         Field(
             description="Opaque cursor: pass it as `cursor` to get the next page; null on the last page."
+        ),
+    ]
+
+
+class CallRetryResult(BaseModel):
+    """
+    The new attempt: a queued call and when the Call Scheduler will place it.
+    """
+
+    call: Call
+    retry_of: Annotated[UUID, Field(description="The call that was retried.")]
+    scheduled_for: Annotated[
+        AwareDatetime,
+        Field(
+            description="When the call will be placed (UTC): now, or when the calling rules next allow it."
+        ),
+    ]
+    overridden: Annotated[
+        list[str],
+        Field(
+            description="What the override set aside: the calling rules' refusal or wait, and the debtor's active holds (empty without `override`, or when nothing stood in the way)."
+        ),
+    ]
+    action_id: Annotated[
+        UUID,
+        Field(
+            description="The operator audit entry of this retry (`GET /v1/operator-actions`)."
+        ),
+    ]
+
+
+class CallCancelResult(BaseModel):
+    """
+    What the cancel stopped: the call (now `canceled`, if it was queued or dispatched) and the schedule entries dropped (its own, or the pending retry or callback of an ended call).
+    """
+
+    call: Call
+    cancelled: Annotated[
+        list[ScheduledCall],
+        Field(description="The schedule entries dropped, as they were."),
+    ]
+    action_id: Annotated[
+        UUID,
+        Field(
+            description="The operator audit entry of this cancel (`GET /v1/operator-actions`)."
         ),
     ]

@@ -14,9 +14,9 @@ from pydantic import AwareDatetime, BaseModel, Field
 from .debtor_event_data import DebtorEventData
 
 
-class Type(StrEnum):
+class DebtorEventType(StrEnum):
     """
-    Event type.
+    Event type: `debtor.opted_out` or `debtor.disputed`.
     """
 
     DEBTOR_OPTED_OUT = "debtor.opted_out"
@@ -34,7 +34,7 @@ class DebtorEvent(BaseModel):
             description="Event id; identical on every delivery attempt of this event, and derived from the hold: one event per hold."
         ),
     ]
-    type: Annotated[Type, Field(description="Event type.")]
+    type: DebtorEventType
     occurred_at: Annotated[
         AwareDatetime,
         Field(description="When the hold was placed and the event was produced."),

@@ -2,7 +2,8 @@
 
 `operator_actions`: one row per operator action through the API (retry or cancel a call, lift
 a hold, campaign start/pause/resume/cancel): the actor (the API key's label), the action, its
-target, the reason and details, and when. The new webhook event types (`debtor.opted_out`,
+target, the reason and details, and when. `scheduled_calls.override_reason`: set by a retry
+with override, whose call the worker then places without re-checking holds and rules. The new webhook event types (`debtor.opted_out`,
 `debtor.disputed`, ...) need no schema change: `webhook_endpoints.events` and
 `webhook_deliveries.event_type` are free strings, validated against the registry by the API.
 
@@ -24,6 +25,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    # An operator's retry with override: the worker places it without re-checking holds/rules.
+    op.add_column("scheduled_calls", sa.Column("override_reason", sa.Text(), nullable=True))
     op.create_table(
         "operator_actions",
         sa.Column("id", postgresql.UUID(as_uuid=True), nullable=False),
@@ -54,3 +57,4 @@ def downgrade() -> None:
     op.drop_index("ix_operator_actions_target", table_name="operator_actions")
     op.drop_index("ix_operator_actions_created_at_id", table_name="operator_actions")
     op.drop_table("operator_actions")
+    op.drop_column("scheduled_calls", "override_reason")

@@ -25,6 +25,8 @@ class ClaimView:
     other_live_call: bool  # the debtor has a queued or live call that is not this row's
     verdict: Allowed | Refused | None  # None when there is no debtor to ask the rules about
     now: datetime
+    # An operator's override (the row's `override_reason`): holds and rules are set aside.
+    override: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ def decide_claim(v: ClaimView) -> Decision:
         return Skip(f"call is {v.call_status}, not queued", end_call=False)
     if not v.debtor_exists:
         return Skip("unknown debtor", end_call=True, code="unknown_debtor")
-    if v.holds:
+    if v.holds and not v.override:
         return Skip(
             f"debtor on hold: {', '.join(sorted(v.holds))}", end_call=True, code="debtor_on_hold"
         )
@@ -69,6 +71,8 @@ def decide_claim(v: ClaimView) -> Decision:
             end_call=True,
             code="superseded",
         )
+    if v.override:
+        return Dispatch()  # now, whatever the rules say (audited with its reason)
     if isinstance(v.verdict, Refused):
         return Skip(f"calling rules: {v.verdict.reason}", end_call=True, code="calling_rules")
     if v.verdict is None:

@@ -246,6 +246,7 @@ class ScheduleWorker:
                 other_live_call=other_live is not None,
                 verdict=verdict,
                 now=now,
+                override=row.override_reason is not None,
             )
         )
         row.updated_at = now

@@ -34,6 +34,7 @@ from services.client_api.routers import (
     stats,
     webhooks,
 )
+from services.client_api.routers import operator as operator_routes
 from services.client_api.webhooks.delivery import DeliveryWorker
 from services.client_api.webhooks.fanout import CallEventHandler
 from services.client_api.webhooks.retry import RetryPump
@@ -57,6 +58,7 @@ def _v1_router() -> APIRouter:
     v1.include_router(schedule.router)
     v1.include_router(calls.router)
     v1.include_router(webhooks.router)
+    v1.include_router(operator_routes.router)
     v1.include_router(stats.router)
     v1.include_router(payments.router)
     v1.include_router(promises.router)

@@ -41,6 +41,9 @@ HOLD_ALREADY_LIFTED = "urn:problem:hold-already-lifted"
 PAYLOAD_TOO_LARGE = "urn:problem:payload-too-large"
 PAYMENT_REFERENCE_REUSED = "urn:problem:payment-reference-reused"
 PROMISE_NOT_PENDING = "urn:problem:promise-not-pending"
+CALL_NOT_ENDED = "urn:problem:call-not-ended"
+CALL_ALREADY_PLACED = "urn:problem:call-already-placed"
+NOTHING_TO_CANCEL = "urn:problem:nothing-to-cancel"
 CAMPAIGN_STATUS_CONFLICT = "urn:problem:campaign-status-conflict"
 SERVICE_UNAVAILABLE = "urn:problem:service-unavailable"
 RETRY_AFTER_S = 5
@@ -60,6 +63,9 @@ _TITLES = {
     PAYLOAD_TOO_LARGE: "Payload too large",
     PAYMENT_REFERENCE_REUSED: "Payment reference reused",
     PROMISE_NOT_PENDING: "Promise not pending",
+    CALL_NOT_ENDED: "Call not ended",
+    CALL_ALREADY_PLACED: "Call already being placed",
+    NOTHING_TO_CANCEL: "Nothing to cancel",
     CAMPAIGN_STATUS_CONFLICT: "Campaign status does not allow this",
     SERVICE_UNAVAILABLE: "Service unavailable",
 }

@@ -26,11 +26,13 @@ async def record_action(
     target_id: uuid.UUID,
     reason: str | None,
     details: dict[str, object] | None = None,
-) -> None:
-    """Insert the audit row (flushed, not committed: the caller commits with its change)."""
+) -> uuid.UUID:
+    """Insert the audit row (flushed, not committed: the caller commits with its change);
+    returns its id (`GET /v1/operator-actions` shows it)."""
+    action_id = uuid.uuid4()
     session.add(
         OperatorAction(
-            id=uuid.uuid4(),
+            id=action_id,
             actor=actor,
             action=action,
             target_kind=target_kind,
@@ -49,3 +51,4 @@ async def record_action(
         target_kind=target_kind,
         target_id=str(target_id),
     )
+    return action_id

@@ -22,7 +22,8 @@ from services.common.promise_events import CE_TYPE_CREATED, add_promise_event, l
 from services.common.settings import Settings
 
 CE_TYPE_COMPLETED = "call.completed"
-Source = Literal["/voice-orchestrator", "/call-scheduler"]
+# The Client API ends a call only when an operator cancels it before it is placed.
+Source = Literal["/voice-orchestrator", "/call-scheduler", "/client-api"]
 _EVENT_NS = uuid.UUID("6f1c1d1e-8f47-4a43-9d1f-2b0f6c1f5e01")
 
 

@@ -227,8 +227,10 @@ def labelled_api_keys(settings: Settings) -> dict[str, str]:
     raw = settings.api_keys.get_secret_value().strip()
     for entry in filter(None, (e.strip() for e in raw.split(","))):
         label, sep, key = (part.strip() for part in entry.partition("="))
-        # Never the key in the message: it is a secret.
-        if not sep or not key or not _KEY_LABEL.match(label):
+        # Never the key in the message: it is a secret (and without "=" the entry may be one).
+        if not sep:
+            raise ValueError("API_KEYS: an entry is not label=key")
+        if not key or not _KEY_LABEL.match(label):
             raise ValueError(f"API_KEYS: an entry is not label=key (label {label[:64]!r})")
         if label in keys:
             raise ValueError(f"API_KEYS: label {label!r} given twice (or is API_KEY's)")

@@ -29,10 +29,13 @@ from services.common.models import WebhookEndpoint
 from services.common.settings import Settings
 
 API_KEY = "test-api-key-0123456789"
+# A second, labelled key (API_KEYS): the operator audit records "ops" as its actor.
+OPS_API_KEY = "test-ops-key-9876543210"
 
 # Tiny backoff so retried webhooks finish in well under a second.
 TEST_OVERRIDES: dict[str, Any] = {
     "api_key": API_KEY,
+    "api_keys": f"ops={OPS_API_KEY}",
     "webhook_backoff_base_seconds": 0.05,
     "webhook_backoff_max_seconds": 0.2,
     "webhook_max_attempts": 3,
@@ -47,6 +50,7 @@ def api_settings(settings: Settings) -> Settings:
     """The settings the server process runs with (tests use them to publish and to check)."""
     update: dict[str, Any] = dict(TEST_OVERRIDES)
     update["api_key"] = SecretStr(API_KEY)
+    update["api_keys"] = SecretStr(f"ops={OPS_API_KEY}")
     return settings.model_copy(update=update)
 
 

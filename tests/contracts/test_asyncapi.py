@@ -24,7 +24,7 @@ CHANNELS = {
     # The orchestrator ends the calls it placed, the scheduler those it never placed.
     "call-events": (
         "call.completed",
-        ("/voice-orchestrator", "/call-scheduler"),
+        ("/voice-orchestrator", "/call-scheduler", "/client-api"),
         "call_completed_data.json",
     ),
     "webhook-deliveries": (
@@ -50,6 +50,16 @@ OTHER_MESSAGES = {
         "promise.broken",
         ("/call-scheduler",),
         "promise_event_data.json",
+    ),
+    ("call-events", "DebtorOptedOut"): (
+        "debtor.opted_out",
+        ("/call-scheduler",),
+        "debtor_event_data.json",
+    ),
+    ("call-events", "DebtorDisputed"): (
+        "debtor.disputed",
+        ("/call-scheduler",),
+        "debtor_event_data.json",
     ),
     ("call-events", "CampaignCompleted"): (
         "campaign.completed",

@@ -25,6 +25,10 @@ OPERATIONS = {
     ("post", "/v1/webhook-endpoints"): "createWebhookEndpoint",
     ("get", "/v1/webhook-endpoints"): "listWebhookEndpoints",
     ("get", "/v1/webhook-deliveries"): "listWebhookDeliveries",
+    ("patch", "/v1/webhook-endpoints/{endpoint_id}"): "updateWebhookEndpoint",
+    ("post", "/v1/calls/{call_id}/retry"): "retryCall",
+    ("post", "/v1/calls/{call_id}/cancel"): "cancelCall",
+    ("get", "/v1/operator-actions"): "listOperatorActions",
     ("get", "/v1/stats/cost"): "getCostStats",
     ("post", "/v1/payments"): "createPayment",
     ("get", "/v1/promises"): "listPromises",
@@ -57,6 +61,14 @@ RESPONSES = {
     "createWebhookEndpoint": ("201", "WebhookEndpointCreated", {"400", "401", "413", "422", "503"}),
     "listWebhookEndpoints": ("200", "WebhookEndpointPage", {"400", "401", "422", "503"}),
     "listWebhookDeliveries": ("200", "WebhookDeliveryPage", {"400", "401", "422", "503"}),
+    "updateWebhookEndpoint": (
+        "200",
+        "WebhookEndpoint",
+        {"400", "401", "404", "413", "422", "503"},
+    ),
+    "retryCall": ("202", "CallRetryResult", {"400", "401", "404", "409", "413", "422", "503"}),
+    "cancelCall": ("200", "CallCancelResult", {"400", "401", "404", "409", "413", "422", "503"}),
+    "listOperatorActions": ("200", "OperatorActionPage", {"400", "401", "422", "503"}),
     "getCostStats": ("200", "CostStats", {"400", "401", "422", "503"}),
     "createPayment": ("201", "Payment", {"400", "401", "404", "409", "413", "422", "503"}),
     "listPromises": ("200", "PromisePage", {"400", "401", "422", "503"}),
@@ -211,6 +223,14 @@ def test_list_filters(openapi_doc: dict[str, Any]) -> None:
         "limit",
         "cursor",
     }
+    assert query_names("listOperatorActions") == {
+        "target_kind",
+        "target_id",
+        "actor",
+        "action",
+        "limit",
+        "cursor",
+    }
 
 
 def test_trigger_call_idempotency_key(openapi_doc: dict[str, Any]) -> None:
@@ -254,6 +274,17 @@ def test_webhook_call_completed(openapi_doc: dict[str, Any]) -> None:
     assert set(headers) == {"webhook-id", "webhook-timestamp", "webhook-signature"}
     assert all(h["required"] for h in headers.values())
     assert list(post["responses"]) == ["2XX"]
+
+
+def test_every_webhook_event_type_is_a_documented_webhook(openapi_doc: dict[str, Any]) -> None:
+    """The `WebhookEventType` enum (what an endpoint subscribes to) lists exactly the
+    `webhooks:` entries, each signed with the Standard Webhooks headers."""
+    enum = deref_component(openapi_doc, "WebhookEventType")["enum"]
+    assert set(enum) == set(openapi_doc["webhooks"])
+    for name, webhook in openapi_doc["webhooks"].items():
+        post = webhook["post"]
+        headers = {p["name"] for p in post["parameters"] if p["in"] == "header"}
+        assert headers == {"webhook-id", "webhook-timestamp", "webhook-signature"}, name
 
 
 def test_components_point_into_specs_schemas_and_name_generated_classes(

@@ -1,4 +1,5 @@
-"""`/v1/debtors/{id}/schedule` (the pending call schedule) and lifting a debtor's hold."""
+"""`/v1/debtors/{id}/schedule` (the pending call schedule) and lifting a debtor's hold (an
+operator action, audited in `operator_actions`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from fastapi import APIRouter, Path, Request
 from sqlalchemy import select
 
 from generated.client_api import DebtorHold, DebtorSchedule, HoldLiftRequest
-from services.client_api.deps import SessionDep
+from services.client_api.deps import ActorDep, SessionDep
 from services.client_api.problems import (
     HOLD_ALREADY_LIFTED,
     ProblemError,
@@ -32,6 +33,7 @@ from services.client_api.schedule_view import (
 from services.client_api.strict import strictly
 from services.client_api.validation import storable_text_errors
 from services.common import models
+from services.common.audit import record_action
 from services.common.logging import get_logger
 
 log = get_logger(__name__)
@@ -66,6 +68,7 @@ async def lift_debtor_hold(
     body: HoldLiftRequest,
     session: SessionDep,
     request: Request,
+    actor: ActorDep,
 ) -> DebtorHold:
     body = await strictly(request, HoldLiftRequest) or body
     errors = storable_text_errors(body)
@@ -84,6 +87,16 @@ async def lift_debtor_hold(
         raise ProblemError(409, HOLD_ALREADY_LIFTED, "This hold was lifted already.")
     hold.lifted_at = datetime.now(UTC)
     hold.lifted_reason = body.reason
+    # Audited with the lift, in its transaction (GET /v1/operator-actions).
+    await record_action(
+        session,
+        actor=actor,
+        action="hold.lift",
+        target_kind="hold",
+        target_id=hold.id,
+        reason=body.reason,
+        details={"debtor_id": str(debtor_id), "kind": hold.kind},
+    )
     await session.commit()
     log.info("debtor_hold_lifted", debtor_id=str(debtor_id), hold_id=str(hold_id), kind=hold.kind)
     return hold_to_model(hold)

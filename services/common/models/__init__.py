@@ -462,6 +462,9 @@ class ScheduledCall(Base):
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set by an operator's retry with override (POST /v1/calls/{id}/retry): at claim time the
+    # worker places the call without re-checking holds and the calling rules.
+    override_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class DebtorHold(Base):
