@@ -19,6 +19,8 @@ from fastapi import FastAPI, Request, Response
 from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from generated.call_step import CallStep
+from services.common.call_steps import record_step
 from services.common.logging import bind_call_id, get_logger
 from services.common.models import ANSWERED_BY, Call
 from services.common.settings import Settings
@@ -39,16 +41,31 @@ def amd_callback_url(settings: Settings, call_id: uuid.UUID | str) -> str:
 
 
 async def store_answered_by(
-    sessions: async_sessionmaker[AsyncSession], call_id: uuid.UUID, answered_by: str
+    sessions: async_sessionmaker[AsyncSession],
+    call_id: uuid.UUID,
+    answered_by: str,
+    *,
+    step: bool = True,
 ) -> None:
     """Kept whatever the call's status: a verdict that comes after the call ended still says
-    what answered (the `call.completed` already sent does not have it)."""
+    what answered (the `call.completed` already sent does not have it). With `step`, the
+    call's `amd_result` step too (a live session here keeps it in its buffer instead, so the
+    verdict reaches the session after no more database work than before)."""
     async with sessions() as db, db.begin():
-        await db.execute(
+        known = await db.scalar(
             update(Call)
             .where(Call.id == call_id)
             .values(answered_by=answered_by, updated_at=func.now())
+            .returning(Call.id)
         )
+        if known is not None and step:
+            await record_step(
+                db,
+                call_id,
+                CallStep.AMD_RESULT,
+                detail={"answered_by": answered_by},
+                once_key="amd_result",
+            )
 
 
 class _Orchestrator(Protocol):
@@ -93,9 +110,17 @@ def add_amd_route(app: FastAPI, orchestrator: Callable[[], _Orchestrator]) -> No
             answered_by=answered_by,
             detection_ms=params.get("MachineDetectionDuration", "")[:12],
         )
-        await store_answered_by(orch.sessions, call_id, answered_by)
         session = orch.live.get(str(call_id))
         call_sid = params.get("CallSid", "")
+        live_here = session is not None and session.start.call_sid == call_sid
+        await store_answered_by(orch.sessions, call_id, answered_by, step=not live_here)
+        if session is not None and live_here:
+            if not session.ended.is_set():  # its steps are not taken for storing yet
+                session.steps.add(
+                    CallStep.AMD_RESULT, detail={"answered_by": answered_by}, once_key="amd_result"
+                )
+            else:  # it ended meanwhile: its steps are stored already
+                await store_answered_by(orch.sessions, call_id, answered_by)
         if session is None:
             voicemail.keep_early(call_sid, answered_by)  # its session may be starting
         elif session.start.call_sid == call_sid:

@@ -26,6 +26,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from generated.call_dispatch import CallDispatch
+from generated.call_step_reason import CallStepReason
 from services.common.blobstore import BlobStore, GcsBlobStore
 from services.common.bus import PubSubBus
 from services.common.db import create_engine, session_factory
@@ -92,6 +93,12 @@ UNANSWERED = {
     "no-answer": ("no_answer", "no_answer"),
     "failed": ("failed", "failed"),
     "canceled": ("canceled", "failed"),
+}
+UNANSWERED_REASONS = {  # ... and the reason of the call's `ended` step
+    "busy": CallStepReason.BUSY,
+    "no-answer": CallStepReason.NO_ANSWER,
+    "failed": CallStepReason.TWILIO_FAILED,
+    "canceled": CallStepReason.TWILIO_CANCELED,
 }
 
 
@@ -385,6 +392,7 @@ async def _on_status(orch: Orchestrator, call_id: uuid.UUID, params: dict[str, s
                 status=ours,
                 outcome=outcome,
                 failure_reason=reason,
+                reason=UNANSWERED_REASONS[status],
             )
         elif status == "completed" and str(call_id) not in orch.live:
             # Completed with no live session here: if no session ever started, the media
@@ -402,6 +410,7 @@ async def _on_status(orch: Orchestrator, call_id: uuid.UUID, params: dict[str, s
                     status="completed",
                     outcome="failed",
                     failure_reason="the call was answered but the media stream never connected",
+                    reason=CallStepReason.MEDIA_NEVER_CONNECTED,
                 )
     if orch.relay is not None:
         orch.relay.wake()
@@ -441,6 +450,7 @@ async def _sweeper(orch: Orchestrator) -> None:
                         status="failed",
                         outcome="failed",
                         failure_reason="the call's session vanished (no heartbeat)",
+                        reason=CallStepReason.SESSION_VANISHED,
                     )
             if ids and orch.relay is not None:
                 orch.relay.wake()

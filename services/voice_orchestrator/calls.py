@@ -20,6 +20,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from generated.call_dispatch import CallDispatch
+from generated.call_step import CallStep
+from services.common.call_steps import record_step
 from services.common.logging import get_logger
 from services.common.models import Call, CallTurn, Debtor
 from services.common.prompt_variants import DEFAULT_VARIANT
@@ -366,15 +368,18 @@ class HeartbeatBatcher:
 
 
 async def mark_ringing(session: AsyncSession, call_id: uuid.UUID) -> None:
-    await session.execute(
+    moved = await session.scalar(
         update(Call)
         .where(Call.id == call_id, Call.status == "dialing")
         .values(status="ringing", updated_at=func.now())
+        .returning(Call.dial_attempts)
     )
+    if moved is not None:
+        await record_step(session, call_id, CallStep.RINGING, once_key=f"ringing:{moved}")
 
 
 async def mark_answered(session: AsyncSession, call_id: uuid.UUID) -> None:
-    await session.execute(
+    moved = await session.scalar(
         update(Call)
         .where(Call.id == call_id, Call.status.in_(("dialing", "ringing")))
         .values(
@@ -382,4 +387,7 @@ async def mark_answered(session: AsyncSession, call_id: uuid.UUID) -> None:
             answered_at=func.coalesce(Call.answered_at, func.now()),
             updated_at=func.now(),
         )
+        .returning(Call.id)
     )
+    if moved is not None:
+        await record_step(session, call_id, CallStep.ANSWERED, once_key="answered")

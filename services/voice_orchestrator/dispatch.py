@@ -36,8 +36,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from twilio.base.exceptions import TwilioRestException
 
 from generated.call_dispatch import CallDispatch
+from generated.call_step import CallStep
+from generated.call_step_reason import CallStepReason
 from services.common import failpoints
 from services.common.bus import CloudEvent
+from services.common.call_steps import record_step
 from services.common.logging import bind_call_id, get_logger
 from services.common.models import Call, ProcessedMessage
 from services.common.settings import Settings
@@ -152,6 +155,15 @@ class Dispatcher:
                     .returning(Call.dial_attempts)
                 )
             ).first()
+            if claimed is not None:
+                attempt = int(claimed[0])
+                await record_step(
+                    db,
+                    call_id,
+                    CallStep.DIALING,
+                    detail={"dial_attempt": attempt},
+                    once_key=f"dialing:{attempt}",
+                )
         return None if claimed is None else int(claimed[0])
 
     async def _unclaim(self, call_id: uuid.UUID) -> None:
@@ -191,14 +203,24 @@ class Dispatcher:
             self._not_placed(str(call_id))
             if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
                 log.warning("dispatch_rejected_by_twilio", status=exc.status, code=exc.code)
+                rejected = f"Twilio rejected the call ({exc.status}, code {exc.code})"
                 async with self.sessions() as db, db.begin():
+                    await record_step(
+                        db,
+                        call_id,
+                        CallStep.DIAL_FAILED,
+                        detail={"message": rejected},
+                        reason=CallStepReason.TWILIO_REJECTED,
+                        once_key=f"dial_failed:{attempt}",
+                    )
                     await end_without_session(
                         db,
                         s,
                         call_id,
                         status="failed",
                         outcome="failed",
-                        failure_reason=f"Twilio rejected the call ({exc.status}, code {exc.code})",
+                        failure_reason=rejected,
+                        reason=CallStepReason.TWILIO_REJECTED,
                     )
                 if self.after_end is not None:
                     self.after_end()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,9 +20,12 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from generated.call_step import CallStep
+from generated.call_step_reason import CallStepReason
 from generated.call_usage import CallUsage
 from services.common.blobstore import BlobStore
 from services.common.call_events import Source, publish_completed
+from services.common.call_steps import StepRecord, record_steps
 from services.common.logging import get_logger
 from services.common.models import Call, Callback, PaymentPromise
 from services.common.pricing import Prices, cost_of
@@ -73,6 +77,40 @@ async def _url(store: BlobStore, key: str) -> str | None:
         return None
 
 
+# How a session's failure reason (session/ending.py, call_session.py) starts, per step reason.
+_FAILURE_PREFIXES = (
+    ("llm failure", CallStepReason.LLM_FAILURE),
+    ("stt failure", CallStepReason.STT_FAILURE),
+    ("tts failure", CallStepReason.TTS_FAILURE),
+)
+
+
+def failure_code(failure_reason: str | None) -> CallStepReason | None:
+    """The `ended` step's reason for a session that failed on our side (None: it did not)."""
+    if not failure_reason:
+        return None
+    for prefix, code in _FAILURE_PREFIXES:
+        if failure_reason.startswith(prefix):
+            return code
+    return CallStepReason.INTERNAL_ERROR
+
+
+def ended_step(
+    at: datetime,
+    status: str,
+    outcome: str | None,
+    reason: CallStepReason | None,
+    message: str | None,
+    duration_seconds: int | None = None,
+) -> StepRecord:
+    detail: dict[str, Any] = {"status": status, "outcome": outcome}
+    if duration_seconds is not None:
+        detail["duration_seconds"] = duration_seconds
+    if message:
+        detail["message"] = message
+    return StepRecord(CallStep.ENDED, at, detail, reason, once_key="ended")
+
+
 async def persist_session_result(
     sessions: async_sessionmaker[AsyncSession],
     store: BlobStore,
@@ -95,6 +133,7 @@ async def persist_session_result(
         _put_with_retry(store, rec_key, result.recording_wav, "audio/wav"),
         _put_with_retry(store, tr_key, json.dumps(transcript_doc).encode(), "application/json"),
     )
+    stored_at = datetime.now(UTC)
     rec_url = await _url(store, rec_key) if rec_uri else None
     tr_url = await _url(store, tr_key) if tr_uri else None
 
@@ -146,6 +185,22 @@ async def persist_session_result(
                 .values(call_id=call_id, scheduled_for=callback.when, reason=callback.reason[:500])
                 .on_conflict_do_nothing()
             )
+        ended = ended_step(
+            result.ended_at,
+            "completed",
+            result.outcome.value,
+            failure_code(result.failure_reason),
+            result.failure_reason,
+            row.duration_seconds,
+        )
+        recording = StepRecord(
+            CallStep.RECORDING_STORED if rec_uri else CallStep.RECORDING_FAILED,
+            max(stored_at, result.ended_at),
+            reason=None if rec_uri else CallStepReason.UPLOAD_FAILED,
+            once_key="recording",
+        )
+        # The live call's own steps, buffered in memory during the call, go in with its end.
+        await record_steps(session, call_id, [*result.steps, ended, recording])
         await publish_completed(session, settings, call_id, CE_SOURCE, rec_url, tr_url)
     log.info(
         "call_finalized",
@@ -164,8 +219,11 @@ async def end_without_session(
     status: str,
     outcome: str,
     failure_reason: str | None = None,
+    reason: CallStepReason | None = None,
+    steps: Sequence[StepRecord] = (),
 ) -> bool:
-    """End a call that never had (or lost) its media session, in the caller's transaction."""
+    """End a call that never had (or lost) its media session, in the caller's transaction;
+    its `ended` step has `reason` (and `steps`, what a lost session had buffered, go first)."""
     row = await _lock_live(session, call_id)
     if row is None:
         return False
@@ -175,6 +233,9 @@ async def end_without_session(
     row.failure_reason = failure_reason
     row.ended_at = now
     row.updated_at = now
+    await record_steps(
+        session, call_id, [*steps, ended_step(now, status, outcome, reason, failure_reason)]
+    )
     await publish_completed(session, settings, call_id, CE_SOURCE)
     log.info("call_ended_without_session", status=status, outcome=outcome)
     return True

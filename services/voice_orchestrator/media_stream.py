@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from generated.call_step import CallStep
+from generated.call_step_reason import CallStepReason
 from services.common.logging import bind_call_id, get_logger
 from services.voice_orchestrator import calls
 from services.voice_orchestrator.core import Conversation
@@ -135,6 +137,8 @@ async def run_media_session(orch: Orchestrator, transport: StarletteTransport, t
         started_at=started_at,
         premade=orch.premade(key),
     )
+    # Answered by now (the claim moved it to in_progress); kept once if Twilio's callback said it.
+    session.steps.add(CallStep.ANSWERED, at=session.t0_wall, once_key="answered")
     orch.live[key] = session
     orch.idle.clear()
     if orch.heartbeats is not None:
@@ -152,6 +156,8 @@ async def run_media_session(orch: Orchestrator, transport: StarletteTransport, t
                 status="completed",
                 outcome="failed",
                 failure_reason=f"internal error: {exc!r}"[:1000],
+                reason=CallStepReason.INTERNAL_ERROR,
+                steps=session.steps.take(),
             )
     finally:
         orch.live.pop(key, None)

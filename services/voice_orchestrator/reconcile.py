@@ -34,6 +34,7 @@ from sqlalchemy import Table, bindparam, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from generated.call_dispatch import CallDispatch
+from generated.call_step_reason import CallStepReason
 from services.common.logging import bind_call_id, get_logger
 from services.common.models import Call, Debtor
 from services.common.settings import Settings
@@ -415,7 +416,13 @@ class Reconciler:
             if still is None:
                 return
             ended = await end_without_session(
-                db, self.settings, call_id, status="failed", outcome="failed", failure_reason=reason
+                db,
+                self.settings,
+                call_id,
+                status="failed",
+                outcome="failed",
+                failure_reason=reason,
+                reason=CallStepReason.DIAL_LOST,
             )
         if ended:
             report.failed += 1

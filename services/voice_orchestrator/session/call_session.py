@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from generated.call_step import CallStep
+from services.common.call_steps import StepBuffer
 from services.common.logging import bind_call_id, get_logger
 from services.voice_orchestrator.core import Conversation
 from services.voice_orchestrator.latency import TurnTimings
@@ -123,9 +125,12 @@ class CallSession:
             premade=premade,
         )
         self.premade = premade
+        # The call's steps while it is live: in memory only, stored when it ends (finalize).
+        self.steps = StepBuffer()
         self.responder = Responder(
             conversation,
             llm,
+            steps=self.steps,
             max_tool_rounds=tuning.max_tool_rounds,
             first_clause_chars=tuning.first_clause_chars,
             now=self.now,
@@ -381,7 +386,13 @@ class CallSession:
             self.t0_wall + timedelta(milliseconds=end_stream_ms),
             interrupted=interrupted,
         )
+        owed = self.conv.disclosure_owed
         self.conv.add_agent_turn(text, interrupted=interrupted)
+        if owed and self.conv.verified and not self.conv.disclosure_owed:
+            self.steps.add(
+                CallStep.DISCLOSURE_SPOKEN,
+                at=self.t0_wall + timedelta(milliseconds=end_stream_ms),
+            )
         self.latency.append(turn.timings.record(index))
 
 

@@ -6,10 +6,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+from generated.call_step import CallStep
+from generated.call_step_reason import CallStepReason
+from services.common.call_steps import StepBuffer
 from services.common.logging import get_logger
-from services.voice_orchestrator.core import Conversation, SentenceSplitter, commits_to_outcome
+from services.voice_orchestrator.core import (
+    CallOutcome,
+    Conversation,
+    SentenceSplitter,
+    ToolResult,
+    commits_to_outcome,
+)
 from services.voice_orchestrator.ports import (
     Completed,
     LanguageModel,
@@ -42,8 +52,10 @@ class Responder:
         max_tool_rounds: int,
         now: Callable[[], float],
         first_clause_chars: int | None = None,
+        steps: StepBuffer | None = None,
     ) -> None:
         self.conv = conv
+        self.steps = steps if steps is not None else StepBuffer()
         self.llm = llm
         self.max_tool_rounds = max_tool_rounds
         self.first_clause_chars = first_clause_chars
@@ -135,7 +147,9 @@ class Responder:
             text = "".join(rnd.text).strip()
             line = None
             for call in rnd.tool_calls:
+                was = conv.verified, conv.outcome
                 result = conv.add_tool_call(call.id, call.name, call.arguments)
+                record_tool_call(self.steps, conv, call.name, result, was)
                 end_call = end_call or result.end_call
                 line = result.line  # accepted, or a refusal that closes the call
                 log.info("tool_call", tool=call.name, ok=result.ok, state=result.state.value)
@@ -226,6 +240,37 @@ class Responder:
                 yield self._now(), event
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
+
+
+def record_tool_call(
+    steps: StepBuffer,
+    conv: Conversation,
+    name: str,
+    result: ToolResult,
+    was: tuple[bool, CallOutcome | None],
+) -> None:
+    """The call's steps for one tool call: the call with its guard result, and the
+    verification it settled (plain appends to the in-memory buffer, no I/O)."""
+    now = datetime.now(UTC)
+    steps.add(
+        CallStep.TOOL_CALL,
+        at=now,
+        detail={
+            "tool": name[:64],
+            "tool_result": "accepted" if result.ok else "rejected",
+            "state": result.state.value,
+        },
+        reason=result.reason,
+    )
+    verified_before, outcome_before = was
+    if conv.verified and not verified_before:
+        level, fact = conv.verification
+        detail = {"verification": level.value}
+        if fact is not None:
+            detail["verification_fact"] = fact.value
+        steps.add(CallStep.VERIFIED, at=now, detail=detail)
+    elif conv.outcome is CallOutcome.UNVERIFIED and outcome_before is not CallOutcome.UNVERIFIED:
+        steps.add(CallStep.VERIFICATION_FAILED, at=now, reason=CallStepReason.FACT_NOT_MATCHED)
 
 
 def with_round_texts(

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from services.common.call_steps import StepRecord
 from services.common.logging import get_logger
 from services.voice_orchestrator.core import CallOutcome, Conversation, EndReason
 from services.voice_orchestrator.vendors.twilio import Telephony
@@ -37,6 +38,9 @@ class SessionResult:
     ended_at: datetime
     usage: dict[str, Any]
     end_reason: str
+    # The call's steps recorded during the session (verification, disclosure, tool calls),
+    # stored with the call's end.
+    steps: list[StepRecord] = field(default_factory=list)
 
 
 async def shut_down(s: CallSession) -> SessionResult:
@@ -109,6 +113,7 @@ async def shut_down(s: CallSession) -> SessionResult:
         ended_at=ended,
         usage=usage,
         end_reason=s.end_reason,
+        steps=s.steps.take(),
     )
     s.release_parts()
     return result
