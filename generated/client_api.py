@@ -20,6 +20,7 @@ from .campaign import Campaign
 from .campaign_item_status import CampaignItemStatus
 from .campaign_pacing import CampaignPacing
 from .delinquency_stage import DelinquencyStage
+from .import_job import ImportJob
 from .metadata import Metadata
 from .money import Money
 from .phone_number import PhoneNumber
@@ -280,6 +281,7 @@ class WebhookEventType(StrEnum):
     DEBTOR_OPTED_OUT = "debtor.opted_out"
     DEBTOR_DISPUTED = "debtor.disputed"
     CAMPAIGN_COMPLETED = "campaign.completed"
+    IMPORT_COMPLETED = "import.completed"
 
 
 class WebhookEndpointCreate(BaseModel):
@@ -576,6 +578,44 @@ class OperatorActionPage(BaseModel):
     ]
 
 
+class ImportRowError(BaseModel):
+    """
+    One reason a row of a debtor import was refused. A row may have several (one per invalid field).
+    """
+
+    row: Annotated[
+        int,
+        Field(
+            description="1-based number of the data row: the first row after the CSV header (or the first line of a JSON-lines file) is 1; blank lines are not counted.",
+            ge=1,
+        ),
+    ]
+    field: Annotated[
+        str | None,
+        Field(
+            description="The column (CSV) or property path (JSON lines, e.g. `amount_owed.currency`) at fault; null when the row as a whole is unreadable (not UTF-8, not a JSON object, wrong number of CSV fields)."
+        ),
+    ]
+    reason: Annotated[str, Field(description="What is wrong, for humans.")]
+
+
+class ImportRowErrorPage(BaseModel):
+    """
+    One page of an import's row errors, in row order.
+    """
+
+    data: Annotated[
+        list[ImportRowError],
+        Field(description="The errors on this page (at most `limit`)."),
+    ]
+    next_cursor: Annotated[
+        str | None,
+        Field(
+            description="Opaque cursor: pass it as `cursor` to get the next page; null on the last page."
+        ),
+    ]
+
+
 class ProblemFieldError(BaseModel):
     """
     One invalid input.
@@ -598,7 +638,7 @@ class Problem(BaseModel):
     type: Annotated[
         str,
         Field(
-            description="URI reference identifying the problem type. Values used: `about:blank` (nothing more specific than the status), `urn:problem:validation-error` (422), `urn:problem:malformed-request` (400), `urn:problem:invalid-cursor` (400), `urn:problem:unauthorized` (401), `urn:problem:not-found` (404), `urn:problem:duplicate-external-id` (409), `urn:problem:call-already-active` (409), `urn:problem:idempotency-key-reused` (409), `urn:problem:debtor-on-hold` (409), `urn:problem:call-not-allowed` (409), `urn:problem:hold-already-lifted` (409), `urn:problem:call-not-ended` (409), `urn:problem:call-already-placed` (409), `urn:problem:nothing-to-cancel` (409), `urn:problem:payload-too-large` (413), `urn:problem:campaign-status-conflict` (409)."
+            description="URI reference identifying the problem type. Values used: `about:blank` (nothing more specific than the status), `urn:problem:validation-error` (422), `urn:problem:malformed-request` (400), `urn:problem:invalid-cursor` (400), `urn:problem:unauthorized` (401), `urn:problem:not-found` (404), `urn:problem:duplicate-external-id` (409), `urn:problem:call-already-active` (409), `urn:problem:idempotency-key-reused` (409), `urn:problem:debtor-on-hold` (409), `urn:problem:call-not-allowed` (409), `urn:problem:hold-already-lifted` (409), `urn:problem:call-not-ended` (409), `urn:problem:call-already-placed` (409), `urn:problem:nothing-to-cancel` (409), `urn:problem:payload-too-large` (413), `urn:problem:unsupported-media-type` (415), `urn:problem:campaign-status-conflict` (409)."
         ),
     ]
     title: Annotated[
@@ -1131,5 +1171,22 @@ class CallCancelResult(BaseModel):
         UUID,
         Field(
             description="The operator audit entry of this cancel (`GET /v1/operator-actions`)."
+        ),
+    ]
+
+
+class ImportJobPage(BaseModel):
+    """
+    One page of debtor imports, newest first.
+    """
+
+    data: Annotated[
+        list[ImportJob],
+        Field(description="The imports on this page (at most `limit`)."),
+    ]
+    next_cursor: Annotated[
+        str | None,
+        Field(
+            description="Opaque cursor: pass it as `cursor` to get the next page; null on the last page."
         ),
     ]

@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from services.client_api import problems
 from services.client_api.auth_gate import AuthGateMiddleware
 from services.client_api.deps import require_api_key
+from services.client_api.imports_worker import ImportBatchHandler
 from services.client_api.middleware import BodyLimitMiddleware
 from services.client_api.openapi import served_spec
 from services.client_api.responses import UNAUTHORIZED, UNAVAILABLE
@@ -28,6 +29,7 @@ from services.client_api.routers import (
     campaigns,
     debtors,
     health,
+    imports,
     payments,
     promises,
     schedule,
@@ -46,6 +48,7 @@ from services.common.settings import Settings, get_settings
 from services.common.topology import subscription_for
 
 SERVICE = "client-api"
+IMPORT_ENVELOPE_BYTES = 64 * 1024
 
 
 def _v1_router() -> APIRouter:
@@ -62,6 +65,7 @@ def _v1_router() -> APIRouter:
     v1.include_router(stats.router)
     v1.include_router(payments.router)
     v1.include_router(promises.router)
+    v1.include_router(imports.router)
     v1.include_router(campaigns.router)
     v1.include_router(campaign_stats.router)
     return v1
@@ -99,6 +103,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 )
             ),
         )
+        imports = subscription_for(settings, settings.pubsub_topic_debtor_imports)
+        import_worker = ImportBatchHandler(settings, GcsBlobStore(settings))
+        runtime.consume(
+            imports.name,
+            import_worker.bounded(
+                IdempotentHandler(
+                    imports.consumer,
+                    runtime.sessions,
+                    import_worker,
+                    after_commit=runtime.relay.wake,
+                )
+            ),
+        )
         await runtime.start()
         runtime.background(
             RetryPump(settings, runtime.sessions, runtime.relay.wake).run(), "webhook-retry-pump"
@@ -123,7 +140,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     problems.install(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_request_body_bytes,
+        # The import upload streams and counts its own file (IMPORT_MAX_BYTES); the margin is
+        # for a multipart envelope around it.
+        path_limits={imports.PATH: settings.import_max_bytes + IMPORT_ENVELOPE_BYTES},
+    )
     # Added last, so outermost: the API key is checked before the body limit or any parsing.
     app.add_middleware(AuthGateMiddleware)
     app.include_router(health.router)

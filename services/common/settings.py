@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     pubsub_topic_call_dispatch: str = "call-dispatch"
     pubsub_topic_call_events: str = "call-events"
     pubsub_topic_webhook_deliveries: str = "webhook-deliveries"
+    pubsub_topic_debtor_imports: str = "debtor-imports"
     pubsub_max_delivery_attempts: int = 10
     pubsub_min_backoff_seconds: int = 10
     pubsub_max_backoff_seconds: int = 600
@@ -65,6 +66,12 @@ class Settings(BaseSettings):
     webhook_backoff_base_seconds: float = 2.0
     webhook_backoff_max_seconds: float = 600.0
     max_request_body_bytes: int = 64 * 1024
+    # Bulk debtor imports (POST /v1/debtor-imports): the upload's own limits (not
+    # MAX_REQUEST_BODY_BYTES), rows per Pub/Sub batch, batches one process handles at once.
+    import_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    import_max_rows: int = Field(default=100_000, ge=1)
+    import_batch_rows: int = Field(default=1000, ge=1, le=2000)
+    import_concurrency: int = Field(default=2, ge=1)
 
     # Every service's HTTP server (services/common/server_timeouts.py): a request's headers must
     # arrive within this long of the connection opening (or of the previous response), and an

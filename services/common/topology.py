@@ -41,6 +41,10 @@ def subscriptions(settings: Settings) -> list[SubscriptionSpec]:
             "webhook-deliveries.client-api",
             "webhook-worker",
         ),
+        # Bulk debtor imports: one message per batch of rows of an uploaded file.
+        SubscriptionSpec(
+            settings.pubsub_topic_debtor_imports, "debtor-imports.client-api", "import-worker"
+        ),
     ]
 
 

@@ -32,10 +32,20 @@ CHANNELS = {
         ("/client-api",),
         "webhook_delivery_requested.json",
     ),
+    "debtor-imports": (
+        "import.batch_requested",
+        ("/client-api",),
+        "import_batch_requested.json",
+    ),
 }
 
 # Further messages on a channel: (channel, message key) -> (ce-type, ce-source, payload file)
 OTHER_MESSAGES = {
+    ("call-events", "ImportCompleted"): (
+        "import.completed",
+        ("/client-api",),
+        "import_completed_data.json",
+    ),
     ("call-events", "PromiseCreated"): (
         "promise.created",
         ("/voice-orchestrator", "/call-scheduler"),
@@ -85,6 +95,8 @@ OPERATIONS = {
     ("call-scheduler", "receive", "call-events"),
     ("client-api", "send", "webhook-deliveries"),
     ("client-api", "receive", "webhook-deliveries"),
+    ("client-api", "send", "debtor-imports"),
+    ("client-api", "receive", "debtor-imports"),
     ("client-api", "send", "call-events"),
 }
 

@@ -45,6 +45,11 @@ OPERATIONS = {
     ("post", "/v1/campaigns/{campaign_id}/resume"): "resumeCampaign",
     ("post", "/v1/campaigns/{campaign_id}/cancel"): "cancelCampaign",
     ("get", "/v1/campaigns/{campaign_id}/stats"): "getCampaignStats",
+    ("post", "/v1/debtor-imports"): "createDebtorImport",
+    ("get", "/v1/debtor-imports"): "listDebtorImports",
+    ("get", "/v1/debtor-imports/{import_id}"): "getDebtorImport",
+    ("get", "/v1/debtor-imports/{import_id}/errors"): "listDebtorImportErrors",
+    ("get", "/v1/debtor-imports/{import_id}/errors.csv"): "downloadDebtorImportErrors",
     ("get", "/healthz"): "health",
 }
 
@@ -88,6 +93,14 @@ RESPONSES = {
         op: ("200", "Campaign", {"400", "401", "404", "409", "413", "422", "503"})
         for op in ("startCampaign", "pauseCampaign", "resumeCampaign", "cancelCampaign")
     },
+    "createDebtorImport": (
+        "202",
+        "ImportJob",
+        {"400", "401", "409", "413", "415", "422", "503"},
+    ),
+    "listDebtorImports": ("200", "ImportJobPage", {"400", "401", "422", "503"}),
+    "getDebtorImport": ("200", "ImportJob", {"401", "404", "422", "503"}),
+    "listDebtorImportErrors": ("200", "ImportRowErrorPage", {"400", "401", "404", "422", "503"}),
     "health": ("200", "Health", set()),
 }
 # A replayed payment (same reference and body) answers 200, a new one 201.

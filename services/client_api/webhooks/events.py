@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from generated.call_completed_event import CallCompletedEvent
 from generated.campaign_completed_event import CampaignCompletedEvent
 from generated.debtor_event import DebtorEvent
+from generated.import_completed_event import ImportCompletedEvent
 from generated.promise_event import PromiseEvent
 
 
@@ -95,5 +96,7 @@ for _debtor_type in ("debtor.opted_out", "debtor.disputed"):
             debtor_id=lambda e: e.data.debtor_id,
         )
     )
+# A debtor import finished (services/client_api/imports_worker.py): about no call or debtor.
+register(WebhookEventSpec("import.completed", ImportCompletedEvent))
 # About a campaign, neither one call nor one debtor.
 register(WebhookEventSpec("campaign.completed", CampaignCompletedEvent))
