@@ -30,7 +30,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from standardwebhooks.webhooks import Webhook
 
+from generated.call_step_reason import CallStepReason as R
 from generated.webhook_delivery_requested import WebhookDeliveryRequested
+from services.client_api.call_events import record_webhook_attempt
 from services.client_api.webhooks.events import spec_of
 from services.client_api.webhooks.fanout import CE_TYPE_DELIVERY_REQUESTED
 from services.client_api.webhooks.schedule import retry_delay
@@ -125,16 +127,19 @@ class DeliveryWorker:
             log.warning("webhook_attempt_out_of_order", attempt=attempt)
             return
         now = datetime.now(UTC)
+        call_id = call_id_of(delivery.payload, delivery.event_type)
+        if call_id is not None:
+            structlog.contextvars.bind_contextvars(call_id=str(call_id))
         endpoint = await session.get(WebhookEndpoint, delivery.endpoint_id)
         if endpoint is None or not endpoint.active:
             delivery.status = "failed"
             delivery.next_attempt_at = None
             delivery.updated_at = now
             log.info("webhook_delivery_abandoned", reason="endpoint inactive")
+            await record_webhook_attempt(
+                session, call_id, delivery, attempt, at=now, reason=R.ENDPOINT_INACTIVE
+            )
             return
-        call_id = call_id_of(delivery.payload, delivery.event_type)
-        if call_id is not None:
-            structlog.contextvars.bind_contextvars(call_id=str(call_id))
 
         try:
             secret = decrypt_secret(endpoint.secret_ciphertext, self.settings)
@@ -144,6 +149,9 @@ class DeliveryWorker:
             delivery.next_attempt_at = None
             delivery.updated_at = now
             log.error("webhook_secret_unreadable")
+            await record_webhook_attempt(
+                session, call_id, delivery, attempt, at=now, reason=R.SECRET_UNREADABLE
+            )
             return
         headers, content = signed_request(
             secret, delivery.event_id, body_of(delivery.payload, delivery.event_type), now
@@ -201,4 +209,13 @@ class DeliveryWorker:
             latency_ms=latency_ms,
             error=error_kind,
             delivery_status=delivery.status,
+        )
+        await record_webhook_attempt(
+            session,
+            call_id,
+            delivery,
+            attempt,
+            at=now,
+            status_code=status_code,
+            error_kind=error_kind,
         )
