@@ -21,7 +21,7 @@ from generated.call_step_event_page import CallStepEventPage
 from generated.call_step_reason import CallStepReason
 from services.client_api.problems import INVALID_CURSOR, ProblemError
 from services.common.call_steps import record_step
-from services.common.models import WebhookDelivery
+from services.common.models import Call, WebhookDelivery
 from services.common.models.call_steps import CallStepEvent as Row
 
 KIND = "call_events"
@@ -119,6 +119,8 @@ async def record_webhook_attempt(
     POST (endpoint inactive, secret unreadable)."""
     if call_id is None:
         return
+    if await session.scalar(select(Call.id).where(Call.id == call_id)) is None:
+        return  # an event about a call this database does not hold: nothing to attach it to
     if reason is None and error_kind is not None:
         reason = _failure_reason(error_kind)
     detail: dict[str, Any] = {

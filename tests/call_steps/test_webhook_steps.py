@@ -151,3 +151,26 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+async def test_an_event_about_an_unknown_call_is_still_delivered(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    receiver: WebhookReceiver,
+) -> None:
+    """The step needs the call's row; an event naming a call this database does not hold is
+    delivered as before, with no step."""
+    _, delivery = await ended_call_delivery(sessions, settings, receiver.url, active=True)
+    async with sessions() as s, s.begin():
+        row = await s.get(WebhookDelivery, delivery.id)
+        assert row is not None
+        payload = dict(row.payload)
+        payload["data"] = {**payload["data"], "call": {**payload["data"]["call"]}}
+        payload["data"]["call"]["id"] = str(uuid.uuid4())
+        row.payload = payload
+    async with httpx.AsyncClient() as http:
+        await attempt(sessions, DeliveryWorker(settings, http), delivery, 1)
+    async with sessions() as s:
+        row = await s.get(WebhookDelivery, delivery.id)
+        assert row is not None and row.status == "succeeded"
+    assert len(receiver.received) == 1
