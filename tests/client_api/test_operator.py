@@ -120,6 +120,10 @@ async def test_retry_now_schedules_a_new_attempt_audited_with_the_key_label(
         )
         assert requested is not None  # wakes the Call Scheduler
 
+    steps = (await client.get(f"/v1/calls/{result.call.id}/events")).json()["data"]
+    assert [(e["step"], e["detail"]["schedule_reason"]) for e in steps] == [("scheduled", "retry")]
+    assert steps[0]["detail"]["source_call_id"] == str(call_id)
+
     (audit,) = (await actions(client, target_id=str(call_id))).data
     assert audit.id == result.action_id
     assert (audit.actor, audit.action, audit.target_kind.value) == ("ops", "call.retry", "call")
@@ -255,6 +259,8 @@ async def test_cancel_a_queued_call_or_a_scheduled_follow_up_409_once_dialing(
             )
         )
         assert completed is not None and completed.ce_source == "/client-api"
+    steps = (await client.get(f"/v1/calls/{queued['id']}/events")).json()["data"]
+    assert (steps[-1]["step"], steps[-1]["reason"]) == ("ended", "operator_canceled")
     (audit,) = (await actions(client, target_kind="call", target_id=queued["id"])).data
     assert (audit.actor, audit.action, audit.reason) == ("ops", "call.cancel", "wrong portfolio")
     assert audit.details["previous_status"] == "queued"

@@ -24,6 +24,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from generated.call_requested import CallRequested
+from generated.call_step import CallStep
+from generated.call_step_reason import CallStepReason
 from generated.client_api import (
     CallCancelRequest,
     CallCancelResult,
@@ -68,6 +70,7 @@ from services.common import models
 from services.common.audit import record_action
 from services.common.blobstore import BlobStore
 from services.common.call_events import publish_completed
+from services.common.call_steps import record_step
 from services.common.calling_rules import Intent, earliest_allowed
 from services.common.logging import get_logger
 from services.common.models.operator import OperatorAction as OperatorActionRow
@@ -253,6 +256,18 @@ async def retry_call(
         override_reason=request.reason if plan.overridden else None,
     )
     session.add(new)
+    await record_step(
+        session,
+        new.id,
+        CallStep.SCHEDULED,
+        at=now,
+        detail={
+            "schedule_reason": "retry",
+            "not_before": at,
+            "attempt": new.attempt,
+            "source_call_id": old.id,
+        },
+    )
     add_event(
         session,
         settings.pubsub_topic_call_requests,
@@ -358,6 +373,15 @@ async def cancel_call(
         call.failure_reason = (NOT_PLACED + why)[:1000]
         call.ended_at = now
         call.updated_at = now
+        await record_step(
+            session,
+            call.id,
+            CallStep.ENDED,
+            at=now,
+            detail={"status": "canceled", "outcome": None, "message": why},
+            reason=CallStepReason.OPERATOR_CANCELED,
+            once_key="ended",
+        )
         await session.flush()
         await publish_completed(session, settings, call.id, SOURCE)
     action_id = await record_action(
