@@ -22,6 +22,7 @@ OPERATIONS = {
     ("post", "/v1/debtors/{debtor_id}/holds/{hold_id}/lift"): "liftDebtorHold",
     ("get", "/v1/calls"): "listCalls",
     ("get", "/v1/calls/{call_id}"): "getCall",
+    ("get", "/v1/calls/{call_id}/events"): "listCallEvents",
     ("post", "/v1/webhook-endpoints"): "createWebhookEndpoint",
     ("get", "/v1/webhook-endpoints"): "listWebhookEndpoints",
     ("get", "/v1/webhook-deliveries"): "listWebhookDeliveries",
@@ -63,6 +64,7 @@ RESPONSES = {
     "liftDebtorHold": ("200", "DebtorHold", {"400", "401", "404", "409", "413", "422", "503"}),
     "listCalls": ("200", "CallPage", {"400", "401", "422", "503"}),
     "getCall": ("200", "Call", {"401", "404", "422", "503"}),
+    "listCallEvents": ("200", "CallStepEventPage", {"400", "401", "404", "422", "503"}),
     "createWebhookEndpoint": ("201", "WebhookEndpointCreated", {"400", "401", "413", "422", "503"}),
     "listWebhookEndpoints": ("200", "WebhookEndpointPage", {"400", "401", "422", "503"}),
     "listWebhookDeliveries": ("200", "WebhookDeliveryPage", {"400", "401", "422", "503"}),
@@ -265,7 +267,10 @@ def test_links_for_stateful_testing(openapi_doc: dict[str, Any]) -> None:
             "GetDebtor": ("getDebtor", "debtor_id"),
             "TriggerCall": ("triggerCall", "debtor_id"),
         },
-        ("triggerCall", "202"): {"GetCall": ("getCall", "call_id")},
+        ("triggerCall", "202"): {
+            "GetCall": ("getCall", "call_id"),
+            "ListCallEvents": ("listCallEvents", "call_id"),
+        },
     }
     for (op_id, status), links in expected.items():
         declared = ops[op_id][2]["responses"][status]["links"]
