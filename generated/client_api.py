@@ -233,8 +233,8 @@ class CampaignDebtorsAdd(BaseModel):
     debtor_ids: Annotated[
         list[UUID],
         Field(
-            description="Ids of your debtors (1..1000; repeats count once).",
-            max_length=1000,
+            description="Ids of your debtors (1..250 per request, so the body stays well under the size limit; repeats count once). To assign more, send several requests, or assign the rows of a bulk import.",
+            max_length=250,
             min_length=1,
         ),
     ]
