@@ -35,6 +35,7 @@ from services.common.blobstore import GcsBlobStore
 from services.common.call_events import event_id
 from services.common.models import Call, CallTurn, OutboxMessage, PaymentPromise
 from services.common.models import Callback as CallbackRow
+from services.common.models.call_steps import CallStepEvent
 from services.voice_orchestrator.finalize import recording_key, transcript_key
 from services.voice_orchestrator.media.mulaw import FRAME_MS
 from services.voice_orchestrator.turns import is_backchannel
@@ -234,6 +235,52 @@ async def test_call_ends_with_the_right_status_and_outcome(runs: dict[str, Run],
     assert len(data.call.transcript) == len(run.turns)
 
 
+# The `ended` step's reason per run (docs/call-events.md); None for the others.
+ENDED_REASONS: dict[str, set[str | None]] = {
+    "busy": {"busy"},
+    "no_answer": {"no_answer"},
+    "unreachable": {"twilio_failed", "twilio_rejected"},
+    "llm_down": {"llm_failure"},
+    "stt_down": {"stt_failure"},
+    "tts_down": {"tts_failure"},
+}
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+async def test_call_steps_are_stored(orch: Orch, runs: dict[str, Run], name: str) -> None:
+    """The call's steps (call_step_events, docs/call-events.md): dialed once, one `ended` with
+    the row's status and outcome and the reason its failure gives; an answered call was
+    answered, its recording stored last; a conversation has its tool calls, each with its
+    guard result (a refusal with its reason)."""
+    run = runs[name]
+    async with orch.sessions() as s:
+        rows = list(
+            (
+                await s.scalars(
+                    select(CallStepEvent)
+                    .where(CallStepEvent.call_id == run.call.id)
+                    .order_by(CallStepEvent.at, CallStepEvent.sequence)
+                )
+            ).all()
+        )
+    names = [r.step for r in rows]
+    assert names[0] == "dialing" and names.count("dialing") == 1, names
+    (ended,) = [r for r in rows if r.step == "ended"]
+    assert (ended.detail["status"], ended.detail["outcome"]) == (
+        run.call.status,
+        run.call.outcome,
+    )
+    assert ended.reason in ENDED_REASONS.get(name, {None}), (ended.reason, ended.detail)
+    if not run.expect.answered:
+        return
+    assert "answered" in names and names[-1] == "recording_stored", names
+    if name in CONVERSED:
+        tools = [r for r in rows if r.step == "tool_call"]
+        assert tools, names
+        for r in tools:
+            assert (r.detail["tool_result"] == "rejected") == (r.reason is not None), r.detail
+
+
 @pytest.mark.parametrize("name", CONVERSED)
 async def test_transcript_is_stored_in_order_and_matches_the_file(
     runs: dict[str, Run], name: str
@@ -289,6 +336,9 @@ async def test_no_agent_audio_over_the_debtor_except_barge_in_reaction(
         assert stream["overlap_ms"] == 0, stream["overlaps"]
 
 
+GAP_EDGE_MS = 400
+
+
 @pytest.mark.parametrize("name", ANSWERED)
 async def test_recording_is_stereo_and_time_aligned(runs: dict[str, Run], name: str) -> None:
     run = runs[name]
@@ -321,10 +371,14 @@ async def test_recording_is_stereo_and_time_aligned(runs: dict[str, Run], name: 
         if b - a < 400:
             continue
         assert rms(1, a + 120, b - 120) > 500, seg
+    # Silence between them. Our playout clock and the phone simulator's playback (which skips
+    # frames when a busy machine makes it fall behind) may differ by a few hundred ms at an edge;
+    # a misplaced segment, or audio a `clear` did not erase, is seconds of speech in the gap.
     gaps = [(x["end_ms"], y["start_ms"]) for x, y in itertools.pairwise(segments)]
     for a, b in gaps:
-        if b - a > 500:
-            assert rms(1, a + 150, b - 150) < 50, (a, b)
+        loud = [t for t in range(int(a), int(b) - 20, 20) if rms(1, t, t + 20) > 300]
+        stray = [t for t in loud if t - a > GAP_EDGE_MS and b - (t + 20) > GAP_EDGE_MS]
+        assert not stray, (a, b, stray)
 
 
 @pytest.mark.parametrize("name", CONVERSED)
