@@ -274,7 +274,7 @@ async def test_call_steps_are_stored(orch: Orch, runs: dict[str, Run], name: str
     if not run.expect.answered:
         return
     assert "answered" in names and names[-1] == "recording_stored", names
-    if name in CONVERSED:
+    if name in CONVERSED and name not in ("silent", "llm_down"):  # those never get a move
         tools = [r for r in rows if r.step == "tool_call"]
         assert tools, names
         for r in tools:
