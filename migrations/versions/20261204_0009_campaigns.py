@@ -138,6 +138,12 @@ def upgrade() -> None:
         ["call_id"],
         postgresql_where=sa.text("status IN ('scheduled', 'in_progress')"),
     )
+    op.create_index(
+        "ix_campaign_items_cancelled_queued",
+        "campaign_items",
+        ["call_id"],
+        postgresql_where=sa.text("status = 'cancelled' AND call_status = 'queued'"),
+    )
 
 
 def downgrade() -> None:

@@ -152,7 +152,11 @@ async def end_cancelled_calls(
         await session.scalars(
             select(Call)
             .join(CampaignItem, CampaignItem.call_id == Call.id)
-            .where(CampaignItem.status == "cancelled", Call.status == "queued")
+            .where(
+                CampaignItem.status == "cancelled",
+                CampaignItem.call_status == "queued",
+                Call.status == "queued",
+            )
             .order_by(Call.id)
             .limit(limit)
             .with_for_update(of=Call, skip_locked=True)

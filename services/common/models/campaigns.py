@@ -97,6 +97,12 @@ class CampaignItem(Base):
             "call_id",
             postgresql_where=sql_text("status IN ('scheduled', 'in_progress')"),
         ),
+        # Cancelled items whose queued call the pass still has to end.
+        Index(
+            "ix_campaign_items_cancelled_queued",
+            "call_id",
+            postgresql_where=sql_text("status = 'cancelled' AND call_status = 'queued'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
