@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from generated.call_step import CallStep
@@ -93,8 +93,12 @@ async def campaign_pass(
             )
         ).all()
     for campaign_id in running:
-        async with sessions() as session, session.begin():
-            released, completed = await pace_campaign(session, settings, campaign_id, now)
+        try:
+            async with sessions() as session, session.begin():
+                released, completed = await pace_campaign(session, settings, campaign_id, now)
+        except SQLAlchemyError as exc:  # one campaign's trouble never starves the others
+            log.warning("campaign_pass_failed", campaign_id=str(campaign_id), error=repr(exc))
+            continue
         stats.released += released
         stats.completed += int(completed)
     return stats
