@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from generated.client_api import DebtorCreate
 from services.client_api.strict import _whole_numbers_as_int as whole_numbers_as_int
-from services.client_api.validation import debtor_errors
+from services.client_api.validation import debtor_errors, debtor_value_errors
 
 Format = Literal["csv", "ndjson"]
 
@@ -395,6 +395,7 @@ def _validated(
     doc: dict[str, Any],
     name_of: Any,
     earlier: list[RowError],
+    text_suspect: bool,
 ) -> ParsedRow:
     errors = list(earlier)
     skip = {e.field for e in earlier}
@@ -412,7 +413,8 @@ def _validated(
             reason = "is required" if err["type"] == "missing" else err["msg"]
             errors.append(RowError(row, name, reason))
     if debtor is not None:
-        for path, message in debtor_errors(debtor):
+        checks = debtor_errors if text_suspect else debtor_value_errors
+        for path, message in checks(debtor):
             parts = tuple(path.removeprefix("body.").split("."))
             errors.append(RowError(row, name_of(parts), message))
         if debtor.external_id is None:
@@ -428,6 +430,13 @@ def _dedupe(errors: Iterable[RowError]) -> list[RowError]:
     return list(dict.fromkeys(errors))
 
 
+def _text_suspect(record: bytes) -> bool:
+    """Whether the row may hold text PostgreSQL cannot store: strict UTF-8 has no lone
+    surrogate, so only a raw NUL or a JSON escape (`\\u0000`, `\\ud800`, in a JSON line or a
+    CSV `metadata` cell) can bring one."""
+    return b"\x00" in record or b"\\u" in record
+
+
 def parse_csv_row(record: bytes, row: int, columns: list[str]) -> ParsedRow:
     try:
         values = _csv_fields(_decode(record))
@@ -439,7 +448,7 @@ def parse_csv_row(record: bytes, row: int, columns: list[str]) -> ParsedRow:
         reason = f"has {len(values)} fields; the header has {len(columns)}"
         return ParsedRow(row, None, (RowError(row, None, reason),))
     doc, errors = _csv_document(row, columns, values)
-    return _validated(row, doc, _csv_field, errors)
+    return _validated(row, doc, _csv_field, errors, text_suspect=_text_suspect(record))
 
 
 def parse_ndjson_row(record: bytes, row: int) -> ParsedRow:
@@ -451,7 +460,7 @@ def parse_ndjson_row(record: bytes, row: int) -> ParsedRow:
         return ParsedRow(row, None, (RowError(row, None, "is not valid JSON"),))
     if not isinstance(doc, dict):
         return ParsedRow(row, None, (RowError(row, None, "must be a JSON object"),))
-    return _validated(row, doc, _json_field, [])
+    return _validated(row, doc, _json_field, [], text_suspect=_text_suspect(record))
 
 
 def parse_batch(

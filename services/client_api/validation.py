@@ -107,7 +107,13 @@ def text_errors(value: str, field: str) -> list[FieldError]:
 
 
 def debtor_errors(body: DebtorCreate) -> list[FieldError]:
-    errors = storable_text_errors(body)
+    return storable_text_errors(body) + debtor_value_errors(body)
+
+
+def debtor_value_errors(body: DebtorCreate) -> list[FieldError]:
+    """`debtor_errors` without the text checks (for input known to hold no NUL character and
+    no lone surrogate, e.g. an import row read as strict UTF-8 without JSON escapes)."""
+    errors: list[FieldError] = []
     if not is_valid_phone(body.phone):
         errors.append(("body.phone", "must be a valid phone number in E.164, e.g. +14155550123"))
     if body.timezone is not None and not is_known_timezone(body.timezone):

@@ -174,3 +174,23 @@ def test_records_and_plan_keep_the_first_row_of_an_external_id() -> None:
     assert len(records(data, "csv")) == 4
     plan = plan_batch(parse_batch(data, "csv", 1, COLUMNS))
     assert [p.row for p in plan.unique] == [1, 2] and plan.repeated == 1
+
+
+def test_text_postgres_cannot_store_is_refused() -> None:
+    nul = parse_csv_row(good(1).replace("Jane Doe 1", "Jane\x00Doe").encode(), 1, COLUMNS)
+    assert fields(nul) == {"name": "must not contain NUL characters"}
+    columns = [*COLUMNS, "metadata"]
+    escaped = parse_csv_row((good(1) + ',"{""a"": ""\\u0000""}"').encode(), 1, columns)
+    assert fields(escaped) == {"metadata": "must not contain NUL characters"}
+    line = json.dumps(
+        {
+            "external_id": "crm-1",
+            "name": "Jane \ud800",
+            "phone": "+14155550123",
+            "stage": "early",
+            "amount_owed": {"amount_minor": 1, "currency": "USD"},
+            "due_date": "2026-11-01",
+        }
+    )
+    lone = parse_ndjson_row(line.encode(), 1)  # a lone surrogate: refused, never stored
+    assert lone.debtor is None and lone.errors
