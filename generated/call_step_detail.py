@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated
 from uuid import UUID
 
@@ -16,17 +15,9 @@ from .call_outcome import CallOutcome
 from .call_status import CallStatus
 from .client_api import ScheduleReason
 from .conversation_state import ConversationState
+from .tool_call_result import ToolCallResult
 from .verification_fact_kind import VerificationFactKind
 from .verification_level import VerificationLevel
-
-
-class ToolResult(StrEnum):
-    """
-    `tool_call`: what the guards decided. `accepted`: the move was made; `rejected`: nothing changed and the model was told why (`reason` of the step).
-    """
-
-    ACCEPTED = "accepted"
-    REJECTED = "rejected"
 
 
 class CallStepDetail(BaseModel):
@@ -83,10 +74,8 @@ class CallStepDetail(BaseModel):
         ),
     ] = None
     tool_result: Annotated[
-        ToolResult | None,
-        Field(
-            description="`tool_call`: what the guards decided. `accepted`: the move was made; `rejected`: nothing changed and the model was told why (`reason` of the step)."
-        ),
+        ToolCallResult | None,
+        Field(description="`tool_call`: what the guards decided."),
     ] = None
     state: Annotated[
         ConversationState | None,
