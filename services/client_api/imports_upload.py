@@ -149,9 +149,15 @@ class _FilePart:
                 if self.filename.lower().endswith(ext):
                     self.format = fmt
         if self.format is None:
-            raise _unsupported(
-                "The `file` part must be text/csv or application/x-ndjson (or be named "
-                "*.csv, *.ndjson or *.jsonl)."
+            # The request's own type (multipart) is supported: the part is invalid input.
+            raise validation_error(
+                [
+                    (
+                        "body.file",
+                        "must be text/csv or application/x-ndjson (its Content-Type, or a "
+                        "name ending in .csv, .ndjson or .jsonl)",
+                    )
+                ]
             )
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:

@@ -281,7 +281,9 @@ async def test_size_type_and_file_errors(client: httpx.AsyncClient) -> None:
     resp = await client.post(
         "/v1/debtor-imports", files={"file": ("debtors.xlsx", b"PK..", "application/vnd.ms-excel")}
     )
-    assert resp.status_code == 415
+    assert resp.status_code == 422 and resp.json()["errors"][0]["field"] == "body.file"
+    resp = await client.post("/v1/debtor-imports", files={"file": ("file", b"a,b\n", "")})
+    assert resp.status_code == 422
 
     # Too large: streamed past the limit, and declared up front.
     big = csv_text([csv_row(f"{t}-{i}", name="x" * 200) for i in range(1200)]).encode()

@@ -89,7 +89,8 @@ UPLOAD_BODY: dict[str, Any] = {
                     "type": "object",
                     "properties": {"file": {"type": "string", "format": "binary"}},
                     "required": ["file"],
-                }
+                },
+                "encoding": {"file": {"contentType": "text/csv, application/x-ndjson"}},
             },
         },
     }
