@@ -6,6 +6,7 @@ retry runs in-process on that one row."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -234,6 +235,25 @@ async def test_retry_is_idempotent_by_key(
     )
     assert other.status_code == 409 and other.json()["type"] == "urn:problem:idempotency-key-reused"
     assert len((await actions(client, target_id=str(call_id))).data) == 1
+
+
+async def test_concurrent_retries_place_one_call(
+    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    _, call_id = await ended(client, sessions)
+    answers = await asyncio.gather(*(client.post(f"/v1/calls/{call_id}/retry") for _ in range(4)))
+    assert sorted(a.status_code for a in answers) == [202, 409, 409, 409], [a.text for a in answers]
+    assert {a.json()["type"] for a in answers if a.status_code == 409} == {
+        "urn:problem:call-already-active"
+    }
+    _, keyed = await ended(client, sessions)
+    key = {"Idempotency-Key": f"race-{uuid.uuid4()}"}
+    answers = await asyncio.gather(
+        *(client.post(f"/v1/calls/{keyed}/retry", headers=key) for _ in range(4))
+    )
+    assert [a.status_code for a in answers] == [202] * 4, [a.text for a in answers]
+    assert len({a.json()["call"]["id"] for a in answers}) == 1
+    assert len((await actions(client, target_id=str(keyed))).data) == 1
 
 
 async def test_cancel_a_queued_call_or_a_scheduled_follow_up_409_once_dialing(

@@ -232,6 +232,12 @@ async def retry_call(
         override=override,
     )
     if isinstance(plan, Refusal):
+        if idempotency_key is not None:
+            # The live call in the way may be the one a concurrent request with this key just
+            # created (it held the call's lock until it committed): answer as its replay.
+            replayed = await _retry_replay(session, blobs, idempotency_key, fp, response)
+            if replayed is not None:
+                return replayed
         raise _conflict(plan)
     at = plan.at.astimezone(UTC)
     # This attempt replaces the call's automatic retry or callback.
@@ -280,23 +286,25 @@ async def retry_call(
             idempotency_key=idempotency_key,
         ),
     )
-    action_id = await record_action(
-        session,
-        actor=actor,
-        action="call.retry",
-        target_kind="call",
-        target_id=old.id,
-        reason=request.reason,
-        details={
-            "call_id": str(new.id),
-            "debtor_id": str(debtor.id),
-            "scheduled_for": at.isoformat(),
-            "override": override,
-            "overridden": list(plan.overridden),
-            "superseded_schedule_ids": [str(r.id) for r in follow_ups],
-        },
-    )
     try:
+        # The audit row's flush inserts the new call too: the one-live-call index decides here
+        # (or at commit).
+        action_id = await record_action(
+            session,
+            actor=actor,
+            action="call.retry",
+            target_kind="call",
+            target_id=old.id,
+            reason=request.reason,
+            details={
+                "call_id": str(new.id),
+                "debtor_id": str(debtor.id),
+                "scheduled_for": at.isoformat(),
+                "override": override,
+                "overridden": list(plan.overridden),
+                "superseded_schedule_ids": [str(r.id) for r in follow_ups],
+            },
+        )
         await session.commit()
     except IntegrityError as exc:
         await session.rollback()
