@@ -6,8 +6,8 @@ Each service records the steps it owns where the fact is committed: the Client A
 `scheduled` and the webhook attempts, the Call Scheduler `scheduled` / `rescheduled` /
 `skipped` / `dispatched`, the Voice Orchestrator the rest. The live call's own steps
 (verification, disclosure, tool calls) are kept in a `StepBuffer` (plain, in memory, no I/O)
-and written with the call's final transaction, so the real-time loop never waits on the
-database for them.
+and written by transactions that happen anyway: the heartbeat checkpoint about once a second
+and the call's final one, so the real-time loop never waits on the database for them.
 
 `once_key`: a step that may be reported more than once (a redelivered Twilio callback, a
 second finalizer) is stored once per key; the log line is written only for the stored one.
@@ -16,7 +16,7 @@ second finalizer) is stored once per key; the log line is written only for the s
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -170,9 +170,16 @@ async def record_steps(
 ) -> int:
     """Insert several steps of one call in one statement (a step whose `once_key` is stored
     already is left out); returns how many were stored."""
-    if not records:
+    return await record_many(session, {call_id: records})
+
+
+async def record_many(
+    session: AsyncSession, records: Mapping[uuid.UUID, Sequence[StepRecord]]
+) -> int:
+    """The steps of several calls in one statement (as `record_steps`)."""
+    rows = [_row(cid, r) for cid, recs in records.items() for r in recs]
+    if not rows:
         return 0
-    rows = [_row(call_id, r) for r in records]
     stored = set(
         await session.scalars(
             insert(CallStepEvent)
@@ -181,5 +188,6 @@ async def record_steps(
             .returning(CallStepEvent.id)
         )
     )
-    _log_after_commit(session, [(None, _log_line(call_id, r)) for r in rows if r["id"] in stored])
+    lines = [(None, _log_line(r["call_id"], r)) for r in rows if r["id"] in stored]
+    _log_after_commit(session, lines)
     return len(stored)

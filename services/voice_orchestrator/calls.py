@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from generated.call_dispatch import CallDispatch
 from generated.call_step import CallStep
-from services.common.call_steps import record_step
+from services.common.call_steps import StepBuffer, StepRecord, record_many, record_step
 from services.common.logging import get_logger
 from services.common.models import Call, CallTurn, Debtor
 from services.common.prompt_variants import DEFAULT_VARIANT
@@ -298,7 +298,9 @@ class HeartbeatBatcher:
     A per-call UPDATE needed one pooled connection per call per beat: at 200 calls the pool ran
     dry (dispatches and finalizes then timed out). One statement for all calls does not grow.
     The transcript checkpoint means a call whose orchestrator dies keeps what was said up to the
-    last second; finalize replaces it with the final transcript.
+    last second; finalize replaces it with the final transcript. The call's steps buffered in
+    memory (`CallSession.steps`) go in the same transaction: readable (and kept) within about a
+    second, and never written on the call's real-time path.
     """
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], interval_s: float = 1.0):
@@ -306,17 +308,24 @@ class HeartbeatBatcher:
         self.interval_s = interval_s
         self.pending: set[uuid.UUID] = set()
         self.transcripts: dict[uuid.UUID, Sequence[Any]] = {}
+        self.steps: dict[uuid.UUID, StepBuffer] = {}
         self._saved: dict[uuid.UUID, int] = {}
 
     async def beat(self, call_id: uuid.UUID) -> None:
         self.pending.add(call_id)
 
-    def track(self, call_id: uuid.UUID, transcript: Sequence[Any]) -> None:
-        """Checkpoint this live list (the session appends to it) while the call is live."""
+    def track(
+        self, call_id: uuid.UUID, transcript: Sequence[Any], steps: StepBuffer | None = None
+    ) -> None:
+        """Checkpoint this live list (the session appends to it) while the call is live, and
+        store what `steps` holds at each flush."""
         self.transcripts[call_id] = transcript
+        if steps is not None:
+            self.steps[call_id] = steps
 
     def untrack(self, call_id: uuid.UUID) -> None:
         self.transcripts.pop(call_id, None)
+        self.steps.pop(call_id, None)
         self._saved.pop(call_id, None)
 
     async def flush(self) -> None:
@@ -325,12 +334,18 @@ class HeartbeatBatcher:
             for cid, entries in self.transcripts.items()
             if entries and self._saved.get(cid) != (sig := _signature(entries))
         }
-        if not self.pending and not changed:
+        # Taken now; a call that ends meanwhile has its later steps stored by finalize (a step
+        # is in one of the two lists, never both). Written whatever the call's status.
+        steps: dict[uuid.UUID, list[StepRecord]] = {
+            cid: buf.take() for cid, buf in self.steps.items() if len(buf)
+        }
+        if not self.pending and not changed and not steps:
             return
         ids, self.pending = self.pending, set()
         live: set[uuid.UUID] = set()
         try:
             async with self.sessions() as session, session.begin():
+                await record_many(session, steps)
                 if ids:
                     await session.execute(
                         update(Call)
@@ -356,6 +371,9 @@ class HeartbeatBatcher:
                     self._saved[cid] = sig
         except Exception:
             self.pending |= ids  # next round; a missed beat is not worth ending calls
+            for cid, items in steps.items():  # next round (or finalize), in their order
+                if cid in self.steps:
+                    self.steps[cid].items[:0] = items
             raise
 
     async def run(self) -> None:

@@ -142,7 +142,7 @@ async def run_media_session(orch: Orchestrator, transport: StarletteTransport, t
     orch.live[key] = session
     orch.idle.clear()
     if orch.heartbeats is not None:
-        orch.heartbeats.track(call_id, session.transcript)
+        orch.heartbeats.track(call_id, session.transcript, session.steps)
     try:
         result = await session.run()
         await persist_session_result(orch.sessions, orch.blobstore, orch.settings, result)

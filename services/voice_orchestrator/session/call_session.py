@@ -125,7 +125,8 @@ class CallSession:
             premade=premade,
         )
         self.premade = premade
-        # The call's steps while it is live: in memory only, stored when it ends (finalize).
+        # The call's steps while it is live: in memory only, stored by the heartbeat batcher
+        # and, what is left, when it ends (finalize).
         self.steps = StepBuffer()
         self.responder = Responder(
             conversation,
