@@ -10,7 +10,7 @@ from enum import StrEnum
 
 class CallStepReason(StrEnum):
     """
-    Why a step failed, was skipped or rejected (docs/call-events.md lists which steps carry which). Scheduling: `debtor_on_hold`, `calling_rules`, `superseded` (another call to the debtor is queued or live), `unknown_debtor`, `request_lost` (queued too long with nothing scheduled), `operator_canceled`. Dialing and the end of a call: `twilio_rejected`, `busy`, `no_answer`, `twilio_failed`, `twilio_canceled`, `media_never_connected`, `session_vanished` (no heartbeat), `dial_lost` (the dial's outcome could not be settled), `llm_failure`, `stt_failure`, `tts_failure`, `internal_error`. Verification: `fact_not_matched`. Tool calls rejected by the guards: `call_finished`, `unknown_tool`, `not_allowed_in_state`, `invalid_arguments`, `not_verified`, `disclosure_not_heard`, `nothing_said_yet`, `currency_mismatch`, `amount_above_balance`, `date_in_past`, `date_too_late`, `callback_reason_missing`, `callback_in_past`, `callback_too_far`, `outside_calling_hours`, `closing_other_outcome`, `no_outcome_yet`. Recording: `upload_failed`. Webhooks: `http_error`, `timeout`, `connection_error`, `endpoint_inactive`, `secret_unreadable`.
+    Why a step failed, was skipped or rejected (docs/call-events.md lists which steps carry which). Scheduling: `debtor_on_hold`, `calling_rules`, `superseded` (another call to the debtor is queued or live), `unknown_debtor`, `request_lost` (queued too long with nothing scheduled), `operator_canceled`, `campaign_canceled` (its campaign was cancelled before it was dialed). Dialing and the end of a call: `twilio_rejected`, `busy`, `no_answer`, `twilio_failed`, `twilio_canceled`, `media_never_connected`, `session_vanished` (no heartbeat), `dial_lost` (the dial's outcome could not be settled), `llm_failure`, `stt_failure`, `tts_failure`, `internal_error`. Verification: `fact_not_matched`. Tool calls rejected by the guards: `call_finished`, `unknown_tool`, `not_allowed_in_state`, `invalid_arguments`, `not_verified`, `disclosure_not_heard`, `nothing_said_yet`, `currency_mismatch`, `amount_above_balance`, `date_in_past`, `date_too_late`, `callback_reason_missing`, `callback_in_past`, `callback_too_far`, `outside_calling_hours`, `closing_other_outcome`, `no_outcome_yet`. Recording: `upload_failed`. Webhooks: `http_error`, `timeout`, `connection_error`, `endpoint_inactive`, `secret_unreadable`.
     """
 
     DEBTOR_ON_HOLD = "debtor_on_hold"
@@ -19,6 +19,7 @@ class CallStepReason(StrEnum):
     UNKNOWN_DEBTOR = "unknown_debtor"
     REQUEST_LOST = "request_lost"
     OPERATOR_CANCELED = "operator_canceled"
+    CAMPAIGN_CANCELED = "campaign_canceled"
     TWILIO_REJECTED = "twilio_rejected"
     BUSY = "busy"
     NO_ANSWER = "no_answer"

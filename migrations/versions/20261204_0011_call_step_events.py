@@ -48,6 +48,7 @@ _REASONS = (
     "unknown_debtor",
     "request_lost",
     "operator_canceled",
+    "campaign_canceled",
     "twilio_rejected",
     "busy",
     "no_answer",

@@ -175,6 +175,7 @@ async def end_cancelled_calls(
             outcome=None,
             reason=CANCELLED_REASON,
             now=now,
+            step_reason="campaign_canceled",
         )
         await session.execute(
             update(CampaignItem)

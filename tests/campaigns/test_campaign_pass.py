@@ -237,6 +237,15 @@ async def test_cancel_stops_every_item_not_yet_dialed(
         if m.payload["call"]["id"] == str(waiting.call_id)
     ]
     assert len(completed) == 1
+    # Its steps (docs/call-events.md): released into the schedule, ended by the cancel.
+    events = (await api.get(f"/v1/calls/{waiting.call_id}/events")).json()["data"]
+    assert [(e["step"], e["reason"]) for e in events] == [
+        ("scheduled", None),
+        ("ended", "campaign_canceled"),
+    ]
+    assert events[0]["detail"]["schedule_reason"] == "campaign"
+    dialed_steps = (await api.get(f"/v1/calls/{dialed.call_id}/events")).json()["data"]
+    assert [e["step"] for e in dialed_steps] == ["scheduled", "dispatched"]
 
     # The live call finishes normally and its item shows it; the campaign stays cancelled.
     await end_calls(sessions, [calls[dialed.call_id]], "no_answer", "no_answer")  # type: ignore[index]
