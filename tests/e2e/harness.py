@@ -94,6 +94,7 @@ class Run:
     transcript_object: dict[str, Any] | None
     wav: bytes | None
     debtor_after: dict[str, Any] = field(default_factory=dict)  # read back after the call
+    events: list[dict[str, Any]] = field(default_factory=list)  # GET /v1/calls/{id}/events
 
 
 @dataclass
@@ -194,7 +195,10 @@ async def place_all(
             if call.get("recording_url"):
                 wav = (await plain.get(call["recording_url"])).content
             after = (await api.get(f"/v1/debtors/{debtors[persona]['id']}")).json()
-            runs[persona] = Run(persona, debtors[persona], call, snap, hooks, obj, wav, after)
+            events = await call_events(api, cid)
+            runs[persona] = Run(
+                persona, debtors[persona], call, snap, hooks, obj, wav, after, events
+            )
         return E2ERun(
             out=deployment.out,
             runs=runs,
@@ -202,6 +206,20 @@ async def place_all(
             secrets=keys,
             openai_records=records["openai"],
         )
+
+
+async def call_events(api: httpx.AsyncClient, call_id: str) -> list[dict[str, Any]]:
+    """Every step event of the call, page by page."""
+    events: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"limit": 100}
+    while True:
+        resp = await api.get(f"/v1/calls/{call_id}/events", params=params)
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        events.extend(body["data"])
+        if body["next_cursor"] is None:
+            return events
+        params["cursor"] = body["next_cursor"]
 
 
 def llm_records_of(run: E2ERun, call_id: str) -> list[dict[str, Any]]:

@@ -11,8 +11,9 @@ Call-scoped lines (`CALL_SCOPED` below, by service):
   uvicorn and libraries have one) except the process-level events in `ORCHESTRATOR_PROCESS`.
   That is dispatch, Twilio status callbacks, the media session (tool calls, barge-ins, vendor
   failures) and finalization.
-- call-scheduler: `call_dispatched` (the worker placed the call), `call_request_skipped`.
-- client-api: `call_requested`, `call_request_replayed`, `call_read`,
+- call-scheduler: `call_dispatched` (the worker placed the call), `call_request_skipped`,
+  `call_step` (docs/call-events.md).
+- client-api: `call_step`, `call_requested`, `call_request_replayed`, `call_read`,
   `call_completed_fanned_out` and `webhook_attempt` (a delivery of one call's event).
 
 The scan can fail: the matchers are checked against the values where they legitimately appear
@@ -65,9 +66,10 @@ ORCHESTRATOR_PROCESS = frozenset(
     }
 )
 CALL_SCOPED: dict[str, frozenset[str]] = {
-    "call-scheduler": frozenset({"call_dispatched", "call_request_skipped"}),
+    "call-scheduler": frozenset({"call_dispatched", "call_request_skipped", "call_step"}),
     "client-api": frozenset(
         {
+            "call_step",
             "call_requested",
             "call_request_replayed",
             "call_read",
