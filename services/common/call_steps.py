@@ -180,12 +180,14 @@ async def record_many(
     rows = [_row(cid, r) for cid, recs in records.items() for r in recs]
     if not rows:
         return 0
+    # executemany: batched by insertmanyvalues (RETURNING included), so no statement nears
+    # Postgres's parameter limit however many live calls' steps one flush writes.
     stored = set(
         await session.scalars(
             insert(CallStepEvent)
-            .values(rows)
             .on_conflict_do_nothing(index_elements=["call_id", "once_key"])
-            .returning(CallStepEvent.id)
+            .returning(CallStepEvent.id),
+            rows,
         )
     )
     lines = [(None, _log_line(r["call_id"], r)) for r in rows if r["id"] in stored]

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from generated.call_step import CallStep
 from generated.call_step_reason import CallStepReason
-from services.common.call_steps import StepBuffer, record_steps
+from services.common.call_steps import StepBuffer, record_many, record_steps
 from services.common.models.call_steps import CallStepEvent
 from services.voice_orchestrator.calls import HeartbeatBatcher
 from services.voice_orchestrator.session import Transcript
@@ -60,3 +60,21 @@ async def test_batcher_stores_buffered_steps_once(
         assert await record_steps(s, live.id, again.take()) == 0
     batcher.untrack(live.id)
     assert live.id not in batcher.steps
+
+
+async def test_one_flush_of_many_steps_stays_under_the_parameter_limit(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """5,000 steps (35,000 values) in one call of record_many: more than one statement could
+    carry (Postgres takes at most 32,767 parameters), all stored."""
+    calls = [(await insert_call(sessions, "in_progress"))[1].id for _ in range(10)]
+    t0 = datetime.now(UTC)
+    records = {}
+    for call_id in calls:
+        buf = StepBuffer()
+        for i in range(500):
+            buf.add(CallStep.TOOL_CALL, at=t0 + timedelta(milliseconds=i), detail={"tool": "x"})
+        records[call_id] = buf.take()
+    async with sessions() as s, s.begin():
+        assert await record_many(s, records) == 5000
+    assert len(await stored(sessions, calls[-1])) == 500
