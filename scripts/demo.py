@@ -11,6 +11,7 @@ latency percentiles, cost, the signed webhook and the stereo recording.
     ./scripts/demo --calls 5 --persona negotiator # five calls at once
     ./scripts/demo --persona busy                 # busy: the retry scheduled, then placed
     ./scripts/demo --persona callback_later       # the agreed callback placed (simulated time)
+    ./scripts/demo --campaign 20                  # import 20 debtors, run a paced campaign
     ./scripts/demo --real-vendors --phone +1...   # real Twilio/Deepgram/OpenAI/ElevenLabs
 """
 
@@ -31,6 +32,7 @@ from typing import Any
 import httpx
 
 from scripts.calls import TERMINAL, assign_persona, create_debtor, fictional_number, trigger_call
+from scripts.demo_campaign import WEBHOOK_EVENT_TYPES, campaign_env, run_campaign
 from scripts.demo_followup import (
     DEMO_ENV,
     FOLLOW_UP_PERSONAS,
@@ -100,12 +102,17 @@ class Demo:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         self.out = Path(args.output_dir or ROOT / "demo-output" / stamp).resolve()
         self.out.mkdir(parents=True, exist_ok=True)
-        self.follow_up = args.persona in FOLLOW_UP_PERSONAS and args.calls == 1
+        self.follow_up = (
+            args.persona in FOLLOW_UP_PERSONAS and args.calls == 1 and not args.campaign
+        )
+        env = dict(DEMO_ENV) if self.follow_up else {}
+        if args.campaign:
+            env |= {"SCHEDULER_TICK_SECONDS": "1"} | campaign_env(datetime.now().astimezone())
         self.deployment = LocalDeployment(
             self.out,
             real_vendors=args.real_vendors,
             sim_args=["--speech", args.voice],
-            service_env=dict(DEMO_ENV) if self.follow_up else {},
+            service_env=env,
         )
         self.receiver = WebhookReceiver()
 
@@ -129,14 +136,22 @@ class Demo:
             httpx.AsyncClient(base_url=self.sim_url or "http://unused", timeout=10) as sim,
         ):
             say("\n== webhook endpoint")
+            events = ["call.completed"]
+            if self.args.campaign:
+                events = WEBHOOK_EVENT_TYPES
             resp = await api.post(
                 "/v1/webhook-endpoints",
-                json={"url": self.receiver.url, "description": "demo receiver"},
+                json={"url": self.receiver.url, "description": "demo receiver", "events": events},
             )
             resp.raise_for_status()
             endpoint = resp.json()
             self.receiver.secret = endpoint["secret"]
             say(f"  registered {endpoint['id']} → {self.receiver.url} (secret shown once)")
+            if self.args.campaign:
+                return await run_campaign(
+                    api, sim if self.sim_url else None, self.receiver,
+                    self.args.campaign, self.args.timeout, say,
+                )  # fmt: skip
 
             calls = [self._plan(i) for i in range(self.args.calls)]
             say("\n== debtors and call triggers")
@@ -340,6 +355,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stage", default="early", choices=["pre_delinquency", "early", "late"])
     p.add_argument("--calls", type=int, default=1, help="calls placed at once")
     p.add_argument(
+        "--campaign",
+        type=int,
+        metavar="N",
+        default=0,
+        help="import N debtors from a generated CSV into a paced campaign and run it",
+    )
+    p.add_argument(
         "--real-vendors",
         action="store_true",
         help="use real Twilio, Deepgram, OpenAI and ElevenLabs (keys from env)",
@@ -359,6 +381,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--real-vendors needs --phone")
     if args.calls < 1:
         p.error("--calls must be at least 1")
+    if args.campaign < 0 or args.campaign > 500:
+        p.error("--campaign takes 1..500 debtors")
+    if args.campaign and args.real_vendors:
+        p.error("--campaign runs on the simulated phone network only")
+    if args.campaign and args.timeout == 180.0:
+        args.timeout = 60.0 * args.campaign
     return args  # fmt: skip
 
 
