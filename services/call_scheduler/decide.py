@@ -7,7 +7,7 @@ uncertain (unknown debtor, a hold, the rules refusing) skips the row with a reas
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from services.common.calling_rules import Allowed, Refused
@@ -45,7 +45,7 @@ class Skip:
     end_call: bool  # the row's queued call ends too (canceled, with this reason)
     # The reason as a CallStepReason value (specs/schemas/call_step_reason.json), for the
     # call's `skipped` step; None when the row's call is not affected (nothing to record).
-    code: str | None = None
+    code: str | None = field(default=None, compare=False)
 
 
 Decision = Dispatch | Reschedule | Skip

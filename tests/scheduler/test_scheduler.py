@@ -94,6 +94,17 @@ def test_claim_decision_places_only_what_holds_and_rules_allow() -> None:
     )
     retry = with_(reason="retry", call_status=None, has_call=False, other_live_call=True)
     assert isinstance(decide_claim(retry), Skip)
+    # The call's `skipped` step gets the reason as a CallStepReason (docs/call-events.md).
+    codes = {
+        "unknown_debtor": with_(debtor_exists=False, verdict=None),
+        "debtor_on_hold": with_(holds=("opt_out",)),
+        "calling_rules": with_(verdict=Refused("7 calls in 7 days")),
+        "superseded": retry,
+    }
+    for code, view in codes.items():
+        decision = decide_claim(view)
+        assert isinstance(decision, Skip) and decision.code == code, (code, decision)
+    assert decide_claim(with_(call_status="dispatched")).code is None  # type: ignore[union-attr]
     # A hold wins over everything the rules would allow.
     assert isinstance(decide_claim(with_(holds=("dispute",), verdict=Allowed(later))), Skip)
 
