@@ -129,13 +129,22 @@ def _log_after_commit(
 
 
 def _row(call_id: uuid.UUID, record: StepRecord) -> dict[str, Any]:
+    step = CallStep(record.step).value
+    try:
+        detail = detail_json(record.detail)
+    except ValueError as exc:
+        # A step never breaks the transaction that commits its fact (a call's end, a
+        # dispatch): it is stored without the detail, and the bug is logged as an error.
+        with structlog.contextvars.bound_contextvars(call_id=str(call_id)):
+            log.error("call_step_detail_invalid", step=step, error=type(exc).__name__)
+        detail = {}
     return {
         "id": uuid.uuid4(),
         "call_id": call_id,
-        "step": CallStep(record.step).value,
+        "step": step,
         "at": record.at,
         "reason": CallStepReason(record.reason).value if record.reason is not None else None,
-        "detail": detail_json(record.detail),
+        "detail": detail,
         "once_key": record.once_key,
     }
 

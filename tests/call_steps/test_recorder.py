@@ -166,3 +166,17 @@ async def test_same_time_is_ordered_by_sequence(
     stored = await rows(sessions, call.id)
     assert [r.step for r in stored] == ["ended", "recording_stored", "webhook_delivered"]
     assert stored[0].sequence < stored[1].sequence < stored[2].sequence
+
+
+async def test_a_bad_detail_never_breaks_the_transaction(
+    sessions: async_sessionmaker[AsyncSession], logs: io.StringIO
+) -> None:
+    """A detail the spec refuses (a bug) is stored as {} and logged as an error; the step and
+    the caller's transaction go on."""
+    _, call = await insert_call(sessions, "queued")
+    async with sessions() as s, s.begin():
+        await record_step(s, call.id, CallStep.DIALING, detail={"dial_attempt": 0})
+    assert [(r.step, r.detail) for r in await rows(sessions, call.id)] == [("dialing", {})]
+    lines = [json.loads(line) for line in logs.getvalue().splitlines() if line.strip()]
+    (bad,) = [line for line in lines if line.get("event") == "call_step_detail_invalid"]
+    assert bad["call_id"] == str(call.id) and bad["level"] == "error"
