@@ -143,6 +143,8 @@ async def persist_session_result(
         row = await _lock_live(session, call_id)
         if row is None:
             log.warning("finalize_skipped_not_live")
+            # Ended another way meanwhile (the sweeper): what happened in the call still did.
+            await record_steps(session, call_id, result.steps)
             return False
         answered = row.answered_at or result.started_at
         row.status = "completed"
