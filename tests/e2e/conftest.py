@@ -12,15 +12,17 @@ from collections.abc import Iterator
 import pytest
 
 from .harness import E2ERun, Run, place_all, start_run
+from .sdk import generate_sdk
 
 
 @pytest.fixture(scope="package")
 def e2e_run() -> Iterator[E2ERun]:
     deployment, receiver, keys = start_run()
+    sdk = generate_sdk(deployment.out / "sdk")
     deployment.start()
     receiver.start()
     try:
-        yield asyncio.run(place_all(deployment, receiver, keys))
+        yield asyncio.run(place_all(deployment, receiver, keys, sdk))
     finally:
         receiver.stop()
         deployment.stop()

@@ -13,8 +13,10 @@ import asyncio
 import json
 import secrets
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import httpx
@@ -30,6 +32,8 @@ from scripts.calls import (
 from scripts.deployment import API_KEY, TWILIO_TOKEN, LocalDeployment
 from scripts.webhook_receiver import ReceivedWebhook, WebhookReceiver
 from simulators.personas import load_personas
+
+from .sdk import SdkRun, run_campaign_through_sdk
 
 # Not 45000: a balance above 65535 cannot be mistaken for a port number in a log line.
 BALANCE = 71_250
@@ -106,6 +110,7 @@ class E2ERun:
     webhook_secret: str
     secrets: dict[str, str]  # name -> value the services (or simulators) were configured with
     openai_records: list[dict[str, Any]]
+    sdk: SdkRun  # the campaign the generated client ran beside the persona calls
 
     def log_path(self, service: str) -> Path:
         return self.out / f"{service}.log"
@@ -144,11 +149,16 @@ def start_run() -> tuple[LocalDeployment, WebhookReceiver, dict[str, str]]:
 
 
 async def place_all(
-    deployment: LocalDeployment, receiver: WebhookReceiver, keys: dict[str, str]
+    deployment: LocalDeployment, receiver: WebhookReceiver, keys: dict[str, str], sdk: ModuleType
 ) -> E2ERun:
     headers = {"Authorization": f"Bearer {API_KEY}"}
     sim_url = deployment.sim_url
     assert sim_url is not None
+    # The SDK's campaign runs at the same time as the persona calls (its own debtors and
+    # numbers), so it costs the suite no wall time of its own.
+    sdk_flow = asyncio.create_task(
+        run_campaign_through_sdk(sdk, deployment.api_url, API_KEY, sim_url, PERSONA_FACTS)
+    )
     async with (
         httpx.AsyncClient(base_url=deployment.api_url, headers=headers, timeout=30) as api,
         httpx.AsyncClient(base_url=sim_url, timeout=30) as sim,
@@ -172,7 +182,8 @@ async def place_all(
             )
             ids[persona] = (await trigger_call(api, debtors[persona]["id"]))["id"]
         views = await wait_terminal(api, list(ids.values()), timeout_s=240)
-        await receiver.wait_for(len(ids), timeout_s=30)
+        await _webhook_for_each(receiver, set(ids.values()), timeout_s=30)
+        sdk_run = await sdk_flow  # before the vendor records are read: they include its calls
         await asyncio.sleep(1.0)  # a duplicate webhook, if any, would arrive now
         records = {
             vendor: (await sim.get(f"/_sim/{vendor}")).json()
@@ -205,7 +216,20 @@ async def place_all(
             webhook_secret=endpoint["secret"],
             secrets=keys,
             openai_records=records["openai"],
+            sdk=sdk_run,
         )
+
+
+async def _webhook_for_each(
+    receiver: WebhookReceiver, call_ids: set[str], timeout_s: float
+) -> None:
+    """Until each of these calls has its `call.completed` (other calls' webhooks arrive too)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        seen = {h.payload.get("data", {}).get("call", {}).get("id") for h in receiver.received}
+        if call_ids <= seen:
+            return
+        await asyncio.sleep(0.1)
 
 
 async def call_events(api: httpx.AsyncClient, call_id: str) -> list[dict[str, Any]]:

@@ -258,18 +258,20 @@ def test_every_line_is_json_and_there_are_as_many_as_the_run_implies(
     events = {s: Counter(ln.data["event"] for ln in lines if ln.data) for s, lines in logs.items()}
     calls = len(EXPECT)
     answered = sum(e.answered for e in EXPECT.values())
+    # The SDK's campaign calls (answered, released by the scheduler, not triggered).
+    sdk = len(e2e_run.sdk.calls)
     assert events["client-api"]["debtor_created"] == calls
     assert events["client-api"]["call_requested"] == calls
-    assert events["client-api"]["call_completed_fanned_out"] == calls
+    assert events["client-api"]["call_completed_fanned_out"] == calls + sdk
     assert events["client-api"]["webhook_attempt"] >= calls
-    assert events["call-scheduler"]["call_dispatched"] == calls
-    assert events["voice-orchestrator"]["call_placed"] == calls
-    assert events["voice-orchestrator"]["call_finalized"] == answered
+    assert events["call-scheduler"]["call_dispatched"] == calls + sdk
+    assert events["voice-orchestrator"]["call_placed"] == calls + sdk
+    assert events["voice-orchestrator"]["call_finalized"] == answered + sdk
     assert events["voice-orchestrator"]["call_ended_without_session"] == calls - answered
+    call_ids = [r.call["id"] for r in e2e_run.runs.values()]
+    call_ids += [str(c.id) for c in e2e_run.sdk.calls]
     tool_calls = sum(
-        len(rec["reply"]["tool_calls"])
-        for r in e2e_run.runs.values()
-        for rec in llm_records_of(e2e_run, r.call["id"])
+        len(rec["reply"]["tool_calls"]) for cid in call_ids for rec in llm_records_of(e2e_run, cid)
     )
     assert events["voice-orchestrator"]["tool_call"] >= len(TALKED)  # conversations used tools
     # A barge-in may cancel a reply whose tool calls were still streaming: never more logged.
@@ -295,11 +297,12 @@ def test_every_call_scoped_line_carries_its_call_id(
     e2e_run: E2ERun, logs: dict[str, list[LogLine]]
 ) -> None:
     call_ids = {r.call["id"] for r in e2e_run.runs.values()}
+    sdk_ids = {str(c.id) for c in e2e_run.sdk.calls}  # the SDK's campaign, run alongside
     scoped = [ln for lines in logs.values() for ln in lines if ln.data and is_call_scoped(ln)]
     missing = [
         f"{ln.service}:{ln.number} {ln.data and ln.data['event']}"
         for ln in scoped
-        if not ln.data or ln.data.get("call_id") not in call_ids
+        if not ln.data or ln.data.get("call_id") not in call_ids | sdk_ids
     ]
     assert not missing, missing
     by_event: dict[tuple[str, str], Counter[str]] = {}
@@ -307,15 +310,15 @@ def test_every_call_scoped_line_carries_its_call_id(
         assert ln.data is not None
         by_event.setdefault((ln.service, ln.data["event"]), Counter())[ln.data["call_id"]] += 1
     # Each call shows up under its own id in every service, once per one-off event.
+    assert by_event[("client-api", "call_requested")] == Counter(call_ids)
     for key in (
-        ("client-api", "call_requested"),
         ("client-api", "call_completed_fanned_out"),
         ("call-scheduler", "call_dispatched"),
         ("voice-orchestrator", "call_placed"),
     ):
-        assert by_event[key] == Counter(call_ids), key
+        assert by_event[key] == Counter(call_ids | sdk_ids), key
     answered = {r.call["id"] for r in e2e_run.runs.values() if EXPECT[r.persona].answered}
-    assert by_event[("voice-orchestrator", "call_finalized")] == Counter(answered)
+    assert by_event[("voice-orchestrator", "call_finalized")] == Counter(answered | sdk_ids)
     # The session's lines carry the right call's id, not a neighbour's: each call has as many
     # `tool_call` lines as its own LLM replies had tool calls (the OpenAI simulator's record),
     # unless a barge-in cancelled a reply mid-stream or an early request was discarded (then
