@@ -449,6 +449,44 @@ class WebhookDeliveryPage(BaseModel):
     ]
 
 
+class ImportRowError(BaseModel):
+    """
+    One reason a row of a debtor import was refused. A row may have several (one per invalid field).
+    """
+
+    row: Annotated[
+        int,
+        Field(
+            description="1-based number of the data row: the first row after the CSV header (or the first line of a JSON-lines file) is 1; blank lines are not counted.",
+            ge=1,
+        ),
+    ]
+    field: Annotated[
+        str | None,
+        Field(
+            description="The column (CSV) or property path (JSON lines, e.g. `amount_owed.currency`) at fault; null when the row as a whole is unreadable (not UTF-8, not a JSON object, wrong number of CSV fields)."
+        ),
+    ]
+    reason: Annotated[str, Field(description="What is wrong, for humans.")]
+
+
+class ImportRowErrorPage(BaseModel):
+    """
+    One page of an import's row errors, in row order.
+    """
+
+    data: Annotated[
+        list[ImportRowError],
+        Field(description="The errors on this page (at most `limit`)."),
+    ]
+    next_cursor: Annotated[
+        str | None,
+        Field(
+            description="Opaque cursor: pass it as `cursor` to get the next page; null on the last page."
+        ),
+    ]
+
+
 class WebhookEndpointUpdate(BaseModel):
     """
     Changes to a webhook endpoint; properties left out stay as they are. Unknown properties are rejected. A new `events` list applies to events produced after the change; deliveries already created are kept.
@@ -569,44 +607,6 @@ class OperatorActionPage(BaseModel):
     data: Annotated[
         list[OperatorAction],
         Field(description="The actions on this page (at most `limit`)."),
-    ]
-    next_cursor: Annotated[
-        str | None,
-        Field(
-            description="Opaque cursor: pass it as `cursor` to get the next page; null on the last page."
-        ),
-    ]
-
-
-class ImportRowError(BaseModel):
-    """
-    One reason a row of a debtor import was refused. A row may have several (one per invalid field).
-    """
-
-    row: Annotated[
-        int,
-        Field(
-            description="1-based number of the data row: the first row after the CSV header (or the first line of a JSON-lines file) is 1; blank lines are not counted.",
-            ge=1,
-        ),
-    ]
-    field: Annotated[
-        str | None,
-        Field(
-            description="The column (CSV) or property path (JSON lines, e.g. `amount_owed.currency`) at fault; null when the row as a whole is unreadable (not UTF-8, not a JSON object, wrong number of CSV fields)."
-        ),
-    ]
-    reason: Annotated[str, Field(description="What is wrong, for humans.")]
-
-
-class ImportRowErrorPage(BaseModel):
-    """
-    One page of an import's row errors, in row order.
-    """
-
-    data: Annotated[
-        list[ImportRowError],
-        Field(description="The errors on this page (at most `limit`)."),
     ]
     next_cursor: Annotated[
         str | None,
@@ -1130,6 +1130,23 @@ class PromisePage(BaseModel):
     ]
 
 
+class ImportJobPage(BaseModel):
+    """
+    One page of debtor imports, newest first.
+    """
+
+    data: Annotated[
+        list[ImportJob],
+        Field(description="The imports on this page (at most `limit`)."),
+    ]
+    next_cursor: Annotated[
+        str | None,
+        Field(
+            description="Opaque cursor: pass it as `cursor` to get the next page; null on the last page."
+        ),
+    ]
+
+
 class CallRetryResult(BaseModel):
     """
     The new attempt: a queued call and when the Call Scheduler will place it.
@@ -1171,22 +1188,5 @@ class CallCancelResult(BaseModel):
         UUID,
         Field(
             description="The operator audit entry of this cancel (`GET /v1/operator-actions`)."
-        ),
-    ]
-
-
-class ImportJobPage(BaseModel):
-    """
-    One page of debtor imports, newest first.
-    """
-
-    data: Annotated[
-        list[ImportJob],
-        Field(description="The imports on this page (at most `limit`)."),
-    ]
-    next_cursor: Annotated[
-        str | None,
-        Field(
-            description="Opaque cursor: pass it as `cursor` to get the next page; null on the last page."
         ),
     ]

@@ -41,10 +41,10 @@ HOLD_ALREADY_LIFTED = "urn:problem:hold-already-lifted"
 PAYLOAD_TOO_LARGE = "urn:problem:payload-too-large"
 PAYMENT_REFERENCE_REUSED = "urn:problem:payment-reference-reused"
 PROMISE_NOT_PENDING = "urn:problem:promise-not-pending"
+CAMPAIGN_STATUS_CONFLICT = "urn:problem:campaign-status-conflict"
 CALL_NOT_ENDED = "urn:problem:call-not-ended"
 CALL_ALREADY_PLACED = "urn:problem:call-already-placed"
 NOTHING_TO_CANCEL = "urn:problem:nothing-to-cancel"
-CAMPAIGN_STATUS_CONFLICT = "urn:problem:campaign-status-conflict"
 SERVICE_UNAVAILABLE = "urn:problem:service-unavailable"
 RETRY_AFTER_S = 5
 
@@ -63,10 +63,10 @@ _TITLES = {
     PAYLOAD_TOO_LARGE: "Payload too large",
     PAYMENT_REFERENCE_REUSED: "Payment reference reused",
     PROMISE_NOT_PENDING: "Promise not pending",
+    CAMPAIGN_STATUS_CONFLICT: "Campaign status does not allow this",
     CALL_NOT_ENDED: "Call not ended",
     CALL_ALREADY_PLACED: "Call already being placed",
     NOTHING_TO_CANCEL: "Nothing to cancel",
-    CAMPAIGN_STATUS_CONFLICT: "Campaign status does not allow this",
     SERVICE_UNAVAILABLE: "Service unavailable",
 }
 _TYPE_BY_STATUS = {401: UNAUTHORIZED, 404: NOT_FOUND, 413: PAYLOAD_TOO_LARGE}

@@ -61,6 +61,11 @@ OTHER_MESSAGES = {
         ("/call-scheduler",),
         "promise_event_data.json",
     ),
+    ("call-events", "CampaignCompleted"): (
+        "campaign.completed",
+        ("/call-scheduler",),
+        "campaign_completed_data.json",
+    ),
     ("call-events", "DebtorOptedOut"): (
         "debtor.opted_out",
         ("/call-scheduler",),
@@ -70,11 +75,6 @@ OTHER_MESSAGES = {
         "debtor.disputed",
         ("/call-scheduler",),
         "debtor_event_data.json",
-    ),
-    ("call-events", "CampaignCompleted"): (
-        "campaign.completed",
-        ("/call-scheduler",),
-        "campaign_completed_data.json",
     ),
 }
 
