@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from generated.call_completed_data import CallCompletedData
 from generated.turn_latency import TurnLatency
@@ -36,6 +36,7 @@ from services.common.call_events import event_id
 from services.common.models import Call, CallTurn, OutboxMessage, PaymentPromise
 from services.common.models import Callback as CallbackRow
 from services.common.models.call_steps import CallStepEvent
+from services.voice_orchestrator.core import DelinquencyStage, default_prompt_set, prompt_cache_key
 from services.voice_orchestrator.finalize import recording_key, transcript_key
 from services.voice_orchestrator.media.mulaw import FRAME_MS
 from services.voice_orchestrator.turns import is_backchannel
@@ -57,6 +58,8 @@ class Expect:
     outcome: str = "promise_to_pay"
     answered: bool = True
     fault: str | None = None  # a key of FAULTS
+    stage: str = "early"
+    prompt_variant: str | None = None  # dispatched with this variant, as the scheduler would
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,8 @@ RUNS: dict[str, Expect] = {
     "stt_drop": Expect("cooperative", fault="stt_drop"),
     "stt_down": Expect("cooperative", outcome="failed", fault="stt_down"),
     "tts_down": Expect("cooperative", outcome="failed", fault="tts_down"),
+    # A/B prompt variant: the late stage's plan_first text (test_the_dispatched_variant_...).
+    "plan_first": Expect("cooperative", stage="late", prompt_variant="plan_first"),
 }
 LOOP_LAGS: list[float] = []
 VENDOR_RECORDS: dict[str, Any] = {}
@@ -151,10 +156,21 @@ class Run:
 async def _one(orch: Orch, store: GcsBlobStore, name: str, expect: Expect) -> Run:
     number = await orch.assign(expect.persona)
     debtor_name = f"Jane {name.title().replace('_', '')}"  # unique per run (ElevenLabs faults)
-    call_id, data = await orch.new_call(number, name=debtor_name)
+    call_id, data = await orch.new_call(number, stage=expect.stage, name=debtor_name)
     key = str(call_id)
     if expect.fault is not None:
         await orch.add_faults(FAULTS[expect.fault](Scope(number, key, debtor_name)))
+    if expect.prompt_variant is not None:
+        version = default_prompt_set().version(
+            DelinquencyStage(expect.stage), expect.prompt_variant
+        )
+        async with orch.sessions() as s, s.begin():  # as the scheduler leaves it at dispatch
+            await s.execute(
+                update(Call)
+                .where(Call.id == call_id)
+                .values(prompt_variant=expect.prompt_variant, prompt_version=version)
+            )
+        data |= {"prompt_variant": expect.prompt_variant, "prompt_version": version}
     await orch.dispatch(data)
     call = await orch.wait_terminal(call_id, within=120)
     await asyncio.sleep(0.5)  # let the outbox relay and the simulator settle
@@ -863,3 +879,95 @@ async def test_latency_figures(runs: dict[str, Run]) -> None:
     assert len(streamed) >= len(plain) // 2, [
         (r["llm_first_sentence_ms"], r["llm_total_ms"]) for r in plain
     ]
+
+
+def _subsequence(wanted: list[Any], seen: list[Any]) -> bool:
+    it = iter(seen)
+    return all(any(w == s for s in it) for w in wanted)
+
+
+async def test_the_questioners_steps_carry_each_guard_result_in_order(
+    orch: Orch, runs: dict[str, Run]
+) -> None:
+    """She confirms, asks to pay next month (the guard refuses the date), then promises."""
+    call_id = runs["questioner"].call.id
+    async with orch.sessions() as s:
+        rows = (
+            await s.scalars(
+                select(CallStepEvent)
+                .where(CallStepEvent.call_id == call_id)
+                .order_by(CallStepEvent.at, CallStepEvent.sequence)
+            )
+        ).all()
+    names = [r.step for r in rows]
+    assert names[:4] == ["dialing", "ringing", "answered", "amd_result"], names
+    assert names.count("verified") == 1
+    by_step = {r.step: r for r in rows}
+    assert by_step["amd_result"].detail == {"answered_by": "human"}
+    assert by_step["dialing"].detail == {"dial_attempt": 1}
+    ended = by_step["ended"]
+    assert ended.reason is None and ended.detail["outcome"] == "promise_to_pay"
+    assert ended.detail["duration_seconds"] > 0
+    tools = [
+        (r.detail["tool"], r.detail["tool_result"], r.reason) for r in rows if r.step == "tool_call"
+    ]
+    assert _subsequence(
+        [
+            ("confirm_identity", "accepted", None),
+            ("record_payment_promise", "rejected", "date_too_late"),
+            ("record_payment_promise", "accepted", None),
+        ],
+        tools,
+    ), tools
+    # Verified by confirm_identity, the disclosure heard after it, the promise after that.
+    order = [(r.step, r.detail.get("tool")) for r in rows if r.step != "amd_result"]
+    assert _subsequence(
+        [
+            ("tool_call", "confirm_identity"),
+            ("verified", None),
+            ("disclosure_spoken", None),
+            ("tool_call", "record_payment_promise"),
+            ("ended", None),
+        ],
+        order,
+    ), order
+
+
+async def test_the_dispatched_variant_is_rendered_and_recorded(
+    orch: Orch, runs: dict[str, Run]
+) -> None:
+    """Dispatched with a prompt variant, the model is prompted with that variant's stage text,
+    and the call (row, `call.completed`, transcript file) records the variant."""
+    run = runs["plan_first"]
+    variant, stage = "plan_first", DelinquencyStage.LATE
+    prompts = default_prompt_set()
+    ours = prompts.variants[stage][variant].body.splitlines()[-1]
+    default = prompts.variants[stage]["default"].body.splitlines()[-1]
+    mark_ours = "Lead with a plan rather than the full balance"
+    mark_default = "Ask for the full balance by"
+    assert mark_ours in ours and mark_default in default and mark_ours not in default
+    version = prompts.version(stage, variant)
+    assert run.call.outcome == "promise_to_pay", run.call.failure_reason
+
+    requests = [
+        r
+        for r in VENDOR_RECORDS["openai"]
+        if r["params"].get("safety_identifier") == str(run.call.id)
+    ]
+    systems = [r["messages"][0]["content"] for r in requests]
+    assert systems and all(m["role"] == "system" for m in (r["messages"][0] for r in requests))
+    verified = [p for p in systems if "state: negotiation" in p or "state: commitment" in p]
+    assert verified, "the model was never asked after verification"
+    assert all(mark_ours in p and mark_default not in p for p in verified)
+    assert not any(mark_ours in p for p in systems if p not in verified)
+    assert {r["params"]["prompt_cache_key"] for r in requests} == {prompt_cache_key(version)}
+
+    assert (run.call.prompt_variant, run.call.prompt_version) == (variant, version)
+    (event,) = run.events
+    assert event.payload["call"]["prompt_variant"] == variant
+    assert event.payload["call"]["prompt_version"] == version
+    assert run.transcript is not None
+    assert (run.transcript["prompt_variant"], run.transcript["prompt_version"]) == (
+        variant,
+        version,
+    )
