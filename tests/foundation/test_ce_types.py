@@ -34,6 +34,7 @@ from services.voice_orchestrator.dispatch import Dispatcher
 from tests.helpers import drain, pull, temp_subscription
 
 UNKNOWN = "com.example.not_ours"
+PULL_TIMEOUT_S = 10  # PullConsumer's long poll
 
 
 @pytest.fixture
@@ -192,7 +193,12 @@ async def test_services_drop_unknown_types_on_every_subscription(
         ids = {e.id for e in sent.values()}
         return [d for d in lines if d["ce_id"] in ids]
 
-    await _until(lambda: len(drops()) >= len(subs), 30)
+    # Within one ack deadline plus a long poll: a pull the client gave up on (its timeout
+    # racing the emulator's answer) leaves its message leased until the deadline passes.
+    await _until(
+        lambda: len(drops()) >= len(subs),
+        settings.pubsub_ack_deadline_seconds + 2 * PULL_TIMEOUT_S,
+    )
     # A nacked message would be back after the subscriptions' minimum backoff (10 s).
     await asyncio.sleep(settings.pubsub_min_backoff_seconds + 2)
 
