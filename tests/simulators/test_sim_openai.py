@@ -145,10 +145,14 @@ async def test_ttft_and_token_rate(client: AsyncOpenAI, sim: SimulatorStack) -> 
     text = "".join(c.choices[0].delta.content for _, c in pieces)
     assert text.startswith("Hello, this is Alex, an AI assistant calling from Acme Finance.")
     assert text.count(". ") + text.count("? ") >= 1  # several sentences
+    # The simulator schedules each piece at an absolute time (ttft, then one per 1/tps) and
+    # catches up when late: seen from the client a piece is never early, and on a busy machine
+    # it may be late, so the upper bounds leave a second of slack (a doubled wait still fails).
     ttft = pieces[0][0]
-    assert ttft == pytest.approx(ttft_s, abs=0.08)
-    rate = (len(pieces) - 1) / (pieces[-1][0] - pieces[0][0])
-    assert rate == pytest.approx(tps, rel=0.25)
+    assert ttft_s - 0.005 <= ttft < ttft_s + 1.0, ttft
+    span = pieces[-1][0] - pieces[0][0]
+    planned = (len(pieces) - 1) / tps
+    assert planned * 0.95 <= span < planned + 1.0, (span, planned)
     first = next(c for _, c in chunks if c.choices)
     assert first.choices[0].delta.role == "assistant"
     assert chunks[-1][1].choices[0].finish_reason == "stop"
@@ -163,7 +167,7 @@ async def test_ttft_and_token_rate(client: AsyncOpenAI, sim: SimulatorStack) -> 
         stream_options={"include_usage": True},
     )
     low_ttft = next(t for t, c in low if c.choices and c.choices[0].delta.content)
-    assert low_ttft == pytest.approx(ttft_s + 64 / tps, abs=0.08)
+    assert ttft_s + 64 / tps - 0.005 <= low_ttft < ttft_s + 64 / tps + 1.0, low_ttft
     details = low[-1][1].usage.completion_tokens_details
     assert details is not None and details.reasoning_tokens == 64
 
