@@ -1,4 +1,5 @@
-"""The Voice Orchestrator's FastAPI app: `/healthz`, Twilio status callbacks, `/media-stream`.
+"""The Voice Orchestrator's FastAPI app: its creation and lifespan; the routes are in routes/
+(`/healthz`, Twilio status callbacks, `/media-stream`) and amd.py (Twilio's AMD verdicts).
 
 The lifespan starts the `call-dispatch` consumer, the outbox relay (publishes `call.completed`)
 and the sweeper (ends calls whose session vanished). Tests may swap the telephony client, blob
@@ -10,54 +11,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
-from urllib.parse import parse_qsl
 
-from fastapi import FastAPI, Request, Response, WebSocket
-from openai import AsyncOpenAI
-from sqlalchemy import or_, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from fastapi import FastAPI
 
-from generated.call_dispatch import CallDispatch
-from generated.call_step_reason import CallStepReason
-from services.common.blobstore import BlobStore, GcsBlobStore
+from services.common.blobstore import GcsBlobStore
 from services.common.bus import PubSubBus
 from services.common.db import create_engine, session_factory
-from services.common.logging import bind_call_id, get_logger
+from services.common.logging import get_logger
 from services.common.looplag import GcPauseMonitor, LoopLagMonitor
-from services.common.models import Call
 from services.common.outbox import OutboxRelay
 from services.common.settings import Settings, get_settings
 from services.common.topology import subscription_for
 from services.voice_orchestrator import amd, calls, reconcile
-from services.voice_orchestrator.core import Conversation, default_prompt_set, prompt_cache_key
-from services.voice_orchestrator.dispatch import MEDIA_PATH, STATUS_PATH, Dispatcher
-from services.voice_orchestrator.finalize import end_without_session
-from services.voice_orchestrator.media_stream import StarletteTransport, run_media_session
-from services.voice_orchestrator.ports import LanguageModel, SpeechToText, TextToSpeech
-from services.voice_orchestrator.premade import PremadeLines, PremadeSynthesizer
-from services.voice_orchestrator.session import CallSession, SessionTuning
-from services.voice_orchestrator.session.voicemail import dial_lines, plan_from_settings
-from services.voice_orchestrator.vendors.deepgram import DeepgramListen, DeepgramStt
-from services.voice_orchestrator.vendors.elevenlabs import ElevenLabsTts
-from services.voice_orchestrator.vendors.openai_llm import OpenAiLlm, openai_client
+from services.voice_orchestrator.core import default_prompt_set
+from services.voice_orchestrator.dispatch import Dispatcher
+from services.voice_orchestrator.orchestrator import Orchestrator, Overrides, default_tuning
+from services.voice_orchestrator.premade import PremadeSynthesizer
+from services.voice_orchestrator.routes import health, media, status
+from services.voice_orchestrator.sweeper import run_sweeper
+from services.voice_orchestrator.vendors.deepgram import DeepgramListen
+from services.voice_orchestrator.vendors.openai_llm import openai_client
 from services.voice_orchestrator.vendors.twilio import (
     MAX_FRAME_BYTES,
     SignatureVerifier,
-    Telephony,
     TwilioTelephony,
 )
 
+__all__ = ["WS_SERVER_OPTIONS", "Orchestrator", "Overrides", "create_app", "default_tuning"]
+
 log = get_logger(__name__)
 
-SWEEP_INTERVAL_S = 60.0
 SHUTDOWN_DRAIN_S = 8.0
 # Collect the young generation after 5,000 net new objects instead of 700, and the old one
 # after 100 middle-generation collections instead of 10. Fewer collections: a call's per-frame
@@ -83,110 +71,6 @@ WS_SERVER_OPTIONS: dict[str, Any] = {
     # A bigger message is refused by the protocol layer (close 1009) before it is buffered.
     "ws_max_size": MAX_FRAME_BYTES,
 }
-# Twilio's status callbacks are ~1 KiB of form fields; a bigger body is refused with 413 before
-# it is read whole. (A candidate for a setting.)
-MAX_CALLBACK_BODY_BYTES = 64 * 1024
-
-# Twilio CallStatus → (our terminal status, outcome) for calls that never reached a person.
-UNANSWERED = {
-    "busy": ("busy", "no_answer"),
-    "no-answer": ("no_answer", "no_answer"),
-    "failed": ("failed", "failed"),
-    "canceled": ("canceled", "failed"),
-}
-UNANSWERED_REASONS = {  # ... and the reason of the call's `ended` step
-    "busy": CallStepReason.BUSY,
-    "no-answer": CallStepReason.NO_ANSWER,
-    "failed": CallStepReason.TWILIO_FAILED,
-    "canceled": CallStepReason.TWILIO_CANCELED,
-}
-
-
-@dataclass
-class Overrides:
-    """Test seams; None means "build from settings". Vendor faults come from the simulators
-    (`/_sim/faults`), not from here."""
-
-    tuning: SessionTuning | None = None
-    telephony: Telephony | None = None
-    blobstore: BlobStore | None = None
-    run_consumer: bool = True
-    run_relay: bool = True
-    run_sweeper: bool = True
-
-
-@dataclass
-class Orchestrator:
-    settings: Settings
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
-    blobstore: BlobStore
-    telephony: Telephony
-    openai: AsyncOpenAI
-    deepgram: DeepgramListen
-    verifier: SignatureVerifier
-    tuning: SessionTuning
-    overrides: Overrides
-    cache: calls.SnapshotCache = field(default_factory=calls.SnapshotCache)
-    live: dict[str, CallSession] = field(default_factory=dict)
-    idle: asyncio.Event = field(default_factory=asyncio.Event)  # set while no call is live
-    relay: OutboxRelay | None = None
-    bus: PubSubBus | None = None
-    heartbeats: calls.HeartbeatBatcher | None = None
-    # Opened when a call is dialed, taken when its media stream starts (see `prepare_call`).
-    warm: calls.WarmCalls = field(default_factory=lambda: calls.WarmCalls(90.0))
-    premade_synth: PremadeSynthesizer | None = None  # None: pre-made audio is off
-
-    def stt(self, call_id: str, call_sid: str) -> SpeechToText:
-        return DeepgramStt(self.settings, call_sid, listen=self.deepgram)
-
-    def tts(self, call_id: str) -> TextToSpeech:
-        """The socket opened when the call was dialed, if it is still good; else a new one."""
-        warm = self.warm.take_tts(call_id)
-        if warm is not None:
-            if warm.usable:
-                return warm
-            self.warm.close_later(warm)
-        return ElevenLabsTts(self.settings)
-
-    def llm(self, call_id: str, prompt_version: str) -> LanguageModel:
-        # Keyed by prompt version, not by call: every call on the same prompts shares the
-        # provider's cache of the static prefix (policy and tools).
-        return OpenAiLlm(
-            self.settings,
-            self.openai,
-            cache_key=prompt_cache_key(prompt_version),
-            call_id=call_id,
-        )
-
-    def premade(self, call_id: str) -> PremadeLines:
-        """The call's pre-made lines: the ones started when it was dialed (its greeting), or a
-        fresh view of the process-wide cache."""
-        return self.warm.take_premade(call_id) or PremadeLines(self.premade_synth, call_id)
-
-    def prepare_call(self, msg: CallDispatch) -> None:
-        """At dial time (the dispatcher's `on_dialing`): open the call's TTS socket and start
-        its greeting's audio while the phone rings."""
-        call_id = str(msg.call_id)
-        tts = ElevenLabsTts(self.settings)
-        tts.connect()
-        premade = PremadeLines(self.premade_synth, call_id)
-        if self.premade_synth is not None and self.settings.premade_at_dial:
-            facts = calls.facts_from_dispatch(msg, self.settings)
-            premade.prefetch([Conversation(facts, datetime.now(UTC)).greeting_line()])
-        premade.prefetch(dial_lines(self.tuning.voicemail))  # before a machine's beep
-        self.warm.put(call_id, tts=tts, premade=premade)
-
-    def release_call(self, call_id: str) -> None:
-        """The call ends (or was not placed) with no session here: close what it had open."""
-        self.warm.discard(call_id)
-
-
-def default_tuning(settings: Settings) -> SessionTuning:
-    return SessionTuning(
-        barge_in_min_speech_ms=settings.barge_in_min_speech_ms,
-        voicemail=plan_from_settings(settings),
-    )
 
 
 def create_app(settings: Settings | None = None, overrides: Overrides | None = None) -> FastAPI:
@@ -252,9 +136,9 @@ def create_app(settings: Settings | None = None, overrides: Overrides | None = N
             bus.subscribe(sub, dispatcher)
         orch.bus = bus
         if overrides.run_sweeper:
-            background.append(asyncio.create_task(_sweeper(orch), name="sweeper"))
+            background.append(asyncio.create_task(run_sweeper(orch), name="sweeper"))
             # Dials whose outcome was lost, dispatches never received (docs/reliability.md).
-            rec = reconcile.for_orchestrator(orch, dispatcher, partial(_on_status, orch))
+            rec = reconcile.for_orchestrator(orch, dispatcher, partial(status.on_status, orch))
             background.append(asyncio.create_task(rec.run(), name="reconciler"))
         background.append(asyncio.create_task(lag.run(), name="loop-lag"))
         orch.heartbeats = calls.HeartbeatBatcher(sessions)
@@ -286,75 +170,13 @@ def create_app(settings: Settings | None = None, overrides: Overrides | None = N
     lag = LoopLagMonitor()
     gc_pauses = GcPauseMonitor()
     app = FastAPI(title="Voice Orchestrator", lifespan=lifespan)
-
-    @app.get("/healthz")
-    async def healthz(request: Request) -> dict[str, Any]:
-        orch: Orchestrator = request.app.state.orch
-        states = orch.bus.consumer_states() if orch.bus else []
-        failing = {s.subscription: s.error for s in states if s.error}
-        return {
-            "status": "degraded" if failing else "ok",
-            "live_calls": len(orch.live),
-            **({"pubsub": failing} if failing else {}),
-            **lag.snapshot(),
-            **gc_pauses.snapshot(),
-        }
-
-    @app.post(STATUS_PATH)
-    async def twilio_status(request: Request) -> Response:
-        orch: Orchestrator = request.app.state.orch
-        body = await _read_body(request, MAX_CALLBACK_BODY_BYTES)
-        if body is None:
-            log.warning("twilio_callback_too_large", path=request.url.path)
-            # The rest of the body is read and discarded by the server (no reset mid-upload).
-            return Response(status_code=413)
-        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        signature = request.headers.get("x-twilio-signature", "")
-        try:
-            # Twilio posts application/x-www-form-urlencoded UTF-8; parsed without
-            # python-multipart. A body that is not UTF-8 cannot carry a valid signature.
-            params = dict(parse_qsl(body.decode(), keep_blank_values=True))
-        except UnicodeDecodeError:
-            params, signature = {}, ""
-        if not orch.verifier.verify_http(path, params, signature):
-            log.warning("twilio_signature_rejected", path=request.url.path)
-            return Response(status_code=403)
-        try:
-            call_id = uuid.UUID(request.query_params.get("call_id", ""))
-        except ValueError:
-            return Response(status_code=400)
-        bind_call_id(str(call_id))
-        await _on_status(orch, call_id, params)
-        return Response(status_code=204)
-
+    app.state.lag, app.state.gc_pauses = lag, gc_pauses  # read by /healthz
+    app.include_router(health.router)
+    app.include_router(status.router)
     amd.add_amd_route(app, lambda: app.state.orch)  # Twilio's AMD verdicts (signed)
-
-    # No route for a URL without a token: its handshake is refused with 403.
-    @app.websocket(MEDIA_PATH + "/{token}")
-    async def media_stream(ws: WebSocket, token: str) -> None:
-        orch: Orchestrator = ws.app.state.orch
-        path = ws.url.path + (f"?{ws.url.query}" if ws.url.query else "")
-        if not orch.verifier.verify_websocket(path, ws.headers.get("x-twilio-signature", "")):
-            log.warning("twilio_signature_rejected", path=ws.url.path)
-            await ws.close(code=1008)  # before accept: the handshake is refused with 403
-            return
-        await ws.accept()
-        await run_media_session(orch, StarletteTransport(ws), token)
+    app.include_router(media.router)
 
     return app
-
-
-async def _read_body(request: Request, limit: int) -> bytes | None:
-    """The request body, or None once it is over `limit` bytes (declared or streamed)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
 
 
 def _warm_up(orch: Orchestrator) -> None:
@@ -367,94 +189,3 @@ def _warm_up(orch: Orchestrator) -> None:
     construct_type(type_=V1SocketClientResponse, object_={"type": "SpeechStarted"})  # type: ignore[arg-type]
     if isinstance(orch.telephony, TwilioTelephony):
         _ = orch.telephony.client.api.v2010.account.calls
-
-
-async def _on_status(orch: Orchestrator, call_id: uuid.UUID, params: dict[str, str]) -> None:
-    status = params.get("CallStatus", "")
-    if (status in UNANSWERED or status == "completed") and str(call_id) not in orch.live:
-        orch.release_call(str(call_id))  # ended before its media stream started here
-    async with orch.sessions() as session, session.begin():
-        await reconcile.adopt_call_sid(session, call_id, params.get("CallSid", ""))
-        if status == "ringing":
-            await calls.mark_ringing(session, call_id)
-        elif status in ("in-progress", "answered"):
-            await calls.mark_answered(session, call_id)
-        elif status in UNANSWERED:
-            ours, outcome = UNANSWERED[status]
-            reason = None
-            if status in ("failed", "canceled"):
-                code = params.get("ErrorCode") or params.get("SipResponseCode") or "unknown"
-                reason = f"Twilio reported the call {status} ({code})"
-            await end_without_session(
-                session,
-                orch.settings,
-                call_id,
-                status=ours,
-                outcome=outcome,
-                failure_reason=reason,
-                reason=UNANSWERED_REASONS[status],
-            )
-        elif status == "completed" and str(call_id) not in orch.live:
-            # Completed with no live session here: if no session ever started, the media
-            # stream never connected. (A session on another instance has a heartbeat.)
-            row = (
-                await session.execute(
-                    select(Call.heartbeat_at).where(Call.id == call_id).with_for_update()
-                )
-            ).first()
-            if row is not None and row[0] is None:
-                await end_without_session(
-                    session,
-                    orch.settings,
-                    call_id,
-                    status="completed",
-                    outcome="failed",
-                    failure_reason="the call was answered but the media stream never connected",
-                    reason=CallStepReason.MEDIA_NEVER_CONNECTED,
-                )
-    if orch.relay is not None:
-        orch.relay.wake()
-
-
-async def _sweeper(orch: Orchestrator) -> None:
-    """End calls stuck in a live status whose session vanished (crash, lost instance)."""
-    stale = timedelta(seconds=orch.settings.call_sweeper_stale_seconds)
-    # A third of the staleness: a vanished call ends at most ~1.33 x stale after its last beat.
-    interval = min(SWEEP_INTERVAL_S, max(1.0, stale.total_seconds() / 3))
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            cutoff = datetime.now(UTC) - stale
-            async with orch.sessions() as session, session.begin():
-                ids = (
-                    await session.scalars(
-                        select(Call.id).where(
-                            Call.status.in_(("dialing", "ringing", "in_progress")),
-                            # A dial with no CallSid yet is the reconciler's to settle.
-                            Call.twilio_call_sid.is_not(None) | Call.dial_started_at.is_(None),
-                            or_(
-                                Call.heartbeat_at < cutoff,
-                                (Call.heartbeat_at.is_(None)) & (Call.started_at < cutoff),
-                            ),
-                        )
-                    )
-                ).all()
-                for call_id in ids:
-                    if str(call_id) in orch.live:
-                        continue
-                    orch.release_call(str(call_id))
-                    await end_without_session(
-                        session,
-                        orch.settings,
-                        call_id,
-                        status="failed",
-                        outcome="failed",
-                        failure_reason="the call's session vanished (no heartbeat)",
-                        reason=CallStepReason.SESSION_VANISHED,
-                    )
-            if ids and orch.relay is not None:
-                orch.relay.wake()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("sweeper_error", error=repr(exc))

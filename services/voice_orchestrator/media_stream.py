@@ -34,7 +34,7 @@ from services.voice_orchestrator.vendors.twilio import (
 )
 
 if TYPE_CHECKING:
-    from services.voice_orchestrator.app import Orchestrator
+    from services.voice_orchestrator.orchestrator import Orchestrator
 
 log = get_logger(__name__)
 

@@ -43,7 +43,7 @@ from services.voice_orchestrator.dispatch import Dispatcher, store_call_sid
 from services.voice_orchestrator.finalize import end_without_session
 
 if TYPE_CHECKING:
-    from services.voice_orchestrator.app import Orchestrator
+    from services.voice_orchestrator.orchestrator import Orchestrator
 
 log = get_logger(__name__)
 
