@@ -22,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from generated.call_step import CallStep
 from generated.call_step_reason import CallStepReason
-from generated.call_usage import CallUsage
 from services.common.blobstore import BlobStore
 from services.common.call_events import Source, publish_completed
 from services.common.call_steps import StepRecord, record_steps
@@ -161,10 +160,8 @@ async def persist_session_result(
         row.recording_uri = rec_uri
         row.transcript_uri = tr_uri
         row.latency = result.latency
-        row.usage = result.usage
-        row.cost = cost_of(
-            CallUsage.model_validate(result.usage), Prices.from_settings(settings)
-        ).model_dump()
+        row.usage = result.usage.model_dump(mode="json", exclude_none=True)
+        row.cost = cost_of(result.usage, Prices.from_settings(settings)).model_dump()
         row.updated_at = datetime.now(UTC)
         await session.flush()
         await replace_turns(session, {call_id: result.transcript})

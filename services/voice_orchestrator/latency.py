@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from generated.turn_latency import TurnLatency
+
 
 def _ms(start: float | None, end: float | None) -> int | None:
     if start is None or end is None:
@@ -104,21 +106,23 @@ class TurnTimings:
             assert self.speech_end_at is not None and self.first_audio_out_at is not None
             waited = union_length(self.vendor_waits, self.speech_end_at, self.first_audio_out_at)
             own = max(0, round(v2v - waited * 1000))
-        return {
-            "turn_index": turn_index,
-            "debtor_speech_end_at": self.speech_end_wall.isoformat()
-            if self.speech_end_wall
-            else None,
-            "stt_final_ms": stt,
-            "llm_first_token_ms": llm,
-            "tts_first_byte_ms": tts,
-            "first_audio_out_ms": _ms(self.trigger_at, self.first_audio_out_at),
-            "voice_to_voice_ms": v2v,
+        # Once per turn, not per frame: the schema's fields through the generated model.
+        contract = TurnLatency(
+            turn_index=turn_index,
+            debtor_speech_end_at=self.speech_end_wall,
+            stt_final_ms=stt,
+            llm_first_token_ms=llm,
+            tts_first_byte_ms=tts,
+            first_audio_out_ms=_ms(self.trigger_at, self.first_audio_out_at),
+            voice_to_voice_ms=v2v,
             # What our code added: voice-to-voice minus every interval spent waiting on a vendor.
             # (Subtracting only the three headline latencies would charge us for the second LLM
             # request a tool call needs; that figure stays available as headline_residual_ms.)
-            "orchestrator_overhead_ms": own,
-            "barge_in_to_clear_ms": _ms(self.barge_in_onset_at, self.clear_sent_at),
+            orchestrator_overhead_ms=own,
+            barge_in_to_clear_ms=_ms(self.barge_in_onset_at, self.clear_sent_at),
+        )
+        return {
+            **contract.model_dump(mode="json"),
             # Extras (not in the schema; consumers ignore unknown keys).
             "kind": self.kind,
             "llm_first_sentence_ms": _ms(self.llm_request_at, self.llm_first_sentence_at),

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from generated.call_step import CallStep
 from generated.call_step_reason import CallStepReason
+from generated.call_usage import CallUsage
 from services.common.blobstore import GcsBlobStore
 from services.common.call_steps import StepBuffer
 from services.common.models.call_steps import CallStepEvent
@@ -43,7 +44,7 @@ def result_for(call_id: uuid.UUID, started: datetime) -> SessionResult:
         recording_wav=b"RIFF0000WAVE",
         started_at=started,
         ended_at=started + timedelta(seconds=9),
-        usage={},
+        usage=CallUsage(),
         end_reason="remote_hangup",
         steps=buf.take(),
     )

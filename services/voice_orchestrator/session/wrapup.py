@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from generated.call_usage import CallUsage
+from generated.early_generation_usage import EarlyGenerationUsage
 from services.common.call_steps import StepRecord
 from services.common.logging import get_logger
 from services.voice_orchestrator.core import CallOutcome, Conversation, EndReason
@@ -36,7 +38,7 @@ class SessionResult:
     recording_wav: bytes
     started_at: datetime
     ended_at: datetime
-    usage: dict[str, Any]
+    usage: CallUsage
     end_reason: str
     # The call's steps recorded during the session (verification, disclosure, tool calls),
     # stored with the call's end.
@@ -88,18 +90,18 @@ async def shut_down(s: CallSession) -> SessionResult:
     llm_usage = s.llm.usage
     own_seconds = max(0, int((ended - s.t0_wall).total_seconds() + 0.999))
     twilio_seconds = await twilio_duration(s.telephony, s.start.call_sid)
-    usage = {
+    usage = CallUsage(
         # Billed from Twilio's own duration; our stream clock only if Twilio has none yet.
-        "telephony_seconds": own_seconds if twilio_seconds is None else twilio_seconds,
-        "stt_audio_seconds": int(s.stt.audio_seconds + 0.999),
-        "llm_input_tokens": llm_usage.input_tokens,
-        "llm_cached_input_tokens": llm_usage.cached_input_tokens,
-        "llm_output_tokens": llm_usage.output_tokens,
+        telephony_seconds=own_seconds if twilio_seconds is None else twilio_seconds,
+        stt_audio_seconds=int(s.stt.audio_seconds + 0.999),
+        llm_input_tokens=llm_usage.input_tokens,
+        llm_cached_input_tokens=llm_usage.cached_input_tokens,
+        llm_output_tokens=llm_usage.output_tokens,
         # Live syntheses, and the lines this call had made ahead (one another call made first
         # cost this one nothing).
-        "tts_characters": s.tts.characters + (s.premade.characters if s.premade else 0),
-        "early_generation": s.responder.early_stats.as_usage(),
-    }
+        tts_characters=s.tts.characters + (s.premade.characters if s.premade else 0),
+        early_generation=EarlyGenerationUsage(**s.responder.early_stats.as_usage()),
+    )
     result = SessionResult(
         call_id=s.call_id,
         call_sid=s.start.call_sid,
