@@ -23,7 +23,10 @@ __all__ = [
 
 
 class ToolName(StrEnum):
-    """The function tools the LLM may call; the names are a contract."""
+    """The function tools the LLM may call; the names are a contract with the model (tools.py's
+    schemas, prompts/policy.md). The one list of them: `Event`'s tool events take their strings
+    from here. Not in specs/: a `tool_call` step's `tool` keeps whatever name the model sent,
+    unknown ones too (call_step_detail.json: a string), so the wire has no enum to generate."""
 
     CONFIRM_IDENTITY = "confirm_identity"
     VERIFY_FACT = "verify_fact"

@@ -16,15 +16,15 @@ from .enums import ConversationState, ToolName
 
 
 class Event(StrEnum):
-    # Tool calls (same strings as ToolName).
-    CONFIRM_IDENTITY = "confirm_identity"
-    VERIFY_FACT = "verify_fact"
-    RECORD_PAYMENT_PROMISE = "record_payment_promise"
-    SCHEDULE_CALLBACK = "schedule_callback"
-    REPORT_DISPUTE = "report_dispute"
-    REPORT_WRONG_PARTY = "report_wrong_party"
-    REQUEST_NO_FURTHER_CALLS = "request_no_further_calls"
-    END_CALL = "end_call"
+    # Tool calls: one event per tool, its string ToolName's (the one list of tool names).
+    CONFIRM_IDENTITY = ToolName.CONFIRM_IDENTITY.value
+    VERIFY_FACT = ToolName.VERIFY_FACT.value
+    RECORD_PAYMENT_PROMISE = ToolName.RECORD_PAYMENT_PROMISE.value
+    SCHEDULE_CALLBACK = ToolName.SCHEDULE_CALLBACK.value
+    REPORT_DISPUTE = ToolName.REPORT_DISPUTE.value
+    REPORT_WRONG_PARTY = ToolName.REPORT_WRONG_PARTY.value
+    REQUEST_NO_FURTHER_CALLS = ToolName.REQUEST_NO_FURTHER_CALLS.value
+    END_CALL = ToolName.END_CALL.value
     # Core and shell events.
     AGENT_SPOKE = "agent_spoke"
     NAME_CONFIRMED = "name_confirmed"  # confirm_identity with a fact on file: ask for it
@@ -38,6 +38,10 @@ class Event(StrEnum):
     def of_tool(cls, tool: ToolName) -> Event:
         return cls(tool.value)
 
+
+# A tool added to ToolName without its event fails at import, not at its first call.
+if missing := {t.value for t in ToolName} - {e.value for e in Event}:
+    raise RuntimeError(f"tools without an Event: {sorted(missing)}")
 
 S = ConversationState
 E = Event
