@@ -430,6 +430,7 @@ class MediaStream:
             "error": self.error,
             "frames_sent": self.frames_sent,
             "frames_late": self.frames_late,
+            "t0": self.t0,  # loop time (time.monotonic()) of frame 0: frame n is never earlier
             "duration_ms": self._ms,
             "received": self.received,
             "media_messages_received": len(self.media_received),
