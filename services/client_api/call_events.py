@@ -1,64 +1,30 @@
 """A call's step events for `GET /v1/calls/{call_id}/events`: oldest first, by `(at, sequence)`,
-with an opaque cursor (the same rules as services/client_api/pagination.py: a cursor that is
-not one this list issued for this call is a 400 problem, never a silent restart). And the
+with the opaque cursors of services/client_api/pagination.py (a cursor that is not one this
+list issued for this call is a 400 problem, never a silent restart). And the
 steps the Client API owns: each webhook delivery attempt about a call."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from generated.call_step import CallStep
 from generated.call_step_event import CallStepEvent
 from generated.call_step_event_page import CallStepEventPage
 from generated.call_step_reason import CallStepReason
-from services.client_api.problems import INVALID_CURSOR, ProblemError
+from services.client_api.pagination import Keyset, integer, page, timestamp
 from services.common.call_steps import record_step
 from services.common.models import Call, WebhookDelivery
 from services.common.models.call_steps import CallStepEvent as Row
 
 KIND = "call_events"
-
-
-def encode_cursor(call_id: uuid.UUID, at: datetime, sequence: int) -> str:
-    doc = {"k": KIND, "c": str(call_id), "t": at.astimezone(UTC).isoformat(), "s": sequence}
-    raw = json.dumps(doc, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _invalid() -> ProblemError:
-    return ProblemError(
-        400,
-        INVALID_CURSOR,
-        "`cursor` is not a cursor this list issued for this call; start again without it.",
-    )
-
-
-def decode_cursor(token: str, call_id: uuid.UUID) -> tuple[datetime, int]:
-    """The `(at, sequence)` a cursor points at, for any string a client sends (every other
-    outcome is the 400 problem)."""
-    try:
-        if not token.isascii():
-            raise ValueError("not base64")
-        doc = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        if not isinstance(doc, dict) or doc.get("k") != KIND or doc.get("c") != str(call_id):
-            raise ValueError("another list's cursor")
-        t, s = doc.get("t"), doc.get("s")
-        if not isinstance(t, str) or type(s) is not int or not 0 < s < 2**63:
-            raise ValueError("fields of the wrong type")
-        at = datetime.fromisoformat(t)
-        if at.tzinfo is None or at.utcoffset() is None:
-            raise ValueError("naive timestamp")
-        return at.astimezone(UTC), s
-    except (ValueError, binascii.Error, RecursionError, OverflowError) as exc:
-        raise _invalid() from exc
+# Oldest first; a step's sequence is a positive bigint.
+ORDER = Keyset((Row.at, Row.sequence), (timestamp("t"), integer("s", 1, 2**63)))
+INVALID_DETAIL = "`cursor` is not a cursor this list issued for this call; start again without it."
 
 
 def to_model(row: Row) -> CallStepEvent:
@@ -78,20 +44,18 @@ def to_model(row: Row) -> CallStepEvent:
 async def events_page(
     session: AsyncSession, call_id: uuid.UUID, *, limit: int, cursor: str | None
 ) -> CallStepEventPage:
-    stmt: Any = select(Row).where(Row.call_id == call_id)
-    if cursor is not None:
-        at, sequence = decode_cursor(cursor, call_id)
-        stmt = stmt.where(tuple_(Row.at, Row.sequence) > tuple_(at, sequence))
-    stmt = stmt.order_by(Row.at, Row.sequence).limit(limit + 1)
-    rows = list((await session.scalars(stmt)).all())
-    if len(rows) <= limit:
-        return CallStepEventPage(data=[to_model(r) for r in rows], next_cursor=None)
-    rows = rows[:limit]
-    last = rows[-1]
-    return CallStepEventPage(
-        data=[to_model(r) for r in rows],
-        next_cursor=encode_cursor(call_id, last.at, last.sequence),
+    rows, next_cursor = await page(
+        session,
+        select(Row),
+        ORDER,
+        kind=KIND,
+        filters={"call_id": call_id},
+        limit=limit,
+        cursor=cursor,
+        where=[Row.call_id == call_id],
+        detail=INVALID_DETAIL,
     )
+    return CallStepEventPage(data=[to_model(r) for r in rows], next_cursor=next_cursor)
 
 
 def _failure_reason(error_kind: str) -> CallStepReason:

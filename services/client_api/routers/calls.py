@@ -24,7 +24,7 @@ from services.client_api.call_events import events_page
 from services.client_api.deps import BlobsDep, RuntimeDep, SessionDep, SettingsDep
 from services.client_api.errors import constraint_name
 from services.client_api.mapping import call_load_options, call_to_model, load_call
-from services.client_api.pagination import page
+from services.client_api.pagination import newest_first, page
 from services.client_api.problems import (
     CALL_ALREADY_ACTIVE,
     CALL_NOT_ALLOWED,
@@ -271,19 +271,18 @@ async def list_calls(
     limit: LimitQuery = 20,
     cursor: CursorQuery = None,
 ) -> CallPage:
-    stmt = select(models.Call).options(*call_load_options())
-    if debtor_id is not None:
-        stmt = stmt.where(models.Call.debtor_id == debtor_id)
-    if status is not None:
-        stmt = stmt.where(models.Call.status == status.value)
     rows, next_cursor = await page(
         session,
-        stmt,
-        models.Call,
+        select(models.Call).options(*call_load_options()),
+        newest_first(models.Call),
         kind="calls",
         filters={"debtor_id": debtor_id, "status": status.value if status else None},
         limit=limit,
         cursor=cursor,
+        where=[
+            models.Call.debtor_id == debtor_id if debtor_id is not None else None,
+            models.Call.status == status.value if status is not None else None,
+        ],
     )
     return CallPage(data=[await call_to_model(r, blobs) for r in rows], next_cursor=next_cursor)
 

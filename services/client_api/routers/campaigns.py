@@ -35,7 +35,7 @@ from generated.client_api import (
 )
 from services.client_api.deps import ActorDep, SessionDep
 from services.client_api.errors import constraint_name
-from services.client_api.pagination import page
+from services.client_api.pagination import newest_first, page
 from services.client_api.problems import (
     CAMPAIGN_STATUS_CONFLICT,
     IDEMPOTENCY_KEY_REUSED,
@@ -207,17 +207,15 @@ async def list_campaigns(
     limit: LimitQuery = 20,
     cursor: CursorQuery = None,
 ) -> CampaignPage:
-    stmt = select(CampaignRow)
-    if status is not None:
-        stmt = stmt.where(CampaignRow.status == status.value)
     rows, next_cursor = await page(
         session,
-        stmt,
-        CampaignRow,
+        select(CampaignRow),
+        newest_first(CampaignRow),
         kind="campaigns",
         filters={"status": status.value if status else None},
         limit=limit,
         cursor=cursor,
+        where=[CampaignRow.status == status.value if status is not None else None],
     )
     counts: dict[uuid.UUID, dict[str, int]] = {
         r.id: dict.fromkeys(models.campaigns.CAMPAIGN_ITEM_STATUSES, 0) for r in rows
@@ -357,17 +355,18 @@ async def list_campaign_items(
 ) -> CampaignItemPage:
     if await session.get(CampaignRow, campaign_id) is None:
         raise not_found("campaign")
-    stmt = select(ItemRow).where(ItemRow.campaign_id == campaign_id)
-    if status is not None:
-        stmt = stmt.where(ItemRow.status == status.value)
     rows, next_cursor = await page(
         session,
-        stmt,
-        ItemRow,
+        select(ItemRow),
+        newest_first(ItemRow),
         kind="campaign_items",
         filters={"campaign_id": campaign_id, "status": status.value if status else None},
         limit=limit,
         cursor=cursor,
+        where=[
+            ItemRow.campaign_id == campaign_id,
+            ItemRow.status == status.value if status is not None else None,
+        ],
     )
     return CampaignItemPage(data=[_item_model(r) for r in rows], next_cursor=next_cursor)
 

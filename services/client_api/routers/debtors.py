@@ -13,7 +13,7 @@ from generated.client_api import Debtor, DebtorCreate, DebtorPage
 from services.client_api.deps import SessionDep, SettingsDep
 from services.client_api.errors import constraint_name
 from services.client_api.mapping import debtor_to_model
-from services.client_api.pagination import page
+from services.client_api.pagination import newest_first, page
 from services.client_api.problems import (
     DUPLICATE_EXTERNAL_ID,
     ProblemError,
@@ -109,7 +109,7 @@ async def list_debtors(
     rows, next_cursor = await page(
         session,
         select(models.Debtor),
-        models.Debtor,
+        newest_first(models.Debtor),
         kind="debtors",
         filters={},
         limit=limit,

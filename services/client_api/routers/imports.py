@@ -8,11 +8,8 @@ the import in status `queued`; its batches are processed by the import worker
 
 from __future__ import annotations
 
-import base64
-import binascii
 import csv
 import io
-import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -40,10 +37,9 @@ from services.client_api.imports_upload import (
     media_kind,
     receive_upload,
 )
-from services.client_api.pagination import page
+from services.client_api.pagination import Keyset, integer, newest_first, page
 from services.client_api.problems import (
     IDEMPOTENCY_KEY_REUSED,
-    INVALID_CURSOR,
     ProblemError,
     not_found,
     validation_error,
@@ -267,7 +263,7 @@ async def list_imports(
     rows, next_cursor = await page(
         session,
         select(DebtorImport),
-        DebtorImport,
+        newest_first(DebtorImport),
         kind="debtor-imports",
         filters={},
         limit=limit,
@@ -293,36 +289,9 @@ async def get_import(import_id: ImportId, session: SessionDep) -> ImportJob:
     return job_model(await _job(session, import_id))
 
 
-# Row errors are listed in row order (not newest first): the cursor is the last (row, id).
-def _errors_cursor(import_id: uuid.UUID, row: int, id_: int) -> str:
-    doc = {"k": "import-errors", "j": str(import_id), "r": row, "i": id_}
-    raw = json.dumps(doc, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _errors_position(token: str, import_id: uuid.UUID) -> tuple[int, int]:
-    try:
-        if not token.isascii():
-            raise ValueError("not base64")
-        doc = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        if not isinstance(doc, dict) or doc.get("k") != "import-errors":
-            raise ValueError("another list's cursor")
-        if doc.get("j") != str(import_id):
-            raise ValueError("another import's cursor")
-        row, id_ = doc.get("r"), doc.get("i")
-        if (
-            type(row) is not int
-            or type(id_) is not int
-            or not (0 <= row < 2**31 and 0 <= id_ < 2**63)
-        ):
-            raise ValueError("not a position")
-    except (ValueError, binascii.Error, RecursionError) as exc:
-        raise ProblemError(
-            400,
-            INVALID_CURSOR,
-            "`cursor` is not a cursor this list issued; start again without it.",
-        ) from exc
-    return row, id_
+# Row errors are listed in row order (not newest first), by (row, id).
+ERRORS_ORDER = Keyset((ErrorRow.row, ErrorRow.id), (integer("r", 0, 2**31), integer("i", 0, 2**63)))
+ERRORS_INVALID = "`cursor` is not a cursor this list issued; start again without it."
 
 
 def _wants_csv(request: Request) -> bool:
@@ -347,18 +316,17 @@ async def list_errors(
     await _job(session, import_id)
     if _wants_csv(request):
         return _csv_download(runtime.sessions, import_id)
-    stmt = select(ErrorRow).where(ErrorRow.import_id == import_id)
-    if cursor is not None:
-        stmt = stmt.where(
-            tuple_(ErrorRow.row, ErrorRow.id) > tuple_(*_errors_position(cursor, import_id))
-        )
-    rows = list(
-        (await session.scalars(stmt.order_by(ErrorRow.row, ErrorRow.id).limit(limit + 1))).all()
+    rows, next_cursor = await page(
+        session,
+        select(ErrorRow),
+        ERRORS_ORDER,
+        kind="import-errors",
+        filters={"import_id": import_id},
+        limit=limit,
+        cursor=cursor,
+        where=[ErrorRow.import_id == import_id],
+        detail=ERRORS_INVALID,
     )
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = _errors_cursor(import_id, rows[-1].row, rows[-1].id)
     return ImportRowErrorPage(
         data=[ImportRowError(row=r.row, field=r.field, reason=r.reason) for r in rows],
         next_cursor=next_cursor,

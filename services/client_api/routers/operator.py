@@ -45,7 +45,7 @@ from services.client_api.operator_policy import (
     plan_cancel,
     plan_retry,
 )
-from services.client_api.pagination import page
+from services.client_api.pagination import newest_first, page
 from services.client_api.problems import (
     CALL_ALREADY_ACTIVE,
     IDEMPOTENCY_KEY_REUSED,
@@ -470,19 +470,11 @@ async def list_operator_actions(
             errors += text_errors(value, name)
     if errors:
         raise validation_error(errors)
-    stmt = select(OperatorActionRow)
-    if target_kind is not None:
-        stmt = stmt.where(OperatorActionRow.target_kind == target_kind.value)
-    if target_id is not None:
-        stmt = stmt.where(OperatorActionRow.target_id == target_id)
-    if actor is not None:
-        stmt = stmt.where(OperatorActionRow.actor == actor)
-    if action is not None:
-        stmt = stmt.where(OperatorActionRow.action == action)
+    A = OperatorActionRow
     rows, next_cursor = await page(
         session,
-        stmt,
-        OperatorActionRow,
+        select(A),
+        newest_first(A),
         kind="operator-actions",
         filters={
             "target_kind": target_kind.value if target_kind else None,
@@ -492,5 +484,11 @@ async def list_operator_actions(
         },
         limit=limit,
         cursor=cursor,
+        where=[
+            A.target_kind == target_kind.value if target_kind is not None else None,
+            A.target_id == target_id if target_id is not None else None,
+            A.actor == actor if actor is not None else None,
+            A.action == action if action is not None else None,
+        ],
     )
     return OperatorActionPage(data=[action_to_model(r) for r in rows], next_cursor=next_cursor)

@@ -1,7 +1,7 @@
 """Payment promises: `GET /v1/promises` (filters, keyset pages), `GET /v1/promises/{id}` and
 `POST /v1/promises/{id}/cancel`.
 
-Pages use the cursors of services/client_api/pagination.py over `(created_at, public_id)`: the
+Pages are services/client_api/pagination.py's, newest first by `(created_at, public_id)`: the
 promise's public id is the one clients see (the row's integer key never leaves the database).
 """
 
@@ -10,17 +10,17 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, date, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BeforeValidator
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 
 from generated.client_api import PromisePage
 from generated.promise import Promise
 from generated.promise_status import PromiseStatus
 from services.client_api.deps import SessionDep
-from services.client_api.pagination import decode_cursor, encode_cursor
+from services.client_api.pagination import newest_first, page_tuples
 from services.client_api.problems import (
     PROMISE_NOT_PENDING,
     ProblemError,
@@ -84,31 +84,26 @@ async def list_promises(
     if due_from is not None and due_to is not None and due_from > due_to:
         raise validation_error([("query.due_to", "must not be before due_from")])
     P = models.PaymentPromise
-    stmt = promises_with_debtor()
-    if debtor_id is not None:
-        stmt = stmt.where(models.Call.debtor_id == debtor_id)
-    if status is not None:
-        stmt = stmt.where(P.status == status.value)
-    if due_from is not None:
-        stmt = stmt.where(P.due_date >= due_from)
-    if due_to is not None:
-        stmt = stmt.where(P.due_date <= due_to)
-    filters: dict[str, Any] = {
-        "debtor_id": debtor_id,
-        "status": status.value if status else None,
-        "due_from": due_from,
-        "due_to": due_to,
-    }
-    if cursor is not None:
-        created_at, last_id = decode_cursor(cursor, "promises", filters)
-        stmt = stmt.where(tuple_(P.created_at, P.public_id) < tuple_(created_at, last_id))
-    stmt = stmt.order_by(P.created_at.desc(), P.public_id.desc()).limit(limit + 1)
-    rows = list((await session.execute(stmt)).tuples().all())
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        last = rows[-1][0]
-        next_cursor = encode_cursor("promises", filters, last.created_at, last.public_id)
+    rows, next_cursor = await page_tuples(
+        session,
+        promises_with_debtor(),
+        newest_first(P, P.public_id, row_key=lambda r: (r[0].created_at, r[0].public_id)),
+        kind="promises",
+        filters={
+            "debtor_id": debtor_id,
+            "status": status.value if status else None,
+            "due_from": due_from,
+            "due_to": due_to,
+        },
+        limit=limit,
+        cursor=cursor,
+        where=[
+            models.Call.debtor_id == debtor_id if debtor_id is not None else None,
+            P.status == status.value if status is not None else None,
+            P.due_date >= due_from if due_from is not None else None,
+            P.due_date <= due_to if due_to is not None else None,
+        ],
+    )
     return PromisePage(data=[promise_model(p, d) for p, d in rows], next_cursor=next_cursor)
 
 

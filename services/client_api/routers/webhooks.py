@@ -26,7 +26,7 @@ from generated.client_api import (
 )
 from services.client_api.deps import SessionDep, SettingsDep
 from services.client_api.mapping import delivery_to_model, endpoint_to_model
-from services.client_api.pagination import page
+from services.client_api.pagination import newest_first, page
 from services.client_api.problems import not_found, validation_error
 from services.client_api.responses import (
     BAD_REQUEST,
@@ -104,7 +104,7 @@ async def list_webhook_endpoints(
     rows, next_cursor = await page(
         session,
         select(models.WebhookEndpoint),
-        models.WebhookEndpoint,
+        newest_first(models.WebhookEndpoint),
         kind="webhook-endpoints",
         filters={},
         limit=limit,
@@ -170,17 +170,11 @@ async def list_webhook_deliveries(
     limit: LimitQuery = 20,
     cursor: CursorQuery = None,
 ) -> WebhookDeliveryPage:
-    stmt = select(models.WebhookDelivery).options(selectinload(models.WebhookDelivery.attempts))
-    if event is not None:
-        stmt = stmt.where(models.WebhookDelivery.event_type == event.value)
-    if status is not None:
-        stmt = stmt.where(models.WebhookDelivery.status == status.value)
-    if endpoint_id is not None:
-        stmt = stmt.where(models.WebhookDelivery.endpoint_id == endpoint_id)
+    D = models.WebhookDelivery
     rows, next_cursor = await page(
         session,
-        stmt,
-        models.WebhookDelivery,
+        select(D).options(selectinload(D.attempts)),
+        newest_first(D),
         kind="webhook-deliveries",
         filters={
             "event": event.value if event else None,
@@ -189,5 +183,10 @@ async def list_webhook_deliveries(
         },
         limit=limit,
         cursor=cursor,
+        where=[
+            D.event_type == event.value if event is not None else None,
+            D.status == status.value if status is not None else None,
+            D.endpoint_id == endpoint_id if endpoint_id is not None else None,
+        ],
     )
     return WebhookDeliveryPage(data=[delivery_to_model(r) for r in rows], next_cursor=next_cursor)
