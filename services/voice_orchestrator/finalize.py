@@ -165,23 +165,27 @@ async def persist_session_result(
         row.updated_at = datetime.now(UTC)
         await session.flush()
         await replace_turns(session, {call_id: result.transcript})
-        if promise is not None and promise.amount_minor > 0:
-            recorded = datetime.now(UTC)
+        if promise is not None and promise.amount.amount_minor > 0:
+            recorded = promise.recorded(datetime.now(UTC))
             await session.execute(
                 insert(PaymentPromise)
                 .values(
                     call_id=call_id,
-                    amount_minor=promise.amount_minor,
-                    currency=promise.currency,
-                    due_date=promise.date,
-                    recorded_at=recorded,
+                    amount_minor=recorded.amount.amount_minor,
+                    currency=recorded.amount.currency,
+                    due_date=recorded.due_date,
+                    recorded_at=recorded.recorded_at,
                 )
                 .on_conflict_do_nothing()
             )
         if callback is not None:
             await session.execute(
                 insert(Callback)
-                .values(call_id=call_id, scheduled_for=callback.when, reason=callback.reason[:500])
+                .values(
+                    call_id=call_id,
+                    scheduled_for=callback.scheduled_for,
+                    reason=callback.reason[:500],
+                )
                 .on_conflict_do_nothing()
             )
         ended = ended_step(

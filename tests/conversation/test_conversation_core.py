@@ -48,7 +48,7 @@ def test_cooperative_call_records_promise_and_history_in_openai_shape() -> None:
     result = conv.add_tool_call("call_p", "record_payment_promise", promise_args())
     assert result.ok and conv.state is S.COMMITMENT
     assert conv.outcome is CallOutcome.PROMISE_TO_PAY
-    assert conv.promise is not None and conv.promise.amount_minor == 45000
+    assert conv.promise is not None and conv.promise.amount.amount_minor == 45000
     conv.add_agent_turn("Thank you, that's four hundred fifty dollars on December first. Goodbye.")
     end = conv.add_tool_call("call_e", "end_call", json.dumps({"reason": "promise"}))
     assert end.ok and end.end_call and conv.finished and conv.state is S.CLOSING
@@ -173,7 +173,7 @@ def test_partial_promise_and_amending_it() -> None:
     conv = verified()
     assert conv.add_tool_call("c1", "record_payment_promise", promise_args(amount=15000)).ok
     assert conv.add_tool_call("c2", "record_payment_promise", promise_args(amount=20000)).ok
-    assert conv.promise is not None and conv.promise.amount_minor == 20000
+    assert conv.promise is not None and conv.promise.amount.amount_minor == 20000
     assert conv.state is S.COMMITMENT
 
 
@@ -267,7 +267,7 @@ def test_callback_guards(when: str, ok: bool, reason: str) -> None:
     assert reason in result.message
     if ok:
         assert conv.outcome is CallOutcome.CALLBACK_SCHEDULED and conv.callback is not None
-        assert conv.callback.when.utcoffset() == dt.timedelta(hours=-5)
+        assert conv.callback.scheduled_for.utcoffset() == dt.timedelta(hours=-5)
 
 
 def test_callback_may_be_rescheduled_in_closing_and_is_allowed_before_verification() -> None:
@@ -277,7 +277,7 @@ def test_callback_may_be_rescheduled_in_closing_and_is_allowed_before_verificati
     assert conv.add_tool_call("c1", "schedule_callback", first).ok
     second = json.dumps({"when": "2026-11-28T19:00:00-05:00", "reason": "later"})
     assert conv.add_tool_call("c2", "schedule_callback", second).ok
-    assert conv.callback is not None and conv.callback.when.hour == 19
+    assert conv.callback is not None and conv.callback.scheduled_for.hour == 19
 
 
 def test_prompt_injection_changes_nothing() -> None:
@@ -301,7 +301,7 @@ def _assert_derailed_to_callback(conv: Conversation, cause: str) -> None:
     assert conv.state is S.CLOSING and conv.outcome is CallOutcome.CALLBACK_SCHEDULED
     assert conv.callback is not None
     # Tomorrow, same local hour (10:00 in New York), in the debtor's zone.
-    assert conv.callback.when.isoformat() == "2026-11-28T10:00:00-05:00"
+    assert conv.callback.scheduled_for.isoformat() == "2026-11-28T10:00:00-05:00"
     line = conv.closing_line()
     assert "ten in the morning" in line and "goodbye" in line.lower()
     assert not conv.finished
@@ -368,7 +368,7 @@ def test_derail_callback_hour_is_clamped_to_daytime() -> None:
     for i in range(3):
         conv.add_tool_call(f"c{i}", "end_call", "{}")
     assert conv.callback is not None
-    assert conv.callback.when.isoformat() == "2026-11-28T19:00:00-05:00"
+    assert conv.callback.scheduled_for.isoformat() == "2026-11-28T19:00:00-05:00"
 
 
 def test_stop_calling_request_never_turns_into_a_callback() -> None:

@@ -262,13 +262,16 @@ def test_golden_conversation(golden: Golden) -> None:
         assert conv.promise is None
     else:
         assert conv.promise is not None
-        assert (conv.promise.amount_minor, conv.promise.date.isoformat()) == golden.promise
-        assert conv.promise.currency == "USD"
+        assert (
+            conv.promise.amount.amount_minor,
+            conv.promise.due_date.isoformat(),
+        ) == golden.promise
+        assert conv.promise.amount.currency == "USD"
     if golden.callback is None:
         assert conv.callback is None
     else:
         assert conv.callback is not None
-        assert conv.callback.when.isoformat() == golden.callback
+        assert conv.callback.scheduled_for.isoformat() == golden.callback
 
     # Whatever happened, nothing about the debt was said before the identity was confirmed.
     said_before = []
@@ -317,4 +320,4 @@ def test_derailment_via_refused_moves_with_the_simulator() -> None:
     assert conv.derailed and conv.derail_cause == "repeated invalid moves"
     assert conv.outcome is CallOutcome.CALLBACK_SCHEDULED and conv.finished
     assert conv.callback is not None
-    assert conv.callback.when == dt.datetime.fromisoformat("2026-11-28T10:00:00-05:00")
+    assert conv.callback.scheduled_for == dt.datetime.fromisoformat("2026-11-28T10:00:00-05:00")

@@ -129,7 +129,8 @@ def _check_invariants(conv: Conversation) -> None:
         events = [r.event for r in log]
         assert Event.CONFIRM_IDENTITY in events
         assert events.index(Event.CONFIRM_IDENTITY) < events.index(Event.RECORD_PAYMENT_PROMISE)
-        assert 0 < conv.promise.amount_minor <= BALANCE and conv.promise.currency == "USD"
+        assert 0 < conv.promise.amount.amount_minor <= BALANCE
+        assert conv.promise.amount.currency == "USD"
     if conv.outcome is CallOutcome.PROMISE_TO_PAY:
         assert conv.promise is not None
     if conv.outcome is CallOutcome.CALLBACK_SCHEDULED:
@@ -182,7 +183,7 @@ def test_machine_invariants_hold_for_any_sequence(
             derailed_at = i
             # At the moment of derailment: a callback, closing, nothing forced forward.
             assert conv.outcome is CallOutcome.CALLBACK_SCHEDULED
-            assert conv.callback is not None and conv.callback.when > now
+            assert conv.callback is not None and conv.callback.scheduled_for > now
             assert conv.state is ConversationState.CLOSING
             assert conv.promise is None
         _check_invariants(conv)

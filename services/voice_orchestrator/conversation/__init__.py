@@ -6,7 +6,7 @@ See docs/conversation.md and docs/internal-contracts.md.
 from .conversation import (
     Callback,
     Conversation,
-    PaymentPromise,
+    PromiseTerms,
     ToolResult,
     TransitionRecord,
     Turn,
@@ -53,7 +53,7 @@ __all__ = [
     "FixedLine",
     "LineKind",
     "LinesDoc",
-    "PaymentPromise",
+    "PromiseTerms",
     "PromptDoc",
     "PromptSet",
     "SentenceSplitter",

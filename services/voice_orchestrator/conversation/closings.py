@@ -17,7 +17,7 @@ from .lines import (
     read_back_line,
 )
 from .prompting import LinesDoc
-from .records import Callback, PaymentPromise
+from .records import Callback, PromiseTerms
 from .verification import FactKind, premade_fact_lines
 
 
@@ -26,7 +26,7 @@ def closing_for(
     facts: CallFacts,
     now: dt.datetime,
     outcome: CallOutcome | None,
-    promise: PaymentPromise | None,
+    promise: PromiseTerms | None,
     callback: Callback | None,
     *,
     derailed: bool,
@@ -34,13 +34,15 @@ def closing_for(
     """The closing for the outcome; one place for each text."""
     today = facts.local_today(now)
     if derailed and callback is not None:
-        return derail_line(lines, callback.when)
+        return derail_line(lines, callback.scheduled_for)
     match outcome:
         case CallOutcome.PROMISE_TO_PAY if promise is not None:
-            p = promise
-            return read_back_line(lines, p.amount_minor, p.currency, p.date, today)
+            amount = promise.amount
+            return read_back_line(
+                lines, amount.amount_minor, amount.currency, promise.due_date, today
+            )
         case CallOutcome.CALLBACK_SCHEDULED if callback is not None:
-            return callback_line(lines, callback.when, today)
+            return callback_line(lines, callback.scheduled_for, today)
         case CallOutcome.DISPUTED:
             return closing(lines, "dispute_closing")
         case CallOutcome.OPTED_OUT:

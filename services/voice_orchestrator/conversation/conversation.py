@@ -17,6 +17,8 @@ import copy
 import datetime as dt
 from typing import Any
 
+from generated.money import Money
+
 from .closings import closing_for, outcome_for_end, premade_texts
 from .derailment import DerailmentWatch, derail_callback_time
 from .enums import CallOutcome, CallStepReason, ConversationState, EndReason, Speaker, ToolName
@@ -39,7 +41,7 @@ from .prompting import PromptSet, default_prompt_set, render_system_prompt
 from .records import (
     STATE_HINTS,
     Callback,
-    PaymentPromise,
+    PromiseTerms,
     PromiseTooLate,
     Refused,
     ToolResult,
@@ -91,7 +93,7 @@ class Conversation:
         self._verified = False
         self._rpv = SecondFactor(facts)  # right-party verification: name, then a fact on file
         self._outcome: CallOutcome | None = None
-        self._promise: PaymentPromise | None = None
+        self._promise: PromiseTerms | None = None
         self._callback: Callback | None = None
         self._dispute_reason: str | None = None
         self._end_call_reason: str | None = None
@@ -140,7 +142,7 @@ class Conversation:
         return self._outcome
 
     @property
-    def promise(self) -> PaymentPromise | None:
+    def promise(self) -> PromiseTerms | None:
         return self._promise
 
     @property
@@ -372,8 +374,10 @@ class Conversation:
         self._derailed = True
         self._derail_cause = cause
         self._callback = Callback(
-            derail_callback_time(self._now, self._facts.tz, self._limits.derail_callback_hours),
-            f"derailed: {cause}",
+            scheduled_for=derail_callback_time(
+                self._now, self._facts.tz, self._limits.derail_callback_hours
+            ),
+            reason=f"derailed: {cause}",
         )
         self._outcome = CallOutcome.CALLBACK_SCHEDULED
         self._move(Event.DERAIL)
@@ -521,7 +525,9 @@ class Conversation:
             ask = needs_model_after(self._last_debtor_text)
             line = promise_limit_line(self._prompts.lines, exc.latest, today, ask_model_after=ask)
             return self._spoken(str(exc), line, ok=False, reason=exc.code)
-        self._promise = PaymentPromise(args.amount_minor, args.currency, args.date)
+        self._promise = PromiseTerms(
+            Money(amount_minor=args.amount_minor, currency=args.currency), args.date
+        )
         self._outcome = CallOutcome.PROMISE_TO_PAY
         self._wrap_up_turns = 0
         self._move(Event.RECORD_PAYMENT_PROMISE)
@@ -534,7 +540,7 @@ class Conversation:
         if self._state is S.CLOSING and self._outcome is not CallOutcome.CALLBACK_SCHEDULED:
             raise refusal("closing_other_outcome")
         local, reason = check_callback(args, self._facts, self._now, self._limits)
-        self._callback = Callback(local, reason)
+        self._callback = Callback(scheduled_for=local, reason=reason)
         self._outcome = CallOutcome.CALLBACK_SCHEDULED
         self._wrap_up_turns = 0
         self._move(Event.SCHEDULE_CALLBACK)

@@ -7,6 +7,10 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 
+from generated.callback import Callback
+from generated.money import Money
+from generated.payment_promise import PaymentPromise
+
 from .enums import CallStepReason, ConversationState, Speaker
 from .lines import FixedLine
 from .machine import Event
@@ -14,17 +18,20 @@ from .machine import Event
 S = ConversationState
 
 
-@dataclass(frozen=True)
-class PaymentPromise:
-    amount_minor: int
-    currency: str
-    date: dt.date
+__all__ = ["Callback", "PromiseTerms"]  # Callback: the generated model, in the debtor's zone
 
 
 @dataclass(frozen=True)
-class Callback:
-    when: dt.datetime  # timezone-aware, in the debtor's zone
-    reason: str
+class PromiseTerms:
+    """What the debtor agreed to pay, and by when. Not a second `PaymentPromise`: that one
+    (generated from specs/) is these terms once recorded, with the time the shell stored them
+    (`recorded`); the core has no clock of its own."""
+
+    amount: Money
+    due_date: dt.date
+
+    def recorded(self, at: dt.datetime) -> PaymentPromise:
+        return PaymentPromise(amount=self.amount, due_date=self.due_date, recorded_at=at)
 
 
 @dataclass(frozen=True)
