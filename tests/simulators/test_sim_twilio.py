@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -81,24 +82,36 @@ async def test_call_lifecycle_stream_and_signed_callbacks(
     }
     media = [(m, t) for m, t in zip(msgs, session.arrivals, strict=True) if m["event"] == "media"]
     assert len(media) > 20
-    for i, (m, _) in enumerate(media):
+    rec = await call_record(call.sid, wait=5)
+    stream = rec["streams"][0]
+    # A clock more than 200 ms behind (a busy machine) skips frames and counts them: the
+    # timestamps then jump by that many frames, and nothing else changes.
+    late = stream["frames_late"]
+    stamps = [int(m["media"]["timestamp"]) for m, _ in media]
+    assert stamps[0] == 0 and all(b > a and b % 20 == 0 for a, b in itertools.pairwise(stamps))
+    assert stamps[-1] // 20 + 1 == len(media) + late
+    for m, _ in media:
         assert m["streamSid"] == start["streamSid"]
         assert m["media"]["track"] == "inbound"
-        assert m["media"]["chunk"] == str(i + 1)
-        assert m["media"]["timestamp"] == str(20 * i)
+        assert m["media"]["chunk"] == str(int(m["media"]["timestamp"]) // 20 + 1)
         assert len(base64.b64decode(m["media"]["payload"])) == 160
     seqs = [int(m["sequenceNumber"]) for m in msgs[1:]]
     assert seqs == list(range(1, len(seqs) + 1))
-    # Real time: one frame every 20 ms.
-    span = media[-1][1] - media[0][1]
-    assert span / (len(media) - 1) == pytest.approx(0.020, abs=0.003)
-    # "Hello?" (6 characters of tone voice) starts 200 ms in; silence (0xFF) elsewhere.
+    # Real time: frame n leaves at t0 + n × 20 ms (absolute times), never earlier; a busy
+    # machine makes the last one late, by at most about a second.
+    last_due = stream["t0"] + stamps[-1] / 1000
+    assert all(
+        at >= stream["t0"] + ts / 1000 - 0.005 for ts, (_, at) in zip(stamps, media, strict=True)
+    )
+    assert media[-1][1] < last_due + 1.0, media[-1][1] - last_due
+    # "Hello?" (6 characters of tone voice) starts 200 ms in; silence (0xFF) elsewhere. The
+    # line is spoken frame by frame, so skipped frames only move its start (to the next tick).
     payloads = [base64.b64decode(m["media"]["payload"]) for m, _ in media]
-    voiced = [i for i, p in enumerate(payloads) if p != b"\xff" * 160]
+    voiced = [ts for ts, p in zip(stamps, payloads, strict=True) if p != b"\xff" * 160]
     line_frames = 6 * sim.config.ms_per_char / 20
-    assert voiced and voiced[0] == 10 and len(voiced) == pytest.approx(line_frames, abs=1)
+    assert voiced and 200 <= voiced[0] <= 200 + 20 * late
+    assert len(voiced) == pytest.approx(line_frames, abs=1)
 
-    rec = await call_record(call.sid, wait=5)
     assert rec["status"] == "completed" and rec["end_reason"] == "persona_hangup"
     assert rec["streams"][0]["debtor_lines"][0]["text"] == "Hello?"
     cbs = _callbacks(service, call.sid)
@@ -112,10 +125,12 @@ async def test_call_lifecycle_stream_and_signed_callbacks(
     assert [c["params"]["SequenceNumber"] for c in cbs] == ["0", "1", "2", "3"]
     assert all(c["params"]["CallbackSource"] == "call-progress-events" for c in cbs)
     done = cbs[-1]["params"]
-    assert done["CallDuration"] == "1" and done["To"] == number and done["From"] == FROM
+    # Whole seconds from answer to hang-up (about 0.6 s of stream, rounded): never less, and a
+    # busy machine may stretch it by a second.
+    assert done["CallDuration"] in ("1", "2") and done["To"] == number and done["From"] == FROM
 
     fetched = await client.calls(call.sid).fetch_async()
-    assert fetched.status == "completed" and fetched.duration == "1"
+    assert fetched.status == "completed" and fetched.duration == done["CallDuration"]
     assert fetched.start_time is not None and fetched.end_time is not None
 
 
@@ -136,14 +151,16 @@ async def test_playback_marks_clear_and_rest_hangup(
 
     first = await session.next_event("mark", within=3)
     assert first["mark"] == {"name": "one"} and first["streamSid"] == session.stream_sid
-    assert loop.time() - sent_at == pytest.approx(1.0, abs=0.12)  # played at 8000 bytes/s
+    # Played at 8000 bytes/s: the mark is due on the 50th tick; ticks are never early, but a
+    # clock that fell behind plays its backlog at once (at most 200 ms and a tick; further
+    # behind it skips frames); late by at most about a second. Exact on the stream timeline.
+    played_in = loop.time() - sent_at
+    assert 0.98 - 0.22 - 0.005 <= played_in < 0.98 + 1.0, played_in
 
     await asyncio.sleep(0.3)
-    cleared_at = loop.time()
     await session.send({"event": "clear", "streamSid": session.stream_sid})
-    second = await session.next_event("mark", within=1)
+    second = await session.next_event("mark", within=2)
     assert second["mark"] == {"name": "two"}
-    assert loop.time() - cleared_at < 0.1  # pending marks are echoed at once on clear
 
     updated = await client.calls(call.sid).update_async(status="completed")
     assert updated.status == "completed"
@@ -153,9 +170,17 @@ async def test_playback_marks_clear_and_rest_hangup(
     stream = rec["streams"][0]
     assert stream["stop_reason"] == "rest_hangup" and rec["end_reason"] == "rest_hangup"
     assert [(m["name"], m["cleared"]) for m in stream["marks"]] == [("one", False), ("two", True)]
-    assert stream["clears"][0]["dropped_bytes"] == pytest.approx(5600, abs=500)
-    assert stream["clears"][0]["marks_echoed"] == ["two"]
-    assert stream["agent_audio_ms"] == pytest.approx(1300, abs=120)
+    late_ms = 20 * stream["frames_late"]  # stream time skipped by a clock that fell behind
+    (played,) = stream["agent_audio"]  # one segment: the second second followed the first
+    one, two = stream["marks"]
+    assert played["start_ms"] + 980 <= one["echoed_at_ms"] <= played["start_ms"] + 980 + late_ms
+    # How much was played before the clear depends on the scheduling (nominally 1.3 s); what
+    # was dropped is the rest, and the pending mark is echoed on the next tick, not played.
+    clear = stream["clears"][0]
+    assert clear["marks_echoed"] == ["two"]
+    assert 0 < clear["dropped_bytes"] <= 8000 and clear["dropped_bytes"] + played["bytes"] == 16000
+    assert stream["agent_audio_ms"] == played["bytes"] // 8
+    assert clear["at_ms"] <= two["echoed_at_ms"] <= clear["at_ms"] + 20 + late_ms
     assert [r["event"] for r in stream["received"]] == ["mark", "mark", "clear"]
     assert stream["media_bytes_received"] == 16000 and stream["errors"] == []
 
@@ -192,8 +217,12 @@ async def test_persona_barge_in_is_recorded_as_overlap(
     spoken = stream["debtor_lines"][0]
     line_ms = len(line) * sim.config.ms_per_char
     assert spoken["text"] == line
-    assert spoken["start_ms"] == pytest.approx(300, abs=40)
-    assert spoken["end_ms"] - spoken["start_ms"] == pytest.approx(line_ms, abs=20)
+    # On the stream timeline, from the agent's first played frame (which depends on when our
+    # media arrived): exact, but for frames a busy machine's clock skipped.
+    late_ms = 20 * stream["frames_late"]
+    agent_from = stream["agent_audio"][0]["start_ms"]
+    assert agent_from + 300 <= spoken["start_ms"] <= agent_from + 300 + late_ms
+    assert line_ms - 20 <= spoken["end_ms"] - spoken["start_ms"] <= line_ms + 20 + late_ms
     # The debtor spoke entirely over the agent's 2 s of audio.
     assert stream["overlap_ms"] == pytest.approx(line_ms, abs=40)
     assert len(stream["overlaps"]) == 1
@@ -257,6 +286,7 @@ async def test_time_limit_and_get_callbacks(
     session = await service.wait_stream(call.sid)
     await session.next_event("stop", within=3)
     rec = await call_record(call.sid, wait=3)
-    assert rec["end_reason"] == "time_limit" and rec["duration"] == 1
+    # Never short of the limit; a busy machine may make the hang-up late (rounded seconds).
+    assert rec["end_reason"] == "time_limit" and rec["duration"] in (1, 2)
     (cb,) = _callbacks(service, call.sid)
     assert cb["method"] == "GET" and cb["valid"] and cb["params"]["CallStatus"] == "completed"
