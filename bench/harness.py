@@ -95,6 +95,8 @@ class CallResult:
     # The orchestrator's per-turn records as stored (extra keys included: turn_kind, ...); the
     # API's view keeps only the schema's keys. Falls back to those when the DB is unreachable.
     records: list[dict[str, Any]] = field(default_factory=list)
+    # GET /v1/calls/{id}/events, oldest first (only when `calls(..., events=True)`).
+    events: list[dict[str, Any]] = field(default_factory=list)
 
     def turn_records(self) -> list[dict[str, Any]]:
         return self.records or list(self.call.get("latency", []))
@@ -122,11 +124,12 @@ class BenchRun:
     out: Path
     sim_args: list[str] = field(default_factory=list)
     service_env: dict[str, str] = field(default_factory=dict)
+    real_llm: bool = False  # the real OpenAI model, everything else simulated
     deployment: LocalDeployment = field(init=False)
 
     def __post_init__(self) -> None:
         self.deployment = LocalDeployment(
-            self.out, sim_args=self.sim_args, service_env=self.service_env
+            self.out, sim_args=self.sim_args, service_env=self.service_env, real_llm=self.real_llm
         )
 
     def __enter__(self) -> BenchRun:
@@ -143,10 +146,21 @@ class BenchRun:
         self.deployment.stop()
 
     async def calls(
-        self, personas: list[str], timeout_s: float = 240.0, offset: int = 0, ramp_s: float = 0.0
+        self,
+        personas: list[str],
+        timeout_s: float = 240.0,
+        offset: int = 0,
+        ramp_s: float = 0.0,
+        *,
+        stage: str = "early",
+        amount_minor: int = 45_000,
+        facts: dict[str, dict[str, str]] | None = None,
+        events: bool = False,
     ) -> list[CallResult]:
         """Place one call per persona and wait for all of them. With `ramp_s` the calls are
-        triggered evenly over that many seconds instead of all at once."""
+        triggered evenly over that many seconds instead of all at once. Each debtor is created
+        at `stage` with a balance of `amount_minor` and its persona's verification `facts`
+        (persona -> facts; none by default); `events` also reads each call's step events."""
         headers = {"Authorization": f"Bearer {API_KEY}"}
         sim_url = self.deployment.sim_url
         assert sim_url is not None
@@ -165,7 +179,13 @@ class BenchRun:
                 delay = started + ramp_s * i / len(personas) - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                debtor = await create_debtor(api, fictional_number(offset + i))
+                debtor = await create_debtor(
+                    api,
+                    fictional_number(offset + i),
+                    stage=stage,
+                    amount_minor=amount_minor,
+                    facts=(facts or {}).get(persona),
+                )
                 ids.append(((await trigger_call(api, debtor["id"]))["id"], persona))
             # Watch the phone side (one cheap request for all calls) rather than polling every
             # call through the API: at 100+ calls that polling loaded the machine under test.
@@ -188,7 +208,8 @@ class BenchRun:
                 call = views[cid]
                 sid = call.get("twilio_call_sid")
                 snap = (await sim.get(f"/_sim/calls/{sid}?wait=5")).json() if sid else {}
-                results.append(CallResult(persona, call, snap, stored.get(cid, [])))
+                steps = await call_events(api, cid) if events else []
+                results.append(CallResult(persona, call, snap, stored.get(cid, []), steps))
             return results
 
     async def stored_latency(self, call_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
@@ -210,6 +231,20 @@ class BenchRun:
             print(f"  (stored latency records unavailable: {exc!r})", flush=True)
             return {}
         return {r["id"]: json.loads(r["latency"] or "[]") for r in rows}
+
+
+async def call_events(api: httpx.AsyncClient, call_id: str) -> list[dict[str, Any]]:
+    """Every step event of the call (`GET /v1/calls/{id}/events`), page by page."""
+    events: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"limit": 100}
+    while True:
+        resp = await api.get(f"/v1/calls/{call_id}/events", params=params)
+        resp.raise_for_status()
+        body = resp.json()
+        events.extend(body["data"])
+        if body["next_cursor"] is None:
+            return events
+        params["cursor"] = body["next_cursor"]
 
 
 def turn_figures(results: list[CallResult]) -> dict[str, list[float]]:

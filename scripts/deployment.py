@@ -34,6 +34,9 @@ SERVICES = [
 class LocalDeployment:
     out: Path
     real_vendors: bool = False
+    # Only the model is real (OPENAI_API_KEY from env, api.openai.com): the phone, STT and TTS
+    # stay simulated, so scripted personas can still play the debtor (bench.conversation).
+    real_llm: bool = False
     sim_args: list[str] = field(default_factory=list)
     service_env: dict[str, str] = field(default_factory=dict)
     stack: LocalStack = field(init=False)
@@ -61,6 +64,8 @@ class LocalDeployment:
             if missing:
                 raise StackError(f"real vendors need these variables set: {', '.join(missing)}")
         else:
+            if self.real_llm and not os.environ.get("OPENAI_API_KEY"):
+                raise StackError("a real model needs OPENAI_API_KEY set")
             ports = {v: free_port() for v in ("twilio", "deepgram", "openai", "elevenlabs")}
             self.processes["simulators"] = ServiceProcess(
                 "simulators",
@@ -84,6 +89,11 @@ class LocalDeployment:
                     "ELEVENLABS_WS_URL": f"ws://127.0.0.1:{ports['elevenlabs']}",
                 }
             )
+            if self.real_llm:
+                env["OPENAI_BASE_URL"] = os.environ.get(
+                    "OPENAI_BASE_URL", "https://api.openai.com/v1"
+                )
+                env["OPENAI_API_KEY"] = os.environ["OPENAI_API_KEY"]
         ports = {name: free_port() for name, _, _ in SERVICES}
         if not self.real_vendors:
             env["ORCHESTRATOR_PUBLIC_URL"] = f"http://127.0.0.1:{ports['voice-orchestrator']}"
