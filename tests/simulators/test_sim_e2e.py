@@ -322,8 +322,10 @@ async def test_barge_in_detected_by_deepgram_and_cleared(
             {"event": "mark", "streamSid": session.stream_sid, "mark": {"name": "a"}}
         )
         transcript = ""
+        started_at: list[float] = []  # SpeechStarted timestamps (audio time, s)
         async for m in stt:
             if m.type == "SpeechStarted":
+                started_at.append(m.timestamp)
                 await session.send({"event": "clear", "streamSid": session.stream_sid})
             elif m.type == "Results" and m.is_final:
                 transcript += m.channel.alternatives[0].transcript
@@ -336,9 +338,21 @@ async def test_barge_in_detected_by_deepgram_and_cleared(
     stream = rec["streams"][0]
     (mark,) = stream["marks"]
     assert mark["name"] == "a" and mark["cleared"]
-    assert mark["echoed_at_ms"] == stream["clears"][0]["at_ms"] + 20  # on the next frame
+    clear = stream["clears"][0]
+    late_ms = 20 * stream["frames_late"]  # stream time skipped by a clock that fell behind
+    # The pending mark is echoed on the next frame (ticks a busy machine skipped aside).
+    assert clear["at_ms"] + 20 <= mark["echoed_at_ms"] <= clear["at_ms"] + 20 + late_ms
     debtor = stream["debtor_lines"][0]
-    # Agent audio kept playing only until the clear: a frame or two after the debtor started.
-    assert stream["overlap_ms"] <= 60 and stream["overlap_ms"] > 0
-    assert stream["clears"][0]["at_ms"] - debtor["start_ms"] <= 60
-    assert stream["clears"][0]["dropped_bytes"] > 8000
+    # Deepgram hears the debtor on the first voiced frame: its audio time is the stream's, less
+    # the frames the clock skipped (never forwarded). Exact, whatever the load.
+    (heard_ms,) = [round(t * 1000) for t in started_at]
+    assert debtor["start_ms"] - late_ms <= heard_ms <= debtor["start_ms"]
+    # Agent audio kept playing only until the clear: every frame from the debtor's first to the
+    # clear's (or to the line's end), and none after (skipped ticks play nothing).
+    reaction = clear["at_ms"] - debtor["start_ms"]
+    spoken = min(reaction + 20, debtor["end_ms"] - debtor["start_ms"])
+    assert spoken - late_ms <= stream["overlap_ms"] <= reaction + 20
+    # The reaction itself is a few frames (the path through Deepgram and back: 20-60 ms when
+    # the machine is idle); it is wall-clock time, so a busy machine gets a second of slack.
+    assert 0 <= reaction <= 60 + 1000, reaction
+    assert clear["dropped_bytes"] > 8000
