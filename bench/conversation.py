@@ -55,6 +55,11 @@ OUTCOME_COLORS = {
     "refused": "#e41a1c",
     "no_answer": "#dddddd",
     "failed": "#666666",
+    "machine": "#a6cee3",
+    "voicemail_left": "#1f78b4",
+    "no_response": "#eeeeaa",
+    "unverified": "#cab2d6",
+    "hung_up": "#ffff99",
 }
 
 
