@@ -32,8 +32,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from generated.call_step import CallStep
 from generated.campaign_completed_data import CampaignCompletedData
-from services.call_scheduler.ending import end_unplaced
 from services.common import campaign_lifecycle as lifecycle
+from services.common.call_ending import end_unplaced
 from services.common.call_queue import queue_call
 from services.common.call_steps import record_step
 from services.common.campaign_store import item_counts, load_campaign_model

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from services.call_scheduler.ending import NOT_PLACED
+from services.common.call_ending import NOT_PLACED
 from services.common.calling_rules import RulesConfig, retry_delay
 
 # The debtor said so in the call: kept on the debtor until an operator lifts it.

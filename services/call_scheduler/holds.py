@@ -10,7 +10,7 @@ from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.call_scheduler.ending import end_unplaced
+from services.common.call_ending import end_unplaced
 from services.common.debtor_events import add_hold_event
 from services.common.logging import get_logger
 from services.common.models import Call, DebtorHold, ScheduledCall

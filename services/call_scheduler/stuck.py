@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from generated.call_step import CallStep
-from services.call_scheduler.ending import end_unplaced
+from services.common.call_ending import end_unplaced
 from services.common.call_steps import record_step
 from services.common.logging import get_logger
 from services.common.models import Call, ScheduledCall

@@ -32,10 +32,10 @@ from services.call_scheduler.decide import (
     Skip,
     decide_claim,
 )
-from services.call_scheduler.ending import end_unplaced
 from services.call_scheduler.promises import judge_overdue_promises
 from services.call_scheduler.stuck import reconcile_queued
 from services.call_scheduler.variants import variant_for_dispatch
+from services.common.call_ending import end_unplaced
 from services.common.call_steps import record_step
 from services.common.calling_rules import RulesConfig, earliest_allowed
 from services.common.logging import get_logger

@@ -69,7 +69,7 @@ from services.client_api.validation import storable_text_errors, text_errors
 from services.common import models
 from services.common.audit import record_action
 from services.common.blobstore import BlobStore
-from services.common.call_events import publish_completed
+from services.common.call_ending import end_unplaced
 from services.common.call_steps import record_step
 from services.common.calling_rules import Intent, earliest_allowed
 from services.common.logging import get_logger
@@ -89,7 +89,6 @@ router = APIRouter(tags=["Operator"])
 
 SOURCE: Final = "/client-api"
 CE_TYPE_CALL_REQUESTED = "call.requested"
-NOT_PLACED = "not placed: "  # as services/call_scheduler/ending.py: such a call is never retried
 
 CallIdPath = Annotated[uuid.UUID, Path(description="The call's id.")]
 
@@ -376,22 +375,17 @@ async def cancel_call(
     cancelled = [scheduled_to_model(r) for r in rows]
     _drop(rows, why, now)
     if isinstance(plan, CancelCall):
-        call.status = "canceled"
-        call.outcome = None
-        call.failure_reason = (NOT_PLACED + why)[:1000]
-        call.ended_at = now
-        call.updated_at = now
-        await record_step(
+        await end_unplaced(
             session,
-            call.id,
-            CallStep.ENDED,
-            at=now,
-            detail={"status": "canceled", "outcome": None, "message": why},
-            reason=CallStepReason.OPERATOR_CANCELED,
-            once_key="ended",
+            settings,
+            call,
+            status="canceled",
+            outcome=None,
+            reason=why,
+            now=now,
+            step_reason=CallStepReason.OPERATOR_CANCELED,
+            source=SOURCE,
         )
-        await session.flush()
-        await publish_completed(session, settings, call.id, SOURCE)
     action_id = await record_action(
         session,
         actor=actor,

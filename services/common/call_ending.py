@@ -1,4 +1,6 @@
-"""Ending a call the scheduler never placed (canceled by a hold or the rules, or lost)."""
+"""Ending a call that was never placed: canceled by a hold, the rules, a campaign cancel or an
+operator, or lost before dialing. The scheduler and the Client API's operator cancel both end
+calls this way."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from generated.call_step import CallStep
 from generated.call_step_reason import CallStepReason
-from services.common.call_events import publish_completed
+from services.common.call_events import Source, publish_completed
 from services.common.call_steps import record_step
 from services.common.models import Call
 from services.common.settings import Settings
@@ -28,6 +30,7 @@ async def end_unplaced(
     reason: str,
     now: datetime,
     step_reason: CallStepReason | str | None = None,
+    source: Source = "/call-scheduler",
 ) -> None:
     """`call` must be locked and `queued`. `call.completed` goes out as for any ended call (one
     per call: its ce-id derives from the call id), and the call's `ended` step with
@@ -46,4 +49,4 @@ async def end_unplaced(
         reason=CallStepReason(step_reason) if step_reason is not None else None,
         once_key="ended",
     )
-    await publish_completed(session, settings, call.id, "/call-scheduler")
+    await publish_completed(session, settings, call.id, source)
