@@ -24,6 +24,7 @@ import httpx
 from generated.client_api import WebhookEventType
 from scripts.calls import assign_persona
 from scripts.webhook_receiver import WebhookReceiver
+from services.client_api.imports_rows import COLUMNS as IMPORT_COLUMNS
 from simulators.personas import load_personas
 
 # The demo's receiver takes every event type there is.
@@ -64,20 +65,8 @@ BAD_ROWS = (
     ({"amount_owed_minor": "-500"}, "a negative balance"),
     ({"stage": "very_late"}, "an unknown stage"),
 )
-COLUMNS = (
-    "external_id",
-    "name",
-    "phone",
-    "timezone",
-    "stage",
-    "amount_owed_minor",
-    "currency",
-    "due_date",
-    "date_of_birth",
-    "postal_code",
-    "account_reference",
-    "metadata.persona",
-)
+# The import's columns (docs/imports.md), with the persona as one metadata value.
+COLUMNS = (*(c for c in IMPORT_COLUMNS if c != "metadata"), "metadata.persona")
 FIRST = ("Ava", "Ben", "Chloe", "Dev", "Elena", "Farid", "Grace", "Hugo", "Iris", "Jonas")
 LAST = ("Moreau", "Okafor", "Lindqvist", "Tanaka", "Silva", "Novak", "Haddad", "Byrne")
 
