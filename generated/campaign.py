@@ -32,6 +32,12 @@ class Campaign(BaseModel):
     ]
     prompt_variants: PromptVariantWeights
     pacing: CampaignPacing
+    follow_up_broken_promises: Annotated[
+        bool,
+        Field(
+            description="Whether a promise made on one of this campaign's calls that turns broken (or partially kept) gets a follow-up call: the broken-promise pass schedules one for that call's debtor, placed through the durable schedule under the calling windows, attempt caps and holds (and after a conversation, Reg F's quiet period). Only while the campaign is running or completed; a paused or cancelled campaign schedules none."
+        ),
+    ]
     items: CampaignItemCounts
     metadata: Annotated[
         Metadata, Field(description="Your key/value strings, returned unchanged.")

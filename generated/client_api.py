@@ -1040,6 +1040,12 @@ class CampaignCreate(BaseModel):
         Field(description="The delinquency stage whose script the calls use."),
     ]
     pacing: CampaignPacing
+    follow_up_broken_promises: Annotated[
+        bool,
+        Field(
+            description="Whether a promise made on one of this campaign's calls that turns broken (or partially kept) gets a follow-up call: the broken-promise pass schedules one for that call's debtor, placed through the durable schedule under the calling windows, attempt caps and holds (and after a conversation, Reg F's quiet period). Only while the campaign is running or completed; a paused or cancelled campaign schedules none. Default: true."
+        ),
+    ] = True
     prompt_variants: Annotated[
         PromptVariantWeights,
         Field(
@@ -1075,6 +1081,12 @@ class CampaignUpdate(BaseModel):
         ),
     ] = None
     pacing: CampaignPacing | None = None
+    follow_up_broken_promises: Annotated[
+        bool | None,
+        Field(
+            description="Whether a promise made on one of this campaign's calls that turns broken (or partially kept) gets a follow-up call: the broken-promise pass schedules one for that call's debtor, placed through the durable schedule under the calling windows, attempt caps and holds (and after a conversation, Reg F's quiet period). Only while the campaign is running or completed; a paused or cancelled campaign schedules none."
+        ),
+    ] = None
     prompt_variants: PromptVariantWeights | None = None
     metadata: Annotated[
         Metadata | None, Field(description="Replaces your key/value strings.")

@@ -75,6 +75,7 @@ def campaign_model(row: Campaign, counts: Mapping[str, int]) -> CampaignView:
         pacing=CampaignPacing(
             max_concurrent_calls=row.max_concurrent_calls, calls_per_minute=row.calls_per_minute
         ),
+        follow_up_broken_promises=row.follow_up_broken_promises,
         items=CampaignItemCounts(total=sum(counts.values()), **counts),
         metadata=dict(row.metadata_),
         created_at=_utc(row.created_at),

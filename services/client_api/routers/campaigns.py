@@ -172,6 +172,7 @@ async def create_campaign(
         prompt_variants=dict(body.prompt_variants),
         max_concurrent_calls=body.pacing.max_concurrent_calls,
         calls_per_minute=body.pacing.calls_per_minute,
+        follow_up_broken_promises=body.follow_up_broken_promises,
         metadata_=dict(body.metadata),
         idempotency_key=idempotency_key,
         request_fingerprint=fp if idempotency_key is not None else None,
@@ -287,6 +288,8 @@ async def update_campaign(
     if body.pacing is not None:
         row.max_concurrent_calls = body.pacing.max_concurrent_calls
         row.calls_per_minute = body.pacing.calls_per_minute
+    if body.follow_up_broken_promises is not None:
+        row.follow_up_broken_promises = body.follow_up_broken_promises
     if body.metadata is not None:
         row.metadata_ = dict(body.metadata)
     row.updated_at = datetime.now(UTC)

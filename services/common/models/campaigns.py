@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -68,6 +69,10 @@ class Campaign(Base):
     )
     max_concurrent_calls: Mapped[int] = mapped_column(Integer)
     calls_per_minute: Mapped[int] = mapped_column(Integer)
+    # A broken promise from one of its calls gets a follow-up call (call_scheduler/promises.py).
+    follow_up_broken_promises: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, server_default=sql_text("true")
+    )
     metadata_: Mapped[dict[str, Any]] = mapped_column(
         "metadata", JSONB, nullable=False, server_default=sql_text("'{}'::jsonb")
     )
