@@ -289,7 +289,9 @@ async def test_call_steps_are_stored(orch: Orch, runs: dict[str, Run], name: str
     assert ended.reason in ENDED_REASONS.get(name, {None}), (ended.reason, ended.detail)
     if not run.expect.answered:
         return
-    assert "answered" in names and names[-1] == "recording_stored", names
+    # The orchestrator's last step (the Client API's webhook_* steps may follow it).
+    ours = [n for n in names if not n.startswith("webhook_")]
+    assert "answered" in ours and ours[-1] == "recording_stored", names
     if name in CONVERSED and name not in ("silent", "llm_down"):  # those never get a move
         tools = [r for r in rows if r.step == "tool_call"]
         assert tools, names

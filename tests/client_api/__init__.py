@@ -1,0 +1,1 @@
+"""Package: its package-scoped fixtures (servers, apps) end with its last test."""
