@@ -12,7 +12,7 @@ import contextlib
 import time
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 
 from scripts.calls import (
     TERMINAL,
@@ -34,11 +34,44 @@ from tests.reliability.conftest import (
 )
 
 
+async def _outbox_published(env: Env, within_s: float) -> None:
+    deadline = time.monotonic() + within_s
+    while True:
+        async with env.sessions() as s:
+            waiting = await s.scalar(
+                select(func.count())
+                .select_from(OutboxMessage)
+                .where(OutboxMessage.published_at.is_(None))
+            )
+        if not waiting:
+            return
+        assert time.monotonic() < deadline, f"{waiting} outbox rows still unpublished"
+        await asyncio.sleep(0.2)
+
+
 async def test_every_service_killed_after_commit_before_publish(env: Env) -> None:
     """The trigger commits (call row + outbox row); each service's relay claims the row and dies
     before publishing, one after the other. Nothing is published, nothing is lost: after a
     restart the row goes out once, the call is placed once and reported once."""
     names = ("client-api", "call-scheduler", "voice-orchestrator")
+    # A relay that finds any row at start-up dies before it is ever healthy, so the earlier
+    # tests' leftovers must not make one: their webhook deliveries still being retried (the
+    # retry pump asks for attempts at start-up) and their follow-ups still scheduled are
+    # closed, and what is in the outbox goes out first.
+    async with env.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL"
+                " WHERE status = 'pending'"
+            )
+        )
+        await conn.execute(
+            text(
+                "UPDATE scheduled_calls SET status = 'cancelled', skip_reason = 'test reset'"
+                " WHERE status = 'pending'"
+            )
+        )
+    await _outbox_published(env, within_s=30)
     await asyncio.gather(*(restart(env.proc(n), FAILPOINTS="outbox.before_publish") for n in names))
 
     phone = fictional_number(401)
