@@ -7,10 +7,13 @@ import uuid
 from datetime import date
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.common.bus import PubSubBus
 from services.common.models import Call, Debtor
+from services.common.settings import Settings
+from services.common.topology import subscriptions
 from simulators.stack import SimulatorUrls
 
 
@@ -67,6 +70,39 @@ async def drain(bus: PubSubBus, subscription: str) -> int:
         if not got:
             return acked
         acked += len(got)
+
+
+async def close_earlier_tests_work(engine: AsyncEngine) -> None:
+    """End what earlier tests left scheduled on a shared database: their webhook deliveries
+    still being retried (a Client API's retry pump asks for the next attempt, at start-up too,
+    writing an outbox row) and their follow-up calls still pending (a scheduler places them).
+    A test that counts rows, or restarts services, starts from a quiet deployment."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL"
+                " WHERE status = 'pending'"
+            )
+        )
+        await conn.execute(
+            text(
+                "UPDATE scheduled_calls SET status = 'cancelled', skip_reason = 'test reset'"
+                " WHERE status = 'pending'"
+            )
+        )
+
+
+async def drain_backlog_of(settings: Settings, consumers: tuple[str, ...]) -> None:
+    """Ack what waits on the shared stack's subscriptions of `consumers`: earlier tests publish
+    while those consumers are not running, and a process started next would handle that
+    backlog (writing rows, pushing the test's own messages past its wait)."""
+    bus = PubSubBus(settings)
+    try:
+        for sub in subscriptions(settings):
+            if sub.consumer in consumers:
+                await drain(bus, sub.name)
+    finally:
+        bus.close()
 
 
 def sample_debtor(**fields: Any) -> Debtor:

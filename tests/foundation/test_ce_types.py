@@ -31,7 +31,7 @@ from services.common.models import ProcessedMessage
 from services.common.settings import Settings
 from services.common.topology import subscriptions
 from services.voice_orchestrator.dispatch import Dispatcher
-from tests.helpers import drain, pull, temp_subscription
+from tests.helpers import drain_backlog_of, pull, temp_subscription
 
 UNKNOWN = "com.example.not_ours"
 PULL_TIMEOUT_S = 10  # PullConsumer's long poll
@@ -137,11 +137,7 @@ def test_every_consumer_declares_its_types() -> None:
 def services(stack: LocalStack, settings: Settings) -> Iterator[list[ServiceProcess]]:
     # Earlier tests publish on the shared topics while these consumers are not running; a
     # backlog handled first would push the test's messages past its wait.
-    bus = PubSubBus(settings)
-    for sub in subscriptions(settings):
-        if sub.consumer in ("call-scheduler", "client-api"):
-            asyncio.run(drain(bus, sub.name))
-    bus.close()
+    asyncio.run(drain_backlog_of(settings, ("call-scheduler", "client-api")))
     work = Path(tempfile.mkdtemp(prefix="ce-types-test-"))
     procs = []
     for name, module, port_var in (

@@ -38,7 +38,7 @@ import pytest
 import uvicorn
 import websockets
 from sqlalchemy import func, inspect, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from twilio.request_validator import RequestValidator
 
 from services.common import models
@@ -50,7 +50,7 @@ from services.voice_orchestrator.session import SessionTuning
 from services.voice_orchestrator.stream_token import stream_token
 from simulators import SimConfig, SimulatorStack
 from tests.client_api.conftest import API_KEY, TEST_OVERRIDES, client_api_process, debtor_body
-from tests.helpers import vendor_settings
+from tests.helpers import close_earlier_tests_work, drain_backlog_of, vendor_settings
 
 # ================================================================================================
 # Voice Orchestrator
@@ -719,7 +719,13 @@ class Api:
 
 
 @pytest.fixture(scope="module")
-async def api(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[Api]:
+async def api(
+    settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[Api]:
+    # The no-change checks count rows of the whole shared database: what earlier tests left
+    # for a Client API to do (retries due, events waiting) must not happen during them.
+    await close_earlier_tests_work(engine)
+    await drain_backlog_of(settings, ("client-api", "webhook-worker", "import-worker"))
     server = client_api_process("client-api-bad-input-")
     log_path = server.log_path
     assert log_path is not None

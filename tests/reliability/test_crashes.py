@@ -12,7 +12,7 @@ import contextlib
 import time
 
 import httpx
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from scripts.calls import (
     TERMINAL,
@@ -23,6 +23,7 @@ from scripts.calls import (
     wait_terminal,
 )
 from services.common.models import Call, OutboxMessage, WebhookAttempt, WebhookDelivery
+from tests.helpers import close_earlier_tests_work
 from tests.reliability.conftest import (
     SWEEPER_STALE_S,
     Env,
@@ -58,19 +59,7 @@ async def test_every_service_killed_after_commit_before_publish(env: Env) -> Non
     # tests' leftovers must not make one: their webhook deliveries still being retried (the
     # retry pump asks for attempts at start-up) and their follow-ups still scheduled are
     # closed, and what is in the outbox goes out first.
-    async with env.engine.begin() as conn:
-        await conn.execute(
-            text(
-                "UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL"
-                " WHERE status = 'pending'"
-            )
-        )
-        await conn.execute(
-            text(
-                "UPDATE scheduled_calls SET status = 'cancelled', skip_reason = 'test reset'"
-                " WHERE status = 'pending'"
-            )
-        )
+    await close_earlier_tests_work(env.engine)
     await _outbox_published(env, within_s=30)
     await asyncio.gather(*(restart(env.proc(n), FAILPOINTS="outbox.before_publish") for n in names))
 
