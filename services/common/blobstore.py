@@ -7,7 +7,6 @@ is synchronous, so every call runs in a worker thread to keep the event loop fre
 from __future__ import annotations
 
 import asyncio
-import os
 from datetime import timedelta
 from typing import Protocol
 
@@ -15,6 +14,7 @@ from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
+from services.common.emulator_env import emulator_env
 from services.common.settings import Settings
 
 
@@ -41,11 +41,12 @@ class GcsBlobStore:
         self.bucket_name = settings.gcs_bucket
         self.emulator = settings.storage_emulator_host
         if self.emulator:
-            # The client reads this variable and talks to the emulator without credentials.
-            os.environ["STORAGE_EMULATOR_HOST"] = self.emulator
-            self.client = storage.Client(
-                project=settings.gcp_project_id, credentials=AnonymousCredentials()
-            )
+            # The client reads this variable when built and talks to the emulator without
+            # credentials.
+            with emulator_env("STORAGE_EMULATOR_HOST", self.emulator):
+                self.client = storage.Client(
+                    project=settings.gcp_project_id, credentials=AnonymousCredentials()
+                )
         else:
             self.client = storage.Client(project=settings.gcp_project_id)
         self.bucket = self.client.bucket(self.bucket_name)

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -33,6 +33,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common.consumer import ConsumerState, PullConsumer
+from services.common.emulator_env import emulator_env
 from services.common.logging import get_logger
 from services.common.models import ProcessedMessage
 from services.common.settings import Settings
@@ -111,24 +112,22 @@ class Publisher(Protocol):
     async def publish(self, topic: str, event: CloudEvent) -> str: ...
 
 
-def _use_emulator(settings: Settings) -> None:
-    # The official clients read these variables themselves.
-    if settings.pubsub_emulator_host:
-        os.environ["PUBSUB_EMULATOR_HOST"] = settings.pubsub_emulator_host
+def _emulator(settings: Settings) -> AbstractContextManager[None]:
+    return emulator_env("PUBSUB_EMULATOR_HOST", settings.pubsub_emulator_host)
 
 
 class PubSubBus:
     """Publisher (batching client library) and pull consumers (async client) on Pub/Sub."""
 
     def __init__(self, settings: Settings) -> None:
-        _use_emulator(settings)
         self.settings = settings
         self.project = settings.gcp_project_id
-        self.publisher = pubsub_v1.PublisherClient(
-            batch_settings=pubsub_v1.types.BatchSettings(max_latency=0.005)
-        )
-        # Synchronous client for administration and tests (create, pull, ack).
-        self.subscriber = pubsub_v1.SubscriberClient()
+        with _emulator(settings):
+            self.publisher = pubsub_v1.PublisherClient(
+                batch_settings=pubsub_v1.types.BatchSettings(max_latency=0.005)
+            )
+            # Synchronous client for administration and tests (create, pull, ack).
+            self.subscriber = pubsub_v1.SubscriberClient()
         self._async_subscriber: SubscriberAsyncClient | None = None
         self._consumers: list[tuple[PullConsumer, asyncio.Task[None]]] = []
 
@@ -234,9 +233,9 @@ class IdempotentHandler:
 
 def ensure_topology(settings: Settings) -> None:
     """Create topics, subscriptions and dead-letter topics if missing (idempotent)."""
-    _use_emulator(settings)
-    publisher = pubsub_v1.PublisherClient()
-    subscriber = pubsub_v1.SubscriberClient()
+    with _emulator(settings):
+        publisher = pubsub_v1.PublisherClient()
+        subscriber = pubsub_v1.SubscriberClient()
     project = settings.gcp_project_id
 
     def create_topic(topic: str) -> None:

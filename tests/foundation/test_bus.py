@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 
 import pytest
@@ -195,3 +196,26 @@ async def test_a_row_that_cannot_be_published_blocks_nothing(
         await asyncio.sleep(0.1)
     [late] = await pull(bus, missing_sub, 1, wait_s=5)
     assert late.message.attributes["ce-id"] == stuck.id
+
+
+async def test_a_bus_leaves_the_environment_as_it_found_it(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bus for one stack must not point the rest of the process (and the children it starts)
+    at that stack's emulator: a test process talks to several stacks, and one that is stopped
+    would be dialled by every later client and service process."""
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", "127.0.0.1:9")  # nobody listens there
+    b = PubSubBus(settings)
+    try:
+        assert settings.pubsub_emulator_host != "127.0.0.1:9"
+        assert os.environ["PUBSUB_EMULATOR_HOST"] == "127.0.0.1:9"
+        # ...and the bus itself talks to the emulator its settings name.
+        topic = fresh_topic(b)
+        sub = temp_subscription(b, topic)
+        await b.publish(topic, CloudEvent.create("call.requested", "/tests", {"call_id": "c2"}))
+        assert len(await pull(b, sub, 1)) == 1
+    finally:
+        b.close()
+    monkeypatch.delenv("PUBSUB_EMULATOR_HOST")
+    PubSubBus(settings).close()
+    assert "PUBSUB_EMULATOR_HOST" not in os.environ
