@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated
 
 import structlog
-from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,13 +21,19 @@ from generated.client_api import CallPage, CallTriggerRequest
 from services.client_api.call_events import events_page
 from services.client_api.deps import BlobsDep, RuntimeDep, SessionDep, SettingsDep
 from services.client_api.errors import constraint_name
+from services.client_api.idempotency import (
+    IdempotencyKey,
+    key_errors,
+    mark_replayed,
+    request_fingerprint,
+    same_request,
+)
 from services.client_api.mapping import call_load_options, call_to_model, load_call
 from services.client_api.pagination import newest_first, page
 from services.client_api.problems import (
     CALL_ALREADY_ACTIVE,
     CALL_NOT_ALLOWED,
     DEBTOR_ON_HOLD,
-    IDEMPOTENCY_KEY_REUSED,
     ProblemError,
     not_found,
     validation_error,
@@ -44,7 +48,7 @@ from services.client_api.responses import (
     LimitQuery,
 )
 from services.client_api.strict import strictly
-from services.client_api.validation import storable_text_errors, text_errors
+from services.client_api.validation import storable_text_errors
 from services.common import models
 from services.common.blobstore import BlobStore
 from services.common.call_queue import announce_call_requested, queue_call
@@ -60,34 +64,11 @@ router = APIRouter(tags=["Calls"])
 
 SOURCE = "/client-api"
 
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=255,
-        description="Repeating a request with the same key and body returns the first result.",
-    ),
-]
-
 
 def fingerprint(debtor_id: uuid.UUID, body: CallTriggerRequest) -> str:
     """What makes two triggers "the same request": the debtor and the body's meaning (no body,
     `{}` and `{"metadata": {}}` are the same request)."""
-    canonical = json.dumps(
-        {"debtor_id": str(debtor_id), "body": body.model_dump(mode="json")},
-        sort_keys=True,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _key_reused() -> ProblemError:
-    return ProblemError(
-        409,
-        IDEMPOTENCY_KEY_REUSED,
-        "This Idempotency-Key was used with another request; use a new key.",
-    )
+    return request_fingerprint({"debtor_id": str(debtor_id), "body": body.model_dump(mode="json")})
 
 
 def _already_active() -> ProblemError:
@@ -130,8 +111,8 @@ async def _replay(session: AsyncSession, key: str, fp: str) -> models.Call | Non
     previous: models.Call | None = await session.scalar(
         select(models.Call).where(models.Call.idempotency_key == key).options(*call_load_options())
     )
-    if previous is not None and previous.request_fingerprint != fp:
-        raise _key_reused()
+    if previous is not None:
+        same_request(previous.request_fingerprint, fp)
     return previous
 
 
@@ -162,9 +143,7 @@ async def trigger_call(
     if body is not None:
         body = await strictly(http_request, CallTriggerRequest) or body
     request = body or CallTriggerRequest()
-    errors = storable_text_errors(request)
-    if idempotency_key is not None:
-        errors += text_errors(idempotency_key, "header.Idempotency-Key")
+    errors = storable_text_errors(request) + key_errors(idempotency_key)
     if errors:
         raise validation_error(errors)
     fp = fingerprint(debtor_id, request)
@@ -250,8 +229,7 @@ async def trigger_call(
 async def _replayed(previous: models.Call, blobs: BlobStore, response: Response) -> Call:
     with structlog.contextvars.bound_contextvars(call_id=str(previous.id)):
         log.info("call_request_replayed")
-    response.headers["Location"] = f"/v1/calls/{previous.id}"
-    response.headers["Idempotent-Replayed"] = "true"
+    mark_replayed(response, location=f"/v1/calls/{previous.id}")
     return await call_to_model(previous, blobs)
 
 

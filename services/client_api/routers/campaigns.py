@@ -8,13 +8,11 @@ completes campaigns under the same lock).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
@@ -35,10 +33,16 @@ from generated.client_api import (
 )
 from services.client_api.deps import ActorDep, SessionDep
 from services.client_api.errors import constraint_name
+from services.client_api.idempotency import (
+    IdempotencyKey,
+    key_errors,
+    mark_replayed,
+    request_fingerprint,
+    same_request,
+)
 from services.client_api.pagination import newest_first, page
 from services.client_api.problems import (
     CAMPAIGN_STATUS_CONFLICT,
-    IDEMPOTENCY_KEY_REUSED,
     ProblemError,
     not_found,
     validation_error,
@@ -53,7 +57,7 @@ from services.client_api.responses import (
     LimitQuery,
 )
 from services.client_api.strict import strictly
-from services.client_api.validation import storable_text_errors, text_errors
+from services.client_api.validation import storable_text_errors
 from services.common import campaign_lifecycle as lifecycle
 from services.common import models
 from services.common.audit import record_action
@@ -74,21 +78,7 @@ log = get_logger(__name__)
 router = APIRouter(tags=["Campaigns"])
 
 CampaignId = Annotated[uuid.UUID, Path(description="The campaign's id.")]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=255,
-        description="Repeating a request with the same key and body returns the first result.",
-    ),
-]
 WRITE_ERRORS = {**BAD_REQUEST, **NOT_FOUND, **CONFLICT, **TOO_LARGE, **UNPROCESSABLE}
-
-
-def _fingerprint(body: CampaignCreate) -> str:
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _status_conflict(detail: str) -> ProblemError:
@@ -119,15 +109,8 @@ async def _replay(session: SessionDep, key: str, fp: str, response: Response) ->
     previous = await session.scalar(select(CampaignRow).where(CampaignRow.idempotency_key == key))
     if previous is None:
         return None
-    if previous.request_fingerprint != fp:
-        raise ProblemError(
-            409,
-            IDEMPOTENCY_KEY_REUSED,
-            "This Idempotency-Key was used with another request; use a new key.",
-        )
-    response.status_code = 200
-    response.headers["Idempotent-Replayed"] = "true"
-    response.headers["Location"] = f"/v1/campaigns/{previous.id}"
+    same_request(previous.request_fingerprint, fp)
+    mark_replayed(response, location=f"/v1/campaigns/{previous.id}", status=200)
     return await load_campaign_model(session, previous)
 
 
@@ -152,13 +135,11 @@ async def create_campaign(
     idempotency_key: IdempotencyKey = None,
 ) -> Campaign:
     body = await strictly(request, CampaignCreate) or body
-    errors = storable_text_errors(body)
-    if idempotency_key is not None:
-        errors += text_errors(idempotency_key, "header.Idempotency-Key")
+    errors = storable_text_errors(body) + key_errors(idempotency_key)
     errors += _weights_errors(body.stage.value, dict(body.prompt_variants), "body.prompt_variants")
     if errors:
         raise validation_error(errors)
-    fp = _fingerprint(body)
+    fp = request_fingerprint(body.model_dump(mode="json"))
     if idempotency_key is not None:
         replayed = await _replay(session, idempotency_key, fp, response)
         if replayed is not None:

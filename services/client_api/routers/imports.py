@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
@@ -25,6 +25,7 @@ from generated.client_api import ImportJobPage, ImportRowError, ImportRowErrorPa
 from generated.import_job import ImportJob
 from services.client_api.deps import RuntimeDep, SessionDep, SettingsDep
 from services.client_api.errors import constraint_name
+from services.client_api.idempotency import IdempotencyKey, key_errors, mark_replayed, same_request
 from services.client_api.imports_store import (
     add_completed_event,
     fingerprint,
@@ -39,8 +40,6 @@ from services.client_api.imports_upload import (
 )
 from services.client_api.pagination import Keyset, integer, newest_first, page
 from services.client_api.problems import (
-    IDEMPOTENCY_KEY_REUSED,
-    ProblemError,
     not_found,
     validation_error,
 )
@@ -54,7 +53,6 @@ from services.client_api.responses import (
     LimitQuery,
     _problem,
 )
-from services.client_api.validation import text_errors
 from services.common.blobstore import GcsBlobStore
 from services.common.campaign_lifecycle import accepts_debtors
 from services.common.logging import get_logger
@@ -92,28 +90,11 @@ UPLOAD_BODY: dict[str, Any] = {
     }
 }
 
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=255,
-        description="Repeating a request with the same key and body returns the first result.",
-    ),
-]
 CampaignQuery = Annotated[
     uuid.UUID | None,
     Query(description="Assign every imported debtor to this campaign (draft, running or paused)."),
 ]
 ImportId = Annotated[uuid.UUID, Path(description="The import's id.")]
-
-
-def _key_reused() -> ProblemError:
-    return ProblemError(
-        409,
-        IDEMPOTENCY_KEY_REUSED,
-        "This Idempotency-Key was used with another file or campaign; use a new key.",
-    )
 
 
 async def _check_campaign(session: AsyncSession, campaign_id: uuid.UUID | None) -> None:
@@ -137,8 +118,11 @@ async def _previous(session: AsyncSession, fp: str, key: str | None) -> DebtorIm
             select(DebtorImport).where(DebtorImport.idempotency_key == key)
         )
         if by_key is not None:
-            if by_key.fingerprint != fp:
-                raise _key_reused()
+            same_request(
+                by_key.fingerprint,
+                fp,
+                "This Idempotency-Key was used with another file or campaign; use a new key.",
+            )
             return by_key
     found: DebtorImport | None = await session.scalar(
         select(DebtorImport).where(DebtorImport.fingerprint == fp)
@@ -148,8 +132,7 @@ async def _previous(session: AsyncSession, fp: str, key: str | None) -> DebtorIm
 
 def _replayed(row: DebtorImport, response: Response) -> ImportJob:
     log.info("debtor_import_replayed", import_id=str(row.id))
-    response.headers["Location"] = f"/v1/debtor-imports/{row.id}"
-    response.headers["Idempotent-Replayed"] = "true"
+    mark_replayed(response, location=f"/v1/debtor-imports/{row.id}")
     return job_model(row)
 
 
@@ -204,9 +187,7 @@ async def create_import(
     campaign_id: CampaignQuery = None,
     idempotency_key: IdempotencyKey = None,
 ) -> ImportJob:
-    if idempotency_key is not None and (
-        errors := text_errors(idempotency_key, "header.Idempotency-Key")
-    ):
+    if errors := key_errors(idempotency_key):
         raise validation_error(errors)
     kind, params = media_kind(request.headers.get("content-type"))
     await _check_campaign(session, campaign_id)

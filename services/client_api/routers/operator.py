@@ -10,8 +10,6 @@ the worker's claim waits for it instead of deadlocking; the orchestrator only ev
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -37,6 +35,14 @@ from generated.client_api import (
 )
 from services.client_api.deps import ActorDep, BlobsDep, RuntimeDep, SessionDep, SettingsDep
 from services.client_api.errors import constraint_name
+from services.client_api.idempotency import (
+    IdempotencyKey,
+    key_errors,
+    key_reused,
+    mark_replayed,
+    request_fingerprint,
+    same_request,
+)
 from services.client_api.mapping import call_to_model, load_call
 from services.client_api.operator_policy import (
     CancelCall,
@@ -48,7 +54,6 @@ from services.client_api.operator_policy import (
 from services.client_api.pagination import newest_first, page
 from services.client_api.problems import (
     CALL_ALREADY_ACTIVE,
-    IDEMPOTENCY_KEY_REUSED,
     ProblemError,
     not_found,
     validation_error,
@@ -62,7 +67,6 @@ from services.client_api.responses import (
     CursorQuery,
     LimitQuery,
 )
-from services.client_api.routers.calls import IdempotencyKey
 from services.client_api.schedule_view import scheduled_to_model
 from services.client_api.strict import strictly
 from services.client_api.validation import storable_text_errors, text_errors
@@ -106,12 +110,7 @@ def _conflict(refusal: Refusal) -> ProblemError:
 
 
 def retry_fingerprint(call_id: uuid.UUID, body: CallRetryRequest) -> str:
-    canonical = json.dumps(
-        {"retry_of": str(call_id), "body": body.model_dump(mode="json")},
-        sort_keys=True,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return request_fingerprint({"retry_of": str(call_id), "body": body.model_dump(mode="json")})
 
 
 async def _pending_rows(
@@ -146,12 +145,7 @@ async def _retry_replay(
     previous = await session.scalar(select(models.Call).where(models.Call.idempotency_key == key))
     if previous is None:
         return None
-    if previous.request_fingerprint != fp:
-        raise ProblemError(
-            409,
-            IDEMPOTENCY_KEY_REUSED,
-            "This Idempotency-Key was used with another request; use a new key.",
-        )
+    same_request(previous.request_fingerprint, fp)
     action = await session.scalar(
         select(OperatorActionRow).where(
             OperatorActionRow.action == "call.retry",
@@ -160,13 +154,8 @@ async def _retry_replay(
     )
     row = await load_call(session, previous.id)
     if action is None or row is None:  # a trigger's key, not a retry's
-        raise ProblemError(
-            409,
-            IDEMPOTENCY_KEY_REUSED,
-            "This Idempotency-Key was used with another request; use a new key.",
-        )
-    response.headers["Location"] = f"/v1/calls/{previous.id}"
-    response.headers["Idempotent-Replayed"] = "true"
+        raise key_reused()
+    mark_replayed(response, location=f"/v1/calls/{previous.id}")
     return CallRetryResult(
         call=await call_to_model(row, blobs),
         retry_of=action.target_id,
@@ -200,8 +189,7 @@ async def retry_call(
     request = body or CallRetryRequest()
     override = bool(request.override)
     errors = storable_text_errors(request) + _reason_errors(request.reason, required=override)
-    if idempotency_key is not None:
-        errors += text_errors(idempotency_key, "header.Idempotency-Key")
+    errors += key_errors(idempotency_key)
     if errors:
         raise validation_error(errors)
     fp = retry_fingerprint(call_id, request)

@@ -9,8 +9,6 @@ applies the allocation and emits `promise.kept` in the same transaction.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Literal
@@ -27,6 +25,7 @@ from generated.payment import Payment
 from generated.payment_allocation import PaymentAllocation
 from services.client_api.deps import RuntimeDep, SessionDep, SettingsDep
 from services.client_api.errors import constraint_name
+from services.client_api.idempotency import mark_replayed, request_fingerprint
 from services.client_api.problems import (
     PAYMENT_REFERENCE_REUSED,
     PROMISE_NOT_PENDING,
@@ -52,11 +51,6 @@ log = get_logger(__name__)
 router = APIRouter(tags=["Payments"])
 
 SOURCE: Literal["/client-api"] = "/client-api"
-
-
-def fingerprint(body: PaymentCreate) -> str:
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _reference_reused() -> ProblemError:
@@ -114,8 +108,7 @@ async def _replay(session: AsyncSession, reference: str, fp: str) -> models.Paym
 
 async def _replayed(session: AsyncSession, previous: models.Payment, response: Response) -> Payment:
     log.info("payment_replayed", payment_id=str(previous.id))
-    response.status_code = 200
-    response.headers["Idempotent-Replayed"] = "true"
+    mark_replayed(response, status=200)
     return await _payment_model(session, previous)
 
 
@@ -187,7 +180,7 @@ async def create_payment(
         errors.append(("body.amount.amount_minor", "must be more than zero"))
     if errors:
         raise validation_error(errors)
-    fp = fingerprint(body)
+    fp = request_fingerprint(body.model_dump(mode="json"))
     previous = await _replay(session, body.reference, fp)
     if previous is not None:
         return await _replayed(session, previous, response)
