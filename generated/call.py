@@ -18,6 +18,7 @@ from .call_usage import CallUsage
 from .callback import Callback
 from .delinquency_stage import DelinquencyStage
 from .metadata import Metadata
+from .payment_plan import PaymentPlan
 from .payment_promise import PaymentPromise
 from .transcript_turn import TranscriptTurn
 from .turn_latency import TurnLatency
@@ -144,11 +145,26 @@ class Call(BaseModel):
     ]
     payment_promise: Annotated[
         PaymentPromise | None,
-        Field(description="Set when outcome is `promise_to_pay`, else null."),
+        Field(
+            description="Set when outcome is `promise_to_pay`, else null: the promise, or the first installment of a plan (see `payment_plan`)."
+        ),
+    ]
+    payment_plan: Annotated[
+        PaymentPlan | None,
+        Field(
+            description="Set when outcome is `promise_to_pay`, else null: every installment agreed (one for a single promise)."
+        ),
     ]
     callback: Annotated[
         Callback | None,
         Field(description="Set when a callback was scheduled, else null."),
+    ]
+    hardship_note: Annotated[
+        str | None,
+        Field(
+            description="What the debtor said about financial hardship, in brief, when the agent recorded one (the call then offered the smallest plan within the terms, or scheduled a callback); else null.",
+            max_length=500,
+        ),
     ]
     recording_url: Annotated[
         str | None,

@@ -12,6 +12,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from .debtor_snapshot import DebtorSnapshot
 from .delinquency_stage import DelinquencyStage
+from .negotiation_rules import NegotiationRules
 
 
 class CallDispatch(BaseModel):
@@ -42,3 +43,9 @@ class CallDispatch(BaseModel):
     dispatched_at: Annotated[
         AwareDatetime, Field(description="When the scheduler dispatched the call.")
     ]
+    negotiation_rules: Annotated[
+        NegotiationRules | None,
+        Field(
+            description="The terms to negotiate within (the campaign's, else the stage's defaults), resolved by the scheduler at dispatch. Absent (from an older scheduler) or null: the orchestrator's defaults for the stage."
+        ),
+    ] = None

@@ -10,7 +10,7 @@ from enum import StrEnum
 
 class CallStepReason(StrEnum):
     """
-    Why a step failed, was skipped or rejected (docs/call-events.md lists which steps carry which). Scheduling: `debtor_on_hold`, `calling_rules`, `superseded` (another call to the debtor is queued or live), `unknown_debtor`, `request_lost` (queued too long with nothing scheduled), `operator_canceled`, `campaign_canceled` (its campaign was cancelled before it was dialed). Dialing and the end of a call: `twilio_rejected`, `busy`, `no_answer`, `twilio_failed`, `twilio_canceled`, `media_never_connected`, `session_vanished` (no heartbeat), `dial_lost` (the dial's outcome could not be settled), `llm_failure`, `stt_failure`, `tts_failure`, `internal_error`. Verification: `fact_not_matched`. Tool calls rejected by the guards: `call_finished`, `unknown_tool`, `not_allowed_in_state`, `invalid_arguments`, `not_verified`, `disclosure_not_heard`, `nothing_said_yet`, `currency_mismatch`, `amount_above_balance`, `date_in_past`, `date_too_late`, `callback_reason_missing`, `callback_in_past`, `callback_too_far`, `outside_calling_hours`, `closing_other_outcome`, `no_outcome_yet`. Recording: `upload_failed`. Webhooks: `http_error`, `timeout`, `connection_error`, `endpoint_inactive`, `secret_unreadable`.
+    Why a step failed, was skipped or rejected (docs/call-events.md lists which steps carry which). Scheduling: `debtor_on_hold`, `calling_rules`, `superseded` (another call to the debtor is queued or live), `unknown_debtor`, `request_lost` (queued too long with nothing scheduled), `operator_canceled`, `campaign_canceled` (its campaign was cancelled before it was dialed). Dialing and the end of a call: `twilio_rejected`, `busy`, `no_answer`, `twilio_failed`, `twilio_canceled`, `media_never_connected`, `session_vanished` (no heartbeat), `dial_lost` (the dial's outcome could not be settled), `llm_failure`, `stt_failure`, `tts_failure`, `internal_error`. Verification: `fact_not_matched`. Tool calls rejected by the guards: `call_finished`, `unknown_tool`, `not_allowed_in_state`, `invalid_arguments`, `not_verified`, `disclosure_not_heard`, `nothing_said_yet`, `currency_mismatch`, `amount_above_balance`, `date_in_past`, `date_too_late`, the payment terms (docs/negotiation.md: the proposal is outside the client's rules, the agent hears why and a counter-offer) `first_payment_too_small`, `first_payment_too_late`, `too_many_installments`, `plan_too_long`, `plan_total_short`, `plan_total_above_balance`, `installments_out_of_order`, `settlement_not_offered`, `settlement_below_floor`, `callback_reason_missing`, `callback_in_past`, `callback_too_far`, `outside_calling_hours`, `closing_other_outcome`, `no_outcome_yet`. Recording: `upload_failed`. Webhooks: `http_error`, `timeout`, `connection_error`, `endpoint_inactive`, `secret_unreadable`.
     """
 
     DEBTOR_ON_HOLD = "debtor_on_hold"
@@ -44,6 +44,15 @@ class CallStepReason(StrEnum):
     AMOUNT_ABOVE_BALANCE = "amount_above_balance"
     DATE_IN_PAST = "date_in_past"
     DATE_TOO_LATE = "date_too_late"
+    FIRST_PAYMENT_TOO_SMALL = "first_payment_too_small"
+    FIRST_PAYMENT_TOO_LATE = "first_payment_too_late"
+    TOO_MANY_INSTALLMENTS = "too_many_installments"
+    PLAN_TOO_LONG = "plan_too_long"
+    PLAN_TOTAL_SHORT = "plan_total_short"
+    PLAN_TOTAL_ABOVE_BALANCE = "plan_total_above_balance"
+    INSTALLMENTS_OUT_OF_ORDER = "installments_out_of_order"
+    SETTLEMENT_NOT_OFFERED = "settlement_not_offered"
+    SETTLEMENT_BELOW_FLOOR = "settlement_below_floor"
     CALLBACK_REASON_MISSING = "callback_reason_missing"
     CALLBACK_IN_PAST = "callback_in_past"
     CALLBACK_TOO_FAR = "callback_too_far"

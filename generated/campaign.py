@@ -15,6 +15,7 @@ from .campaign_pacing import CampaignPacing
 from .campaign_status import CampaignStatus
 from .delinquency_stage import DelinquencyStage
 from .metadata import Metadata
+from .negotiation_rules import NegotiationRules
 from .prompt_variant_weights import PromptVariantWeights
 
 
@@ -36,6 +37,12 @@ class Campaign(BaseModel):
         bool,
         Field(
             description="Whether a promise made on one of this campaign's calls that turns broken (or partially kept) gets a follow-up call: the broken-promise pass schedules one for that call's debtor, placed through the durable schedule under the calling windows, attempt caps and holds (and after a conversation, Reg F's quiet period). Only while the campaign is running or completed; a paused or cancelled campaign schedules none."
+        ),
+    ]
+    negotiation_rules: Annotated[
+        NegotiationRules | None,
+        Field(
+            description="The campaign's own terms; null: the stage's defaults apply."
         ),
     ]
     items: CampaignItemCounts

@@ -23,6 +23,7 @@ from .delinquency_stage import DelinquencyStage
 from .import_job import ImportJob
 from .metadata import Metadata
 from .money import Money
+from .negotiation_rules import NegotiationRules
 from .phone_number import PhoneNumber
 from .promise import Promise
 from .prompt_variant_weights import PromptVariantWeights
@@ -43,12 +44,13 @@ ClientApiModels = TypeAliasType(
 
 class HoldKind(StrEnum):
     """
-    Why the debtor may not be called: `opt_out` (asked not to be called again), `dispute` (disputes the debt), `wrong_number` (the number reaches someone else).
+    Why the debtor may not be called: `opt_out` (asked not to be called again), `dispute` (disputes the debt), `wrong_number` (the number reaches someone else), `validation_notice` (asked for the debt in writing: lift it once the validation notice was sent).
     """
 
     OPT_OUT = "opt_out"
     DISPUTE = "dispute"
     WRONG_NUMBER = "wrong_number"
+    VALIDATION_NOTICE = "validation_notice"
 
 
 class DebtorHold(BaseModel):
@@ -280,6 +282,7 @@ class WebhookEventType(StrEnum):
     PROMISE_BROKEN = "promise.broken"
     DEBTOR_OPTED_OUT = "debtor.opted_out"
     DEBTOR_DISPUTED = "debtor.disputed"
+    DEBTOR_VALIDATION_NOTICE_REQUESTED = "debtor.validation_notice_requested"
     CAMPAIGN_COMPLETED = "campaign.completed"
     IMPORT_COMPLETED = "import.completed"
 
@@ -1055,6 +1058,12 @@ class CampaignCreate(BaseModel):
     metadata: Annotated[
         Metadata, Field(description="Your key/value strings, returned unchanged.")
     ] = {}
+    negotiation_rules: Annotated[
+        NegotiationRules | None,
+        Field(
+            description="The terms this campaign's calls negotiate within. Default: null, the stage's defaults (docs/negotiation.md)."
+        ),
+    ] = None
 
 
 class CampaignUpdate(BaseModel):

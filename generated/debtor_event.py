@@ -16,16 +16,17 @@ from .debtor_event_data import DebtorEventData
 
 class DebtorEventType(StrEnum):
     """
-    Event type: `debtor.opted_out` or `debtor.disputed`.
+    Event type: `debtor.opted_out`, `debtor.disputed` or `debtor.validation_notice_requested`.
     """
 
     DEBTOR_OPTED_OUT = "debtor.opted_out"
     DEBTOR_DISPUTED = "debtor.disputed"
+    DEBTOR_VALIDATION_NOTICE_REQUESTED = "debtor.validation_notice_requested"
 
 
 class DebtorEvent(BaseModel):
     """
-    The `debtor.opted_out` and `debtor.disputed` webhook bodies, the CloudEvent in structured form like `CallCompletedEvent`: `id` = ce-id (also the `webhook-id` header, stable across retries), `type` = ce-type, `occurred_at` = ce-time, `data` = the Pub/Sub message body. `debtor.opted_out`: in a call the debtor asked not to be called again. `debtor.disputed`: in a call the debtor disputed the debt. Either way the debtor is on hold (no more calls) until an operator lifts it; the call's own `call.completed` (outcome `opted_out` / `disputed`) is sent too.
+    The `debtor.opted_out` and `debtor.disputed` webhook bodies, the CloudEvent in structured form like `CallCompletedEvent`: `id` = ce-id (also the `webhook-id` header, stable across retries), `type` = ce-type, `occurred_at` = ce-time, `data` = the Pub/Sub message body. `debtor.opted_out`: in a call the debtor asked not to be called again. `debtor.disputed`: in a call the debtor disputed the debt. `debtor.validation_notice_requested`: in a call the debtor asked for the debt in writing (send the validation notice). Either way the debtor is on hold (no more calls) until an operator lifts it; the call's own `call.completed` (outcome `opted_out` / `disputed`) is sent too.
     """
 
     id: Annotated[

@@ -38,6 +38,20 @@ class Promise(BaseModel):
     due_date: Annotated[
         date, Field(description="Date by which the debtor promised to pay.")
     ]
+    installment: Annotated[
+        int,
+        Field(
+            description="This promise's place in its plan, from 1 (1 of 1 for a single promise).",
+            ge=1,
+        ),
+    ]
+    installments: Annotated[
+        int,
+        Field(
+            description="How many installments the plan has (1 for a single promise).",
+            ge=1,
+        ),
+    ]
     status: PromiseStatus
     recorded_at: Annotated[
         AwareDatetime, Field(description="When the agent recorded the promise.")

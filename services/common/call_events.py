@@ -69,11 +69,16 @@ async def publish_completed(
         data,
         ce_id=event_id(call_id),
     )
-    # A promise made on the call: `promise.created` in the same transaction (its ce-id comes
-    # from the promise, so ending the call twice still gives one event).
-    promise_pk = await session.scalar(
-        select(PaymentPromise.id).where(PaymentPromise.call_id == call_id)
-    )
-    if promise_pk is not None:
+    # A promise made on the call (or each installment of its plan): `promise.created` in the
+    # same transaction (its ce-id comes from the promise, so ending the call twice still gives
+    # one event per promise).
+    promise_pks = (
+        await session.scalars(
+            select(PaymentPromise.id)
+            .where(PaymentPromise.call_id == call_id)
+            .order_by(PaymentPromise.installment)
+        )
+    ).all()
+    for promise_pk in promise_pks:
         promise = await load_promise(session, promise_pk)
         add_promise_event(session, settings, CE_TYPE_CREATED, source, promise)

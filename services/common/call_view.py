@@ -21,6 +21,7 @@ from generated.call_cost import CallCost
 from generated.call_usage import CallUsage
 from generated.callback import Callback
 from generated.money import Money
+from generated.payment_plan import PaymentPlan
 from generated.payment_promise import PaymentPromise
 from generated.transcript_turn import TranscriptTurn
 from generated.turn_latency import TurnLatency
@@ -35,7 +36,7 @@ def call_load_options() -> list[LoaderOption]:
     """Eager loads `call_to_model` needs (the relationships are lazy="raise")."""
     return [
         selectinload(models.Call.turns),
-        selectinload(models.Call.promise),
+        selectinload(models.Call.promises),
         selectinload(models.Call.callback),
         selectinload(models.Call.schedule),
     ]
@@ -80,6 +81,26 @@ def _turn(row: models.CallTurn, previous_state: str, fallback_time: datetime) ->
     )
 
 
+def payment_plan(promises: list[models.PaymentPromise]) -> PaymentPlan | None:
+    """A call's promise rows (one, or one per installment) as the contract's plan."""
+    if not promises:
+        return None
+    rows = sorted(promises, key=lambda p: p.installment)
+    currency = rows[0].currency
+    return PaymentPlan(
+        installments=[
+            PaymentPromise(
+                amount=Money(amount_minor=p.amount_minor, currency=p.currency),
+                due_date=p.due_date,
+                recorded_at=p.recorded_at,
+            )
+            for p in rows
+        ],
+        total=Money(amount_minor=sum(p.amount_minor for p in rows), currency=currency),
+        settlement=rows[0].settlement,
+    )
+
+
 def build_call(row: models.Call, *, recording_url: str | None, transcript_url: str | None) -> Call:
     """The Call as the API shows it; `row` must be loaded with `call_load_options()`."""
     turns: list[TranscriptTurn] = []
@@ -90,7 +111,7 @@ def build_call(row: models.Call, *, recording_url: str | None, transcript_url: s
         state = turn.state.value
         fallback_time = turn.ended_at
         turns.append(turn)
-    promise = row.promise
+    plan = payment_plan(row.promises)
     callback = row.callback
     usage: dict[str, Any] | None = row.usage
     cost: dict[str, Any] | None = row.cost
@@ -119,16 +140,12 @@ def build_call(row: models.Call, *, recording_url: str | None, transcript_url: s
             "attempt": row.attempt or 1,
             "scheduled_for": row.schedule.not_before if row.schedule is not None else None,
             "transcript": turns,
-            "payment_promise": PaymentPromise(
-                amount=Money(amount_minor=promise.amount_minor, currency=promise.currency),
-                due_date=promise.due_date,
-                recorded_at=promise.recorded_at,
-            )
-            if promise is not None
-            else None,
+            "payment_promise": plan.installments[0] if plan is not None else None,
+            "payment_plan": plan,
             "callback": Callback(scheduled_for=callback.scheduled_for, reason=callback.reason)
             if callback is not None
             else None,
+            "hardship_note": row.hardship_note,
             "recording_url": recording_url,
             "transcript_url": transcript_url,
             "latency": [TurnLatency.model_validate(item) for item in row.latency or []],

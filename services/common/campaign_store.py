@@ -15,6 +15,7 @@ from generated.campaign_item_counts import CampaignItemCounts
 from generated.campaign_pacing import CampaignPacing
 from generated.campaign_status import CampaignStatus
 from generated.delinquency_stage import DelinquencyStage
+from generated.negotiation_rules import NegotiationRules
 from services.common.models import ScheduledCall
 from services.common.models.campaigns import CAMPAIGN_ITEM_STATUSES, Campaign, CampaignItem
 
@@ -76,6 +77,9 @@ def campaign_model(row: Campaign, counts: Mapping[str, int]) -> CampaignView:
             max_concurrent_calls=row.max_concurrent_calls, calls_per_minute=row.calls_per_minute
         ),
         follow_up_broken_promises=row.follow_up_broken_promises,
+        negotiation_rules=NegotiationRules.model_validate(row.negotiation_rules)
+        if row.negotiation_rules is not None
+        else None,
         items=CampaignItemCounts(total=sum(counts.values()), **counts),
         metadata=dict(row.metadata_),
         created_at=_utc(row.created_at),

@@ -44,6 +44,8 @@ def promise_model(row: PaymentPromise, debtor_id: uuid.UUID) -> Promise:
         amount=Money(amount_minor=row.amount_minor, currency=row.currency),
         paid=Money(amount_minor=row.paid_minor, currency=row.currency),
         due_date=row.due_date,
+        installment=row.installment,
+        installments=row.installments,
         status=PromiseStatus(row.status),
         recorded_at=row.recorded_at,
         resolved_at=row.resolved_at,

@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     # Collector identity (what the agent says)
     company_name: str = "Acme Finance"
     agent_name: str = "Alex"
+    # Said to a debtor who asks whether the call is genuine: a number they can look up and call.
+    company_callback_number: str = Field(default="+18005550100", pattern=r"^\+[1-9][0-9]{6,14}$")
+    # The stages' negotiation terms over the defaults of services/common/negotiation.py: JSON,
+    # stage -> the fields to change, e.g. {"late": {"settlement_floor_bp": 6000}}.
+    negotiation_rules: str = ""
 
     # Twilio
     twilio_account_sid: str = "AC00000000000000000000000000000000"
@@ -204,6 +209,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _production_guards(self) -> Settings:
         labelled_api_keys(self)  # raises on a malformed API_KEYS
+        from services.common.negotiation import stage_rules
+
+        stage_rules(self)  # raises on a malformed NEGOTIATION_RULES
         if self.failpoints and self.environment == "production":
             raise ValueError("FAILPOINTS must be empty in production")
         if (

@@ -76,6 +76,11 @@ OTHER_MESSAGES = {
         ("/call-scheduler",),
         "debtor_event_data.json",
     ),
+    ("call-events", "DebtorValidationNoticeRequested"): (
+        "debtor.validation_notice_requested",
+        ("/call-scheduler",),
+        "debtor_event_data.json",
+    ),
 }
 
 

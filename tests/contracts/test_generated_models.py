@@ -133,6 +133,8 @@ def test_queued_call_as_the_api_returns_it() -> None:
         scheduled_for=datetime(2026, 11, 27, 15, 4, tzinfo=UTC),
         transcript=[],
         payment_promise=None,
+        payment_plan=None,
+        hardship_note=None,
         callback=None,
         recording_url=None,
         transcript_url=None,

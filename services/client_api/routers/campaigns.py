@@ -154,6 +154,9 @@ async def create_campaign(
         max_concurrent_calls=body.pacing.max_concurrent_calls,
         calls_per_minute=body.pacing.calls_per_minute,
         follow_up_broken_promises=body.follow_up_broken_promises,
+        negotiation_rules=body.negotiation_rules.model_dump(mode="json")
+        if body.negotiation_rules is not None
+        else None,
         metadata_=dict(body.metadata),
         idempotency_key=idempotency_key,
         request_fingerprint=fp if idempotency_key is not None else None,

@@ -62,6 +62,7 @@ CALL_OUTCOMES = (
     "unverified",
     "hung_up",
     "no_response",
+    "validation_notice_requested",
 )
 # How far the person on a call was verified (specs/schemas/verification_level.json), and the
 # kinds of fact on file the agent may ask for (verification_fact_kind.json).
@@ -83,7 +84,7 @@ SCHEDULE_REASONS = ("manual", "callback", "retry", "campaign")
 # refused it at claim time (skip_reason says why); cancelled: dropped before its time (a hold).
 # No "claimed": a row is claimed and decided in one transaction, so that state is never seen.
 SCHEDULE_STATUSES = ("pending", "dispatched", "cancelled", "skipped")
-HOLD_KINDS = ("opt_out", "dispute", "wrong_number")
+HOLD_KINDS = ("opt_out", "dispute", "wrong_number", "validation_notice")
 # specs/schemas/promise_status.json; the lifecycle is in services/common/promise_tracking.py.
 PROMISE_STATUSES = ("pending", "kept", "partially_kept", "broken", "cancelled")
 
@@ -187,6 +188,8 @@ class Call(Base):
         "metadata", JSONB, nullable=False, server_default=sql_text("'{}'::jsonb")
     )
     failure_reason: Mapped[str | None] = mapped_column(Text)
+    # What the debtor said about hardship, when the agent recorded it (report_hardship).
+    hardship_note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
     dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -216,7 +219,10 @@ class Call(Base):
     turns: Mapped[list[CallTurn]] = relationship(
         order_by="CallTurn.index", cascade="all, delete-orphan", lazy="raise"
     )
-    promise: Mapped[PaymentPromise | None] = relationship(lazy="raise", uselist=False)
+    # A single promise, or each installment of a plan, in installment order.
+    promises: Mapped[list[PaymentPromise]] = relationship(
+        order_by="PaymentPromise.installment", lazy="raise"
+    )
     callback: Mapped[Callback | None] = relationship(lazy="raise", uselist=False)
     # The schedule row that placed (or will place) this call.
     schedule: Mapped[ScheduledCall | None] = relationship(
@@ -251,6 +257,10 @@ class PaymentPromise(Base):
         CheckConstraint(
             "paid_minor >= 0 AND paid_minor <= amount_minor", name="paid_within_amount"
         ),
+        CheckConstraint(
+            "installment >= 1 AND installment <= installments", name="installment_in_plan"
+        ),
+        UniqueConstraint("call_id", "installment", name="uq_payment_promises_call_id_installment"),
         Index("ix_payment_promises_created_at_public_id", "created_at", "public_id"),
         # The broken-promise pass scans only pending promises by due date.
         Index(
@@ -261,10 +271,12 @@ class PaymentPromise(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    # One promise per call.
-    call_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("calls.id", ondelete="CASCADE"), unique=True
-    )
+    # One promise per call, or one per installment of the call's plan.
+    call_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"))
+    installment: Mapped[int] = mapped_column(Integer, server_default=sql_text("1"))
+    installments: Mapped[int] = mapped_column(Integer, server_default=sql_text("1"))
+    # The plan is a settlement: paid as agreed, it settles the account although below balance.
+    settlement: Mapped[bool] = mapped_column(Boolean, server_default=sql_text("false"))
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     due_date: Mapped[date] = mapped_column(Date)

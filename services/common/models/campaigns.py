@@ -73,6 +73,9 @@ class Campaign(Base):
     follow_up_broken_promises: Mapped[bool] = mapped_column(
         Boolean, nullable=False, server_default=sql_text("true")
     )
+    # The campaign's own negotiation terms (generated NegotiationRules as JSON); None: the
+    # stage's defaults (services/common/negotiation.py).
+    negotiation_rules: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     metadata_: Mapped[dict[str, Any]] = mapped_column(
         "metadata", JSONB, nullable=False, server_default=sql_text("'{}'::jsonb")
     )
