@@ -14,11 +14,12 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 class Kind(StrEnum):
     """
-    `opt_out` (the debtor asked not to be called: `debtor.opted_out`) or `dispute` (the debtor disputes the debt: `debtor.disputed`).
+    `opt_out` (the debtor asked not to be called: `debtor.opted_out`), `dispute` (the debtor disputes the debt: `debtor.disputed`) or `validation_notice` (the debtor asked for the debt in writing: `debtor.validation_notice_requested`).
     """
 
     OPT_OUT = "opt_out"
     DISPUTE = "dispute"
+    VALIDATION_NOTICE = "validation_notice"
 
 
 class PlacedHold(BaseModel):
@@ -33,7 +34,7 @@ class PlacedHold(BaseModel):
     kind: Annotated[
         Kind,
         Field(
-            description="`opt_out` (the debtor asked not to be called: `debtor.opted_out`) or `dispute` (the debtor disputes the debt: `debtor.disputed`)."
+            description="`opt_out` (the debtor asked not to be called: `debtor.opted_out`), `dispute` (the debtor disputes the debt: `debtor.disputed`) or `validation_notice` (the debtor asked for the debt in writing: `debtor.validation_notice_requested`)."
         ),
     ]
     reason: Annotated[str, Field(description="Why the hold was placed.")]
@@ -48,7 +49,7 @@ class PlacedHold(BaseModel):
 
 class DebtorEventData(BaseModel):
     """
-    Body of the `debtor.opted_out` and `debtor.disputed` Pub/Sub messages: the debtor and the hold just placed on them. Sent once per hold, in the transaction that placed it; a repeat of an active hold places nothing and sends nothing.
+    Body of the `debtor.opted_out`, `debtor.disputed` and `debtor.validation_notice_requested` Pub/Sub messages: the debtor and the hold just placed on them. Sent once per hold, in the transaction that placed it; a repeat of an active hold places nothing and sends nothing.
     """
 
     model_config = ConfigDict(

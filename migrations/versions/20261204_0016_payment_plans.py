@@ -5,13 +5,16 @@
   1 of 1. The one-promise-per-call unique becomes one per (call, installment).
 - `calls.hardship_note`: what the debtor said about hardship, when the agent recorded it.
 - `campaigns.negotiation_rules`: the campaign's own terms (null: the stage's defaults).
-- Outcome `validation_notice_requested` and hold kind `validation_notice`.
+- Outcome `validation_notice_requested` and hold kind `validation_notice` (`debtor_holds.kind`
+  widened: the new kind is 17 characters).
+- The call step reasons of refused payment terms join `call_step_events`' reason check.
 
 Revision ID: 0016
 Revises: 0015
 Create Date: 2026-12-04 23:00:00
 """
 
+import re
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -41,6 +44,18 @@ _OUTCOMES = (
     "no_response",
 )
 _HOLD_KINDS = ("opt_out", "dispute", "wrong_number")
+# The payment-terms refusals (specs/schemas/call_step_reason.json), new in 0016.
+_TERMS_REASONS = (
+    "first_payment_too_small",
+    "first_payment_too_late",
+    "too_many_installments",
+    "plan_too_long",
+    "plan_total_short",
+    "plan_total_above_balance",
+    "installments_out_of_order",
+    "settlement_not_offered",
+    "settlement_below_floor",
+)
 
 
 def _in(column: str, values: Sequence[str]) -> str:
@@ -56,7 +71,38 @@ def _checks(outcomes: Sequence[str], kinds: Sequence[str]) -> None:
     op.create_check_constraint(op.f("ck_debtor_holds_kind"), "debtor_holds", _in("kind", kinds))
 
 
+def _step_reasons(with_terms: bool) -> None:
+    # 0011's list, in the spec's order: the new reasons follow `date_too_late`.
+    before = [
+        r[0]
+        for r in op.get_bind().execute(
+            sa.text(
+                "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+                " WHERE conname = 'ck_call_step_events_reason'"
+            )
+        )
+    ]
+    assert before, "ck_call_step_events_reason missing"
+    reasons = [v for v in _quoted(before[0]) if v not in _TERMS_REASONS]
+    if with_terms:
+        at = reasons.index("date_too_late") + 1
+        reasons[at:at] = _TERMS_REASONS
+    op.drop_constraint(op.f("ck_call_step_events_reason"), "call_step_events", type_="check")
+    op.create_check_constraint(
+        op.f("ck_call_step_events_reason"),
+        "call_step_events",
+        _in("reason", reasons),
+    )
+
+
+def _quoted(definition: str) -> list[str]:
+    """The string literals of a CHECK's definition, in order."""
+    return re.findall(r"'([a-z_0-9]+)'", definition)
+
+
 def upgrade() -> None:
+    op.alter_column("debtor_holds", "kind", type_=sa.String(32), existing_type=sa.String(16))
+    _step_reasons(with_terms=True)
     op.add_column(
         "payment_promises",
         sa.Column("installment", sa.Integer(), server_default=sa.text("1"), nullable=False),
@@ -91,7 +137,10 @@ def downgrade() -> None:
     op.execute("DELETE FROM payment_promises WHERE installment > 1")
     op.execute("UPDATE calls SET outcome = 'refused' WHERE outcome = 'validation_notice_requested'")
     op.execute("DELETE FROM debtor_holds WHERE kind = 'validation_notice'")
+    op.execute(f"DELETE FROM call_step_events WHERE {_in('reason', _TERMS_REASONS)}")
     _checks(_OUTCOMES, _HOLD_KINDS)
+    _step_reasons(with_terms=False)
+    op.alter_column("debtor_holds", "kind", type_=sa.String(16), existing_type=sa.String(32))
     op.drop_column("campaigns", "negotiation_rules")
     op.drop_column("calls", "hardship_note")
     op.drop_constraint(

@@ -87,7 +87,11 @@ for _promise_type in ("promise.created", "promise.kept", "promise.broken"):
             debtor_id=lambda e: e.data.promise.debtor_id,
         )
     )
-for _debtor_type in ("debtor.opted_out", "debtor.disputed"):
+for _debtor_type in (
+    "debtor.opted_out",
+    "debtor.disputed",
+    "debtor.validation_notice_requested",
+):
     register(
         WebhookEventSpec(
             _debtor_type,
