@@ -24,6 +24,7 @@ from generated.call_step import CallStep
 from services.common.call_steps import StepBuffer, StepRecord, record_many, record_step
 from services.common.logging import get_logger
 from services.common.models import Call, CallTurn, Debtor
+from services.common.negotiation import rules_for
 from services.common.prompt_variants import DEFAULT_VARIANT
 from services.common.settings import Settings
 from services.common.verification_facts import account_last4
@@ -173,6 +174,10 @@ def facts_from_dispatch(msg: CallDispatch, settings: Settings) -> CallFacts:
         postal_code=d.postal_code,
         account_last4=account_last4(d.account_reference),
         prompt_variant=msg.prompt_variant or DEFAULT_VARIANT,
+        # The scheduler resolved the campaign's or the stage's terms at dispatch; an older
+        # dispatch without them negotiates within the stage's.
+        rules=msg.negotiation_rules or rules_for(settings, msg.stage.value, None),
+        callback_number=settings.company_callback_number,
     )
 
 
@@ -211,6 +216,9 @@ async def load_facts(
         postal_code=debtor.postal_code,
         account_last4=account_last4(debtor.account_reference),
         prompt_variant=variant or DEFAULT_VARIANT,
+        # No dispatch snapshot here (another instance placed the call): the stage's terms.
+        rules=rules_for(settings, stage, None),
+        callback_number=settings.company_callback_number,
     )
 
 

@@ -6,10 +6,21 @@ import datetime as dt
 import json
 from typing import Any
 
-from services.voice_orchestrator.conversation import CallFacts, Conversation
+from generated.negotiation_rules import NegotiationRules
+from services.common.negotiation import DEFAULT_RULES
+from services.voice_orchestrator.conversation import CallFacts, Conversation, DelinquencyStage
 
 # 10:00 in New York on a Friday; `today` for the debtor is 2026-11-27.
 NOW = dt.datetime(2026, 11, 27, 15, 0, tzinfo=dt.UTC)
+
+
+CALLBACK_NUMBER = "+18005550100"
+
+
+def default_rules(stage: str = "early", **changes: Any) -> NegotiationRules:
+    """The stage's default negotiation terms (services/common/negotiation.py), with `changes`."""
+    base = DEFAULT_RULES[DelinquencyStage(stage)]
+    return NegotiationRules.model_validate({**base.model_dump(), **changes})
 
 
 def facts(**overrides: Any) -> CallFacts:
@@ -26,6 +37,8 @@ def facts(**overrides: Any) -> CallFacts:
         "account_reference": "ACC-000123",
     }
     values.update(overrides)
+    values.setdefault("rules", default_rules(str(values["stage"])))
+    values.setdefault("callback_number", CALLBACK_NUMBER)
     return CallFacts(**values)
 
 

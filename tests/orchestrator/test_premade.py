@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from services.common.negotiation import DEFAULT_RULES
 from services.common.settings import Settings
 from services.voice_orchestrator.core import CallFacts, Conversation, DelinquencyStage
 from services.voice_orchestrator.ports import Alignment, PremadeAudio
@@ -46,6 +47,8 @@ def facts() -> CallFacts:
         due_date=datetime(2026, 11, 1, tzinfo=UTC).date(),
         timezone="America/New_York",
         account_reference="ACC-1",
+        rules=DEFAULT_RULES[DelinquencyStage.EARLY],
+        callback_number="+18005550100",
     )
 
 

@@ -18,6 +18,7 @@ from twilio.base.exceptions import TwilioRestException
 
 from generated.call_dispatch import CallDispatch
 from services.common.models import Call, Debtor
+from services.common.negotiation import DEFAULT_RULES
 from services.common.settings import Settings
 from services.voice_orchestrator.app import Orchestrator
 from services.voice_orchestrator.calls import WarmCalls, facts_from_dispatch
@@ -98,6 +99,8 @@ def facts() -> CallFacts:
         due_date=date(2026, 11, 1),
         timezone="America/New_York",
         account_reference="ACC-1",
+        rules=DEFAULT_RULES[DelinquencyStage.EARLY],
+        callback_number="+18005550100",
     )
 
 

@@ -19,7 +19,7 @@ from .enums import (
     Speaker,
     ToolName,
 )
-from .facts import PROMISE_WINDOW_DAYS, CallFacts
+from .facts import CallFacts
 from .heuristics import TurnSignals, classify
 from .lines import LINE_KINDS, FixedLine, LineKind, commits_to_outcome, needs_model_after
 from .llm import llm_request_params, prompt_cache_key
@@ -38,7 +38,6 @@ from .tools import TOOL_SPECS, tool_schemas
 __all__ = [
     "ALLOWED_EDGES",
     "LINE_KINDS",
-    "PROMISE_WINDOW_DAYS",
     "TOOL_SPECS",
     "TRANSITIONS",
     "CallFacts",

@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from types import MappingProxyType
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from generated.negotiation_rules import NegotiationRules
 from services.common.prompt_variants import DEFAULT_VARIANT, VARIANT_ID
 
 from .enums import DelinquencyStage
-
-# How far ahead a promised payment date may lie, counted in days from the debtor's local "today".
-# The later the stage, the shorter the window: a late account needs money soon, a friendly
-# pre-delinquency reminder can accept anything up to a month out.
-PROMISE_WINDOW_DAYS: MappingProxyType[DelinquencyStage, int] = MappingProxyType(
-    {
-        DelinquencyStage.PRE_DELINQUENCY: 30,
-        DelinquencyStage.EARLY: 14,
-        DelinquencyStage.LATE: 7,
-    }
-)
 
 
 class CallFacts(BaseModel):
@@ -49,6 +38,11 @@ class CallFacts(BaseModel):
     account_last4: str | None = Field(default=None, pattern=r"^[0-9]{4}$")
     # The stage prompt's variant (services/common/prompt_variants.py), chosen at dispatch.
     prompt_variant: str = Field(default=DEFAULT_VARIANT, pattern=VARIANT_ID.pattern)
+    # The client's terms this call negotiates within (the campaign's, else the stage's; see
+    # services/common/negotiation.py). Checked by the guards, never shown to the model as limits.
+    rules: NegotiationRules
+    # The company's number the debtor can call to check the call is genuine (E.164).
+    callback_number: str = Field(pattern=r"^\+[1-9][0-9]{6,14}$")
 
     @field_validator("timezone")
     @classmethod
@@ -65,7 +59,8 @@ class CallFacts(BaseModel):
 
     @property
     def promise_window_days(self) -> int:
-        return PROMISE_WINDOW_DAYS[self.stage]
+        """How far ahead the first (or only) payment may lie, in the debtor's days."""
+        return self.rules.latest_first_payment_days
 
     def local_today(self, now: dt.datetime) -> dt.date:
         """The debtor's calendar date at `now` (promise windows are in the debtor's days)."""
