@@ -34,6 +34,7 @@ from services.call_scheduler.decide import (
 )
 from services.call_scheduler.promises import judge_overdue_promises
 from services.call_scheduler.stuck import reconcile_queued
+from services.call_scheduler.terms import terms_for_dispatch
 from services.call_scheduler.variants import variant_for_dispatch
 from services.common.call_ending import end_unplaced
 from services.common.call_steps import record_step
@@ -304,6 +305,7 @@ class ScheduleWorker:
                 },
             )
         variant = await variant_for_dispatch(session, call, row)
+        terms = await terms_for_dispatch(session, self.settings, call, row)
         version = prompt_version(call.stage, variant)
         call.status = "dispatched"
         call.dispatched_at = now
@@ -326,6 +328,7 @@ class ScheduleWorker:
                 prompt_version=version,
                 prompt_variant=variant,
                 dispatched_at=now,
+                negotiation_rules=terms,
             ),
             ce_id=dispatch_event_id(call.id),
         )

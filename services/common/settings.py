@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.negotiation import stage_rules
+
 _COLLECTION_WORDS = re.compile(r"collect|debt|recover|arrear", re.IGNORECASE)
 
 
@@ -209,8 +211,6 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _production_guards(self) -> Settings:
         labelled_api_keys(self)  # raises on a malformed API_KEYS
-        from services.common.negotiation import stage_rules
-
         stage_rules(self)  # raises on a malformed NEGOTIATION_RULES
         if self.failpoints and self.environment == "production":
             raise ValueError("FAILPOINTS must be empty in production")
