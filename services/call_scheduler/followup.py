@@ -11,11 +11,18 @@ from services.common.call_ending import NOT_PLACED
 from services.common.calling_rules import RulesConfig, retry_delay
 
 # The debtor said so in the call: kept on the debtor until an operator lifts it.
-HOLD_BY_OUTCOME = {"opted_out": "opt_out", "disputed": "dispute", "wrong_party": "wrong_number"}
+HOLD_BY_OUTCOME = {
+    "opted_out": "opt_out",
+    "disputed": "dispute",
+    "wrong_party": "wrong_number",
+    # No call until the written notice is out: an operator lifts the hold then.
+    "validation_notice_requested": "validation_notice",
+}
 HOLD_REASONS = {
     "opt_out": "the debtor asked not to be called again",
     "dispute": "the debtor disputes the debt",
     "wrong_number": "the person who answered is not the debtor",
+    "validation_notice": "the debtor asked for the debt in writing (validation notice)",
 }
 RETRY_STATUSES = ("busy", "no_answer", "failed")
 # Nobody (or only a machine) was reached, the line stayed silent, the person hung up before any

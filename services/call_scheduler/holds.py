@@ -1,4 +1,5 @@
-"""Holds on a debtor (opt-out, dispute, wrong number) and dropping their scheduled work: SQL."""
+"""Holds on a debtor (opt-out, dispute, wrong number, validation notice) and dropping their
+scheduled work: SQL."""
 
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ async def place_hold(
     now: datetime,
 ) -> bool:
     """Record the hold (one active hold per kind: a repeat changes nothing), send its
-    `debtor.opted_out` / `debtor.disputed` event if new, and drop the debtor's pending
-    schedule at once. True if the hold is new."""
+    `debtor.opted_out` / `debtor.disputed` / `debtor.validation_notice_requested` event if
+    new, and drop the debtor's pending schedule at once. True if the hold is new."""
     inserted = await session.execute(
         insert(DebtorHold)
         .values(debtor_id=debtor_id, kind=kind, reason=reason, call_id=call_id, created_at=now)

@@ -1,4 +1,5 @@
-"""`debtor.opted_out` and `debtor.disputed`: sent when an opt-out or dispute hold is placed.
+"""`debtor.opted_out`, `debtor.disputed` and `debtor.validation_notice_requested`: sent when an
+opt-out, dispute or validation-notice hold is placed.
 
 On the `call-events` topic through the outbox, in the transaction that placed the hold (so the
 event exists exactly when the hold committed). The ce-id is derived from the hold's id: one
@@ -18,11 +19,16 @@ from generated.debtor_event_data import DebtorEventData, Kind, PlacedHold
 from services.common.outbox import add_event
 from services.common.settings import Settings
 
-DebtorEventType = Literal["debtor.opted_out", "debtor.disputed"]
+DebtorEventType = Literal[
+    "debtor.opted_out", "debtor.disputed", "debtor.validation_notice_requested"
+]
 # The hold kinds that are events (a wrong-number hold is not a debtor's decision: no event).
 EVENT_OF_HOLD: dict[str, DebtorEventType] = {
     "opt_out": "debtor.opted_out",
     "dispute": "debtor.disputed",
+    # The debtor asked for the debt in writing: the client sends the validation notice, and
+    # an operator lifts the hold once it is out (docs/negotiation.md).
+    "validation_notice": "debtor.validation_notice_requested",
 }
 DEBTOR_EVENT_TYPES: tuple[DebtorEventType, ...] = tuple(EVENT_OF_HOLD.values())
 _EVENT_NS = uuid.UUID("5d2c8e0a-7b41-4f3e-9c1d-2a6b8e4f0c37")

@@ -44,7 +44,14 @@ def intent(reason: str, debtor_requested: bool = False) -> Intent:
 # Outcomes of a conversation with the right party about the debt (Reg F's 7-day quiet period
 # counts from these), and a hang-up after the debtor was verified (the balance may have been
 # said); a machine, a wrong party, silence or no answer is no conversation.
-CONVERSATION_OUTCOMES = ("promise_to_pay", "callback_scheduled", "refused", "disputed", "opted_out")
+CONVERSATION_OUTCOMES = (
+    "promise_to_pay",
+    "callback_scheduled",
+    "refused",
+    "disputed",
+    "opted_out",
+    "validation_notice_requested",
+)
 HANGUP_OUTCOME = "hung_up"
 
 
