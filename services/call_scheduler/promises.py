@@ -8,8 +8,9 @@ services/common/promise_tracking.py.
 
 A promise broken (or partly kept) on a call of a running or completed campaign that follows up
 broken promises gets one follow-up call, in the same transaction: a `scheduled_calls` row
-(reason `campaign`) that follows up the promise's call, placed by the worker when the calling
-rules, caps and holds allow, like a retry.
+(reason `campaign`) that follows up the promise's call (or the last call of its follow-up
+chain), placed by the worker when the calling rules, caps and holds allow, like a retry. Each
+installment of a plan is its own promise: judged, announced and followed up on its own.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common.logging import get_logger
-from services.common.models import Call, PaymentPromise, ScheduledCall
+from services.common.models import LIVE_CALL_STATUSES, Call, PaymentPromise, ScheduledCall
 from services.common.models.campaigns import Campaign, CampaignItem
 from services.common.promise_events import (
     CE_TYPE_BROKEN,
@@ -107,31 +108,70 @@ async def _campaign_following_up(session: AsyncSession, call_id: uuid.UUID) -> C
     )
 
 
+# A chain of follow-ups is never this long in practice; the bound keeps a corrupt chain (a cycle)
+# from looping.
+_MAX_CHAIN = 100
+
+
+async def _chain_tip(session: AsyncSession, call_id: uuid.UUID) -> tuple[uuid.UUID | None, str]:
+    """Walk the follow-ups of `call_id` (retries, callbacks, earlier broken-promise follow-ups,
+    through `scheduled_calls.source_call_id`) to the last ended call that has none yet.
+
+    None, with why, when a follow-up of the chain is still waiting or its call is in progress
+    (that call covers this promise too), or the chain's last follow-up was refused (a hold or
+    the calling rules: it stands until an operator acts)."""
+    current = call_id
+    for _ in range(_MAX_CHAIN):
+        row = await session.scalar(
+            select(ScheduledCall).where(ScheduledCall.source_call_id == current)
+        )
+        if row is None:
+            return current, "chain tip"
+        if row.status == "pending":
+            return None, "a follow-up of the call is already waiting"
+        if row.call_id is None:
+            return None, f"the call's follow-up was {row.status}"
+        status = await session.scalar(select(Call.status).where(Call.id == row.call_id))
+        if status is None or status in LIVE_CALL_STATUSES:
+            return None, "a follow-up of the call is in progress"
+        current = row.call_id
+    return None, "follow-up chain too long"
+
+
 async def _follow_up_in_campaign(session: AsyncSession, call_id: uuid.UUID, now: datetime) -> bool:
+    """One follow-up call per broken (or partly kept) promise or installment, unless one that
+    covers it is already waiting or in progress. A plan's installments are promises of the same
+    call: installment 1 broken gets a follow-up of the plan's call; installment 2 broken later,
+    once that follow-up was placed and ended, gets its own, following up the last call of the
+    chain (`source_call_id` is unique: one follow-up per call). Two installments broken while
+    one follow-up waits share it (the debtor is called once about both)."""
     campaign = await _campaign_following_up(session, call_id)
     if campaign is None:
         return False
-    call = await session.get(Call, call_id)
-    assert call is not None
-    # One follow-up per call (source_call_id is unique): a call that already has one (its
-    # callback, or this promise's twin on the same call) gets no second.
-    added = await session.scalar(
-        insert(ScheduledCall)
-        .values(
-            debtor_id=call.debtor_id,
-            source_call_id=call.id,
-            reason="campaign",
-            not_before=now,
-            status="pending",
-            attempt=1,
+    tip, why = await _chain_tip(session, call_id)
+    added = None
+    if tip is not None:
+        call = await session.get(Call, tip)
+        assert call is not None
+        added = await session.scalar(
+            insert(ScheduledCall)
+            .values(
+                debtor_id=call.debtor_id,
+                source_call_id=call.id,
+                reason="campaign",
+                not_before=now,
+                status="pending",
+                attempt=1,
+            )
+            .on_conflict_do_nothing(index_elements=[ScheduledCall.source_call_id])
+            .returning(ScheduledCall.id)
         )
-        .on_conflict_do_nothing(index_elements=[ScheduledCall.source_call_id])
-        .returning(ScheduledCall.id)
-    )
     log.info(
         "broken_promise_follow_up",
         call_id=str(call_id),
+        follows_up=str(tip) if tip is not None else None,
         campaign_id=str(campaign.id),
         scheduled=added is not None,
+        why=None if added is not None else why,
     )
     return added is not None
