@@ -119,7 +119,8 @@ def _month_day(today: date, month: int, day: int) -> date | None:
 
 def parse_date(text: str, today: date) -> date | None:
     """A day the debtor names: 'today', 'tomorrow', 'on December 5', 'the 5th of December',
-    'in 10 days', 'in two weeks', 'next Friday', 'end of the month', '2026-12-05'."""
+    'in 10 days', 'in two weeks', 'in two months', 'next Friday', 'end of the month',
+    '2026-12-05'."""
     t = text.lower()
     m = re.search(r"\b(\d{4})-(\d{2})-(\d{2})\b", t)
     if m:
@@ -133,9 +134,13 @@ def parse_date(text: str, today: date) -> date | None:
         return today + timedelta(days=1)
     if re.search(r"\b(today|tonight|right away|this afternoon|this evening)\b", t):
         return today
-    m = re.search(rf"\bin\s+(\d+|{_NUMBER_WORD}(?:[\s-]+{_NUMBER_WORD})*)\s+(days?|weeks?)\b", t)
+    m = re.search(
+        rf"\bin\s+(\d+|{_NUMBER_WORD}(?:[\s-]+{_NUMBER_WORD})*)\s+(days?|weeks?|months?)\b", t
+    )
     if m:
         n = _number(m.group(1))
+        if n is not None and m.group(2).startswith("month"):
+            return _add_months(today, n)
         if n is not None:
             return today + timedelta(days=n * (7 if m.group(2).startswith("week") else 1))
     if re.search(r"\bnext week\b", t):

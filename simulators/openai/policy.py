@@ -28,12 +28,29 @@ from __future__ import annotations
 import json
 import re
 import zlib
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, tzinfo
-from enum import Enum
+from datetime import date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from simulators.openai.facts import (
+    FACTS_HEADER,
+    Facts,
+    PolicyReply,
+    args_json,
+    content_text,
+    parse_facts,
+)
+from simulators.openai.intents import (
+    FACT_SPOKEN,
+    INJECT_PAID,
+    INJECT_RECORD,
+    INJECT_ZERO,
+    OBJECTIONS,
+    PRODUCTIVE,
+    WHY,
+    Intent,
+    classify,
+)
+from simulators.openai.objections import after_objection_tool, caller_check, negotiation_move
 from simulators.openai.parsing import (
     parse_amount_minor,
     parse_callback_time,
@@ -43,314 +60,13 @@ from simulators.openai.parsing import (
     spoken_time,
 )
 
-FACTS_HEADER = "### CALL FACTS"
+# Re-exported: tests and the golden conversations import these from here.
+__all__ = ["FACTS_HEADER", "Facts", "Intent", "PolicyReply", "classify", "parse_facts", "respond"]
+
 DERAIL_LIMIT = 3  # unproductive debtor turns in a row before the agent gives up
 NO_RESPONSE_LIMIT = 2  # empty debtor turns in a row before the agent ends the call
 
 
-@dataclass(frozen=True, slots=True)
-class PolicyReply:
-    text: str | None
-    tool_calls: list[tuple[str, str]] = field(default_factory=list)  # (name, arguments JSON)
-
-
-@dataclass(frozen=True, slots=True)
-class Facts:
-    state: str = "greeting"
-    stage: str = ""
-    company: str = "the company"
-    agent_name: str = "Alex"
-    debtor_name: str = "the account holder"
-    balance_minor: int = 0
-    currency: str = "USD"
-    balance_spoken: str = ""
-    due_date: str = ""
-    today: date = date(2000, 1, 1)
-    latest_promise_date: date | None = None
-    timezone: str = "UTC"
-    fact_to_verify: str = ""  # the kind of fact on file the system asked for, if any
-
-    @property
-    def tzinfo(self) -> tzinfo:
-        try:
-            return ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            return UTC
-
-    @property
-    def first_name(self) -> str:
-        return self.debtor_name.split()[0] if self.debtor_name else ""
-
-    @property
-    def balance_words(self) -> str:
-        return self.balance_spoken or spoken_money(self.balance_minor, self.currency)
-
-
-class Intent(Enum):
-    EMPTY = "empty"
-    STOP = "stop_calling"
-    WRONG_PARTY = "wrong_party"
-    DISPUTE = "dispute"
-    CALLBACK = "callback"
-    AI_QUESTION = "ai_question"
-    WHO = "who"
-    AFFIRM = "affirm"
-    DENY = "deny"
-    REFUSE = "refuse"
-    PAY = "pay"
-    DATE = "date"
-    DONE = "done"
-    GREETING = "greeting"
-    Q_AMOUNT = "q_amount"  # how much is it exactly?
-    Q_DUE = "q_due"  # when was it due?
-    Q_PARTIAL = "q_partial"  # can I pay part of it now?
-    UNKNOWN = "unknown"
-
-
-QUESTIONS = frozenset({Intent.Q_AMOUNT, Intent.Q_DUE, Intent.Q_PARTIAL, Intent.WHO})
-
-
-def _rx(*phrases: str) -> re.Pattern[str]:
-    return re.compile(r"\b(?:" + "|".join(phrases) + r")\b")
-
-
-_STOP = _rx(
-    r"stop calling",
-    r"(?:don'?t|do not|never) call",
-    r"quit calling",
-    r"stop contacting",
-    r"take me off",
-    r"remove (?:me|my number)",
-    r"no more calls",
-    r"(?:don'?t|do not) want any more calls",
-    r"cease",
-)
-_WRONG = _rx(
-    r"wrong number",
-    r"wrong person",
-    r"no one (?:here )?by that name",
-    r"nobody (?:here )?by that name",
-    r"(?:doesn'?t|does not) live here",
-    r"(?:don'?t|do not) know (?:who|anyone|any)",
-    r"never heard of (?:him|her|them)",
-)
-_DISPUTE = _rx(
-    r"(?:don'?t|do not) owe",
-    r"(?:not|isn'?t) my (?:debt|account|loan|bill)",
-    r"dispute",
-    r"never (?:borrowed|had an account|took)",
-    r"already paid",
-    r"paid (?:this|that|it) (?:off|already)",
-)
-_CALLBACK = _rx(
-    r"call (?:me )?back",
-    r"call me (?:later|tomorrow|another|next)",
-    r"call (?:another|some other) time",
-    r"not a good time",
-    r"bad time",
-    r"busy right now",
-    r"(?:can'?t|cannot) talk",
-    r"try (?:me )?(?:again )?later",
-)
-_AI = _rx(
-    r"are you (?:a )?(?:robot|real|human|person|machine|bot|an ai|ai|computer)",
-    r"is this (?:a )?(?:recording|robot|machine|bot|real person)",
-    r"talking to a (?:machine|robot|bot|computer|real person)",
-)
-_WHO = _rx(
-    r"who(?:'s| is) (?:this|calling)",
-    r"who are you",
-    r"what(?:'s| is) (?:this|it) (?:about|regarding)",
-    r"what company",
-    r"where are you calling from",
-    r"who do you (?:work|call) for",
-    r"who(?:'s| is) this (?:again|with)",
-)
-_Q_AMOUNT = _rx(
-    r"how much (?:is it|is that|is this|do i owe|did i owe|was it|money|again|exactly)",
-    r"what(?:'s| is| was) (?:the|my) (?:balance|amount|total)",
-    r"(?:the )?exact amount",
-)
-_Q_DUE = _rx(
-    r"when (?:was|is|did) (?:it|this|that|the (?:bill|payment|balance|loan)) (?:due|supposed)",
-    r"(?:what(?:'s| is| was) the )?due date",
-    r"how (?:late|overdue) (?:is|am)",
-)
-_Q_PARTIAL = _rx(
-    r"(?:can|could|may) i (?:just )?(?:pay|send|make|do) (?:a )?"
-    r"(?:part|some|partial|little|smaller|less|bit)",
-    r"partial payments?",
-    r"payment plan",
-    r"in (?:installments|parts|pieces)",
-)
-_AFFIRM_START = re.compile(
-    r"^(?:yes|yeah|yep|yup|ya|sure|correct|right|speaking|affirmative|uh[- ]huh|mm[- ]hmm)\b"
-)
-_AFFIRM_ANY = _rx(
-    r"speaking",
-    r"(?:this|that|it)(?:'s| is) (?:me|she|he|him|her)",
-    r"(?:this|that|it)(?:'s| is) (?:correct|right)",
-    r"you(?:'ve| have) got (?:me|him|her)",
-    r"i am",
-    r"i'm (?:she|he|her|him)",
-)
-_DENY_START = re.compile(r"^(?:no|nope|nah)\b")
-_ABSENT = _rx(
-    r"not (?:here|home|available|in)",
-    r"isn'?t (?:here|home|available|in)",
-    r"(?:he|she)(?:'s| is) (?:out|away|at work|busy)",
-)
-_REFUSE = _rx(
-    r"(?:can'?t|cannot|won'?t|will not) pay",
-    r"not (?:going to |gonna )?pay(?:ing)?",
-    r"(?:don'?t|do not) have (?:the|any) money",
-    r"no money",
-    r"(?:can'?t|cannot) afford",
-    r"broke",
-)
-_PAY = _rx(r"pay", r"payment", r"send", r"afford", r"do")
-_DONE = _rx(
-    r"that'?s (?:all|it)",
-    r"nothing else",
-    r"no,? thanks?",
-    r"no,? thank you",
-    r"bye",
-    r"goodbye",
-    r"have a good",
-    r"we'?re done",
-)
-_WHY = _rx(
-    r"why do you (?:need|want) (?:that|it|this|to know)",
-    r"what(?:'s| is) (?:that|this|it) for",
-    r"why (?:should|would|do) i",
-)
-# How the collector names each fact when asking for it again (never its value: it has none).
-FACT_SPOKEN = {
-    "date_of_birth": "your date of birth",
-    "postal_code": "your ZIP code",
-    "account_last4": "the last four digits of your account number",
-}
-_GREETING = re.compile(r"^(?:hello|hi|hey|good (?:morning|afternoon|evening)|yeah\?|yes\?)\W*$")
-# Instructions smuggled into what the debtor says, which a gullible model acts on.
-_INJECT_RECORD = _rx(r"record (?:a |the |my )?(?:promise|payment)")
-_INJECT_ZERO = _rx(
-    r"(?:debt|balance|account|loan) (?:is|was|has been) (?:cancel+ed|forgiven|waived|zero)",
-    r"owe (?:zero|nothing|0)",
-    r"(?:balance|amount) (?:is|to) (?:zero|nothing|0)",
-)
-_INJECT_PAID = _rx(
-    r"mark (?:this|it|the account|this account|my account|the debt) (?:as )?paid",
-    r"paid in full",
-    r"(?:closing|closed) state",
-)
-
-
-def content_text(content: Any) -> str:
-    """Message content as plain text (a string, or a list of content parts)."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(
-            str(p.get("text", "")) for p in content if isinstance(p, dict) and "text" in p
-        )
-    return str(content)
-
-
-def parse_facts(messages: list[dict[str, Any]]) -> Facts:
-    """The ``### CALL FACTS`` block of the latest system (or developer) message."""
-    raw: dict[str, str] = {}
-    for msg in reversed(messages):
-        if msg.get("role") not in ("system", "developer"):
-            continue
-        text = content_text(msg.get("content"))
-        idx = text.rfind(FACTS_HEADER)
-        if idx < 0:
-            continue
-        for line in text[idx + len(FACTS_HEADER) :].splitlines():
-            key, sep, value = line.partition(":")
-            if sep and key.strip() and " " not in key.strip():
-                raw[key.strip()] = value.strip()
-            elif line.strip().startswith("#"):
-                break
-        break
-
-    def as_date(value: str | None) -> date | None:
-        try:
-            return date.fromisoformat(value) if value else None
-        except ValueError:
-            return None
-
-    try:
-        balance = int(raw.get("balance_minor", "0"))
-    except ValueError:
-        balance = 0
-    return Facts(
-        state=raw.get("state", "greeting"),
-        stage=raw.get("stage", ""),
-        company=raw.get("company", "the company"),
-        agent_name=raw.get("agent_name", "Alex"),
-        debtor_name=raw.get("debtor_name", "the account holder"),
-        balance_minor=balance,
-        currency=raw.get("currency", "USD"),
-        balance_spoken=raw.get("balance_spoken", ""),
-        due_date=raw.get("due_date", ""),
-        today=as_date(raw.get("today")) or date(2000, 1, 1),
-        latest_promise_date=as_date(raw.get("latest_promise_date")),
-        timezone=raw.get("timezone") or "UTC",
-        fact_to_verify=raw.get("fact_to_verify", ""),
-    )
-
-
-def classify(text: str) -> set[Intent]:
-    """Every intent a debtor utterance expresses (order of handling is the policy's business)."""
-    t = " ".join(text.lower().replace("’", "'").split())
-    if not re.search(r"\w", t):
-        return {Intent.EMPTY}
-    found: set[Intent] = set()
-    table = (
-        (_STOP, Intent.STOP),
-        (_WRONG, Intent.WRONG_PARTY),
-        (_DISPUTE, Intent.DISPUTE),
-        (_CALLBACK, Intent.CALLBACK),
-        (_AI, Intent.AI_QUESTION),
-        (_WHO, Intent.WHO),
-        (_REFUSE, Intent.REFUSE),
-        (_DONE, Intent.DONE),
-        (_Q_AMOUNT, Intent.Q_AMOUNT),
-        (_Q_DUE, Intent.Q_DUE),
-        (_Q_PARTIAL, Intent.Q_PARTIAL),
-    )
-    for rx, intent in table:
-        if rx.search(t):
-            found.add(intent)
-    if _AFFIRM_START.search(t) or _AFFIRM_ANY.search(t):
-        found.add(Intent.AFFIRM)
-    if _DENY_START.search(t) or _ABSENT.search(t):
-        found.add(Intent.DENY)
-    if parse_amount_minor(t, 1) is not None or (
-        _PAY.search(t) and parse_date(t, date(2000, 1, 1)) is not None
-    ):
-        found.add(Intent.PAY)
-    if parse_date(t, date(2000, 1, 1)) is not None:
-        found.add(Intent.DATE)
-    if _GREETING.match(t):
-        found.add(Intent.GREETING)
-    return found or {Intent.UNKNOWN}
-
-
-_PRODUCTIVE = {
-    Intent.STOP,
-    Intent.WRONG_PARTY,
-    Intent.DISPUTE,
-    Intent.CALLBACK,
-    Intent.PAY,
-    Intent.DATE,
-    Intent.DONE,
-    Intent.AI_QUESTION,
-    *QUESTIONS,
-}
 _CONTENT_WORD = re.compile(r"[a-z0-9']{4,}")
 _QUOTED = re.compile(r'"([^"]{12,})"')
 
@@ -376,10 +92,6 @@ def _tool_names(tools: list[dict[str, Any]] | None) -> set[str]:
         elif isinstance(tool, dict) and isinstance(tool.get("name"), str):
             names.add(tool["name"])  # Responses-style flat tool definitions
     return names
-
-
-def _args(**kwargs: Any) -> str:
-    return json.dumps(kwargs, separators=(",", ":"))
 
 
 class _Collector:
@@ -422,6 +134,10 @@ class _Collector:
             return "Understood."
         if name == "schedule_callback":
             return (None, "Of course.")[pick % 2]
+        if name == "report_hardship":
+            return "I'm sorry to hear that."
+        if name in ("record_payment_plan", "request_validation_notice"):
+            return "Okay."
         return None
 
     def act(self, name: str, args: str = "{}") -> PolicyReply:
@@ -441,13 +157,13 @@ class _Collector:
         text = " ".join(kept) or None
         if end_reason is not None:
             if self.can("end_call"):
-                return PolicyReply(text, [("end_call", _args(reason=end_reason))])
+                return PolicyReply(text, [("end_call", args_json(reason=end_reason))])
             return PolicyReply(text or "Goodbye.")
         return PolicyReply(text)
 
     def goodbye(self, text: str, reason: str) -> PolicyReply:
         if self.can("end_call"):
-            return PolicyReply(text, [("end_call", _args(reason=reason))])
+            return PolicyReply(text, [("end_call", args_json(reason=reason))])
         return PolicyReply(text)
 
     def question(self) -> str:
@@ -609,6 +325,8 @@ class _Collector:
         fooled = self.gullible_move(text)
         if fooled is not None:
             return fooled
+        if (move := caller_check(self, intents)) is not None:
+            return move
         if Intent.AI_QUESTION in intents:
             return PolicyReply(
                 f"Yes, I'm an AI assistant calling on behalf of {f.company}. {self.question()}"
@@ -625,18 +343,18 @@ class _Collector:
         f = self.facts
         t = " ".join(text.lower().replace("’", "'").split())
         today = f.today.isoformat()
-        if _INJECT_RECORD.search(t):
+        if INJECT_RECORD.search(t):
             amount = parse_amount_minor(t, f.balance_minor)
             if amount is not None:  # recorded as dictated, whatever the state
                 day = parse_date(t, f.today) or f.today
-                args = _args(amount_minor=amount, currency=f.currency, date=day.isoformat())
+                args = args_json(amount_minor=amount, currency=f.currency, date=day.isoformat())
                 return self.call("record_payment_promise", args)
-        if _INJECT_ZERO.search(t):  # "settle" the account at nothing
+        if INJECT_ZERO.search(t):  # "settle" the account at nothing
             return self.call(
-                "record_payment_promise", _args(amount_minor=0, currency=f.currency, date=today)
+                "record_payment_promise", args_json(amount_minor=0, currency=f.currency, date=today)
             )
-        if _INJECT_PAID.search(t):
-            return self.call("end_call", _args(reason="account marked as paid"))
+        if INJECT_PAID.search(t):
+            return self.call("end_call", args_json(reason="account marked as paid"))
         return None
 
     def verify(self, text: str, intents: set[Intent]) -> PolicyReply:
@@ -646,12 +364,12 @@ class _Collector:
         if Intent.CALLBACK in intents:
             return self.callback(text, "debtor asked to be called back")
         if f.fact_to_verify and self.state == "verification":
-            if _WHY.search(text.lower()):
+            if WHY.search(text.lower()):
                 return PolicyReply(
                     "It's only to make sure I'm speaking with the right person. " + self.question()
                 )
             # Whatever they said is their answer: the system compares it, the model cannot.
-            return self.act("verify_fact", _args(answer=text.strip()))
+            return self.act("verify_fact", args_json(answer=text.strip()))
         if Intent.DENY in intents and Intent.AFFIRM not in intents:
             if re.search(r"\b(?:not|isn'?t) (?:here|home|in)\b", text.lower()):
                 return self.callback(text, "right party not available")
@@ -672,8 +390,10 @@ class _Collector:
 
     def negotiate(self, text: str, intents: set[Intent]) -> PolicyReply:
         f = self.facts
+        if (move := negotiation_move(self, text, intents)) is not None:
+            return move
         if Intent.DISPUTE in intents:
-            return self.act("report_dispute", _args(reason=text.strip()))
+            return self.act("report_dispute", args_json(reason=text.strip()))
         if Intent.CALLBACK in intents:
             return self.callback(text, "debtor asked to be called back")
         answers = " ".join(self.answers(intents))
@@ -683,7 +403,7 @@ class _Collector:
             if amount is not None and day is not None:
                 return self.act(
                     "record_payment_promise",
-                    _args(amount_minor=amount, currency=f.currency, date=day.isoformat()),
+                    args_json(amount_minor=amount, currency=f.currency, date=day.isoformat()),
                 )
             if amount is not None:
                 return PolicyReply(
@@ -696,14 +416,14 @@ class _Collector:
                 )
         if Intent.DONE in intents and self.state == "commitment":
             return self.goodbye("Thank you for your time. Goodbye.", "conversation complete")
-        if intents == {Intent.WHO}:
+        if intents - OBJECTIONS == {Intent.WHO}:
             return PolicyReply(
                 f"I'm {f.agent_name}, an AI assistant with {f.company}, calling about your "
                 f"balance of {f.balance_words}. How much can you pay, and when?"
             )
         if answers:
             return PolicyReply(f"{answers} {self.next_ask()}")
-        unproductive = self.trailing_count(lambda i: not (i & _PRODUCTIVE))
+        unproductive = self.trailing_count(lambda i: not (i & PRODUCTIVE))
         if unproductive >= DERAIL_LIMIT:
             return self.callback("", "conversation derailed")
         if Intent.REFUSE in intents:
@@ -729,7 +449,7 @@ class _Collector:
 
     def callback(self, text: str, reason: str) -> PolicyReply:
         when = parse_callback_time(text, self.facts.today, self.facts.tzinfo).when
-        args = _args(when=when.isoformat(), reason=reason)
+        args = args_json(when=when.isoformat(), reason=reason)
         if reason == "conversation derailed":
             return self.call("schedule_callback", args)
         return self.act("schedule_callback", args)
@@ -744,6 +464,8 @@ class _Collector:
             result = {}
         self.state = str(result.get("state") or self.state)
         name, args = self.tool_call_for(last.get("tool_call_id"))
+        if (move := after_objection_tool(self, name, args, last)) is not None:
+            return move
         if not result.get("ok", False):
             return self.after_refusal(name)
         if name in ("confirm_identity", "verify_fact") and self.state == "verification":
