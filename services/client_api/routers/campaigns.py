@@ -31,6 +31,7 @@ from generated.client_api import (
     CampaignTransitionRequest,
     CampaignUpdate,
 )
+from generated.negotiation_rules import NegotiationRules
 from services.client_api.deps import ActorDep, SessionDep
 from services.client_api.errors import constraint_name
 from services.client_api.idempotency import (
@@ -93,6 +94,31 @@ def _weights_errors(stage: str, weights: dict[str, int], field: str) -> list[tup
     return []
 
 
+def _terms_errors(rules: NegotiationRules | None, field: str) -> list[tuple[str, str]]:
+    """Terms the schema accepts field by field but no call could keep: the agent would refuse
+    every plan (the conversation core checks the dates against both limits)."""
+    if rules is None:
+        return []
+    errors = []
+    if rules.max_plan_days < rules.latest_first_payment_days:
+        errors.append(
+            (
+                f"{field}.max_plan_days",
+                f"must be at least latest_first_payment_days ({rules.latest_first_payment_days}):"
+                " a plan ends no earlier than its first payment",
+            )
+        )
+    if rules.max_installments > 1 and rules.max_plan_days == 0:
+        errors.append(
+            (
+                f"{field}.max_plan_days",
+                "must be above 0 when max_installments is above 1: installments fall on"
+                " different days (set max_installments to 1 for single payments only)",
+            )
+        )
+    return errors
+
+
 async def _locked(session: SessionDep, campaign_id: uuid.UUID) -> CampaignRow:
     row = await session.scalar(
         select(CampaignRow)
@@ -137,6 +163,7 @@ async def create_campaign(
     body = await strictly(request, CampaignCreate) or body
     errors = storable_text_errors(body) + key_errors(idempotency_key)
     errors += _weights_errors(body.stage.value, dict(body.prompt_variants), "body.prompt_variants")
+    errors += _terms_errors(body.negotiation_rules, "body.negotiation_rules")
     if errors:
         raise validation_error(errors)
     fp = request_fingerprint(body.model_dump(mode="json"))
