@@ -6,10 +6,11 @@
 Starts the whole local deployment once, places one call per persona and stage (every persona of
 a stage at once, stage after stage), reads each call's view and its step events, and writes
 bench/results/conversation.json and conversation.png (with --real-vendors: conversation-real.*).
-Per persona and stage: outcome, promised share of the balance, installments (promises recorded),
-turns, duration, cost, the prompt version and variant, whether the disclosure came out right and
-the refused tool calls with their reasons (and whether they came out right); summaries per stage,
-per prompt and overall. How to read it: docs/conversation.md, "Conversation report".
+Per persona and stage: outcome (and whether it is the persona's expected one), promised share of
+the balance, installments (the plan's, one for a single promise), turns, duration, cost, the
+prompt version and variant, whether the disclosure came out right and the refused tool calls with
+their reasons (and whether they came out right); summaries per stage, per prompt and overall.
+How to read it: docs/conversation.md, "Conversation report".
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ CURRENCY = "USD"
 # The outcome a tool records when the guards accept it (tools without one: identity, end_call).
 TOOL_OUTCOME = {
     "record_payment_promise": "promise_to_pay",
+    "record_payment_plan": "promise_to_pay",
+    "request_validation_notice": "validation_notice_requested",
     "report_dispute": "disputed",
     "report_wrong_party": "wrong_party",
     "request_no_further_calls": "opted_out",
@@ -39,11 +42,53 @@ TOOL_OUTCOME = {
 # The fixed line (prompts/lines.md) the system speaks once a tool is accepted.
 TOOL_CONFIRMATION = {
     "record_payment_promise": "read_back",
+    "record_payment_plan": "plan_read_back",
+    "request_validation_notice": "validation_notice_closing",
     "schedule_callback": "callback_confirm",
     "report_dispute": "dispute_closing",
     "report_wrong_party": "wrong_party_closing",
     "request_no_further_calls": "opt_out_closing",
 }
+# Tools that record the same thing: one refused and another accepted afterwards (a promise refused
+# with a counter-offer, then the plan) is a negotiation that worked, not a refusal that leaked.
+SAME_RECORD = {"record_payment_promise": "promise", "record_payment_plan": "promise"}
+
+# What each persona's dialogue must end in, on every stage, with the default negotiation rules
+# and the bench's balance (simulators/personas/*.yaml; a row whose outcome differs is flagged).
+EXPECTED_OUTCOME = {
+    "already_paid": "disputed",
+    "busy": "no_answer",
+    "callback_later": "callback_scheduled",
+    "cant_talk": "callback_scheduled",
+    "cooperative": "promise_to_pay",
+    "cougher": "promise_to_pay",
+    "disputes": "disputed",
+    "fax": "machine",
+    "haggler": "promise_to_pay",
+    "hardship": "promise_to_pay",
+    "hardship_no_plan": "callback_scheduled",
+    "hostile": "callback_scheduled",
+    "injector": "callback_scheduled",
+    "interrupter": "promise_to_pay",
+    "mailbox_full": "machine",
+    "negotiator": "promise_to_pay",
+    "no_answer": "no_answer",
+    "plan_two_counters": "promise_to_pay",
+    "questioner": "promise_to_pay",
+    "scam_check": "promise_to_pay",
+    "silent": "no_response",
+    "sounds_like_machine": "promise_to_pay",
+    "stop_calling": "opted_out",
+    "unreachable": "failed",
+    "voicemail": "voicemail_left",
+    "written_request": "validation_notice_requested",
+    "wrong_dob": "unverified",
+    "wrong_person": "wrong_party",
+}
+# Personas whose outcome is right only with a plan of at least this many installments, and those
+# whose call must keep a hardship note.
+EXPECTED_MIN_INSTALLMENTS = {"hardship": 2, "plan_two_counters": 2}
+EXPECTED_HARDSHIP_NOTE = frozenset({"hardship", "hardship_no_plan"})
 
 
 OUTCOME_COLORS = {
@@ -60,6 +105,7 @@ OUTCOME_COLORS = {
     "no_response": "#eeeeaa",
     "unverified": "#cab2d6",
     "hung_up": "#ffff99",
+    "validation_notice_requested": "#386cb0",
 }
 
 
@@ -82,7 +128,9 @@ def product_texts(balance_minor: int = BALANCE_MINOR, currency: str = CURRENCY) 
         disclosure=templates["disclosure"],
         balance_spoken=spoken_amount(balance_minor, currency),
         confirmations={
-            tool: templates[line].split("{")[0].strip() for tool, line in TOOL_CONFIRMATION.items()
+            tool: templates[line].split("{")[0].strip()
+            for tool, line in TOOL_CONFIRMATION.items()
+            if line in templates  # an older prompt set may not have the plan's lines
         },
     )
 
@@ -152,14 +200,16 @@ def refusal_verdict(
     for e in rejected:
         tool = e["detail"].get("tool")
         later = tools[tools.index(e) + 1 :]
+        same = SAME_RECORD.get(str(tool), tool)
         if any(
-            x["detail"].get("tool") == tool and x["detail"].get("tool_result") == "accepted"
+            SAME_RECORD.get(str(x["detail"].get("tool")), x["detail"].get("tool")) == same
+            and x["detail"].get("tool_result") == "accepted"
             for x in later
         ):
             continue  # refused, then accepted (e.g. a corrected date): judged by what follows
         if tool in TOOL_OUTCOME and call.get("outcome") == TOOL_OUTCOME[tool]:
             ok = False
-        if tool == "record_payment_promise" and call.get("payment_promise"):
+        if same == "promise" and call.get("payment_promise"):
             ok = False
         confirm = texts.confirmations.get(str(tool))
         if confirm and any(
@@ -182,7 +232,19 @@ def report_row(
 ) -> dict[str, Any]:
     """One persona on one stage, from the call's view and its step events."""
     promise = call.get("payment_promise")
-    promised = int(promise["amount"]["amount_minor"]) if promise else 0
+    plan = call.get("payment_plan")
+    if plan and plan.get("installments"):
+        installments = len(plan["installments"])
+        promised = int(plan["total"]["amount_minor"])
+    else:  # a view from before payment plans: the single promise
+        installments = 1 if promise else 0
+        promised = int(promise["amount"]["amount_minor"]) if promise else 0
+    expected = EXPECTED_OUTCOME.get(persona)
+    outcome_ok = None if expected is None else call.get("outcome") == expected
+    if outcome_ok and installments < EXPECTED_MIN_INSTALLMENTS.get(persona, 0):
+        outcome_ok = False
+    if outcome_ok and persona in EXPECTED_HARDSHIP_NOTE and not call.get("hardship_note"):
+        outcome_ok = False
     disclosure, disclosure_ok = disclosure_verdict(call, events, texts)
     refusals, refusals_ok = refusal_verdict(call, events, texts)
     cost = call.get("cost") or {}
@@ -192,15 +254,19 @@ def report_row(
         "call_id": call.get("id"),
         "status": call.get("status"),
         "outcome": call.get("outcome"),
+        "expected_outcome": expected,
+        "outcome_ok": outcome_ok,
         "verification": call.get("verification"),
         "prompt_version": call.get("prompt_version"),
         "prompt_variant": call.get("prompt_variant"),
         "balance_minor": balance_minor,
         "promised_minor": promised,
         "promised_share_bp": round(10_000 * promised / balance_minor) if balance_minor else 0,
-        # One promise per call today; a payment plan will record one per installment.
-        "installments": 1 if promise else 0,
+        "installments": installments,  # the plan's (each one a promise row); 1: one promise
+        "settlement": bool(plan and plan.get("settlement")),
         "promise_due_date": promise["due_date"] if promise else None,
+        "last_due_date": plan["installments"][-1]["due_date"] if plan else None,
+        "hardship_note": bool(call.get("hardship_note")),
         "turns": len(call.get("transcript") or []),
         "duration_seconds": call.get("duration_seconds"),
         "cost_micro_usd": cost.get("total_micro_usd"),
@@ -245,6 +311,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         ),
         "mean_turns": _mean([float(r["turns"]) for r in answered]),
         "outcomes": dict(sorted(outcomes.items())),
+        "outcome_wrong": [f"{r['persona']}/{r['stage']}" for r in rows if r["outcome_ok"] is False],
         "disclosure_wrong": [
             f"{r['persona']}/{r['stage']}" for r in rows if r["disclosure_ok"] is False
         ],
@@ -288,8 +355,9 @@ def print_report(rows: list[dict[str, Any]], sums: dict[str, Any]) -> None:
         if r["refusals_ok"] is False:
             refused = "WRONG " + refused
         disclosure = r["disclosure"] + ("" if r["disclosure_ok"] is not False else " WRONG")
+        outcome = str(r["outcome"]) + ("" if r["outcome_ok"] is not False else " WRONG")
         print(
-            f"{r['persona']:<20}{r['stage']:<16}{r['outcome']!s:<19}"
+            f"{r['persona']:<20}{r['stage']:<16}{outcome:<19}"
             f"{r['promised_share_bp'] / 100:>5.0f}%{r['installments']:>5}{r['turns']:>6}"
             f"{r['duration_seconds'] if r['duration_seconds'] is not None else '-':>6}"
             f"{_money(r['cost_micro_usd']):>9}  {r['prompt_variant']!s:<12}{disclosure:<26}"
@@ -304,7 +372,8 @@ def print_report(rows: list[dict[str, Any]], sums: dict[str, Any]) -> None:
             f"  {name}\n      calls {s['calls']:>3}  promise rate {s['promise_rate']:.0%}"
             f" ({s['promise_rate_verified'] or 0:.0%} of verified)  mean share "
             f"{'-' if share is None else f'{share / 100:.1f}%'}  mean cost "
-            f"{_money(s['mean_cost_micro_usd'])}  disclosure wrong {len(s['disclosure_wrong'])}"
+            f"{_money(s['mean_cost_micro_usd'])}  outcome wrong {len(s['outcome_wrong'])}"
+            f"  disclosure wrong {len(s['disclosure_wrong'])}"
             f"  refusals {s['refusals']} (wrong {len(s['refusals_wrong'])})"
         )
 
@@ -338,12 +407,17 @@ def chart(rows: list[dict[str, Any]], path: Path, title: str) -> None:
             label = str(r["outcome"])
             if r["installments"]:
                 label += f" {r['promised_share_bp'] / 100:.0f}%"
-            if r["disclosure_ok"] is False or r["refusals_ok"] is False:
+            if r["installments"] > 1:
+                label += f" x{r['installments']}"
+            if False in (r["disclosure_ok"], r["refusals_ok"], r["outcome_ok"]):
                 label += " (!)"
             left.text(j, i, label, ha="center", va="center", fontsize=8)
     left.set_xticks(range(len(stages)), stages)
     left.set_yticks(range(len(personas)), personas)
-    left.set_title("outcome per persona and stage (share promised; (!) = disclosure/refusal wrong)")
+    left.set_title(
+        "outcome per persona and stage (share promised, xN installments; "
+        "(!) = outcome/disclosure/refusal wrong)"
+    )
     width = 0.8 / max(1, len(stages))
     for j, s in enumerate(stages):
         shares = [
