@@ -15,6 +15,7 @@ product's older tool sets the old way):
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, time, timedelta
 from typing import Any, Protocol
 
@@ -31,6 +32,7 @@ from simulators.openai.plans import Proposal, parse_plan, spoken_offer
 
 HARDSHIP_CALLBACK_DAYS = 3  # cannot pay even the smallest plan: ask again in a few days
 HARDSHIP_CALLBACK_AT = time(10, 0)  # local, well inside calling hours
+_FOR_MODEL = re.compile(r"\b(?:offer|tool|record|call|minimum|maximum|limit|rule|debtor)", re.I)
 OFFER_TOOLS = frozenset({"report_hardship", "record_payment_plan", "record_payment_promise"})
 DECLINE = frozenset({Intent.REFUSE, Intent.DENY, Intent.HARDSHIP})
 
@@ -155,6 +157,15 @@ def negotiation_move(c: Collector, text: str, intents: set[Intent]) -> PolicyRep
     return None
 
 
+def _reason(message: str) -> list[str]:
+    """The refusal's reason, when its first sentence is one to say to the debtor (the core words
+    it so: "The first payment needs to come sooner."), not an instruction to the model."""
+    first = re.split(r"(?<=[.!?])\s+", message.strip(), maxsplit=1)[0] if message else ""
+    if not first or '"' in first or _FOR_MODEL.search(first) or len(first) > 120:
+        return []
+    return [first]
+
+
 def put_offer(c: Collector, offer: Offer, lead: list[str]) -> PolicyReply:
     """An offer in words, then the question (no tool: the debtor answers it)."""
     return c.follow_up(
@@ -169,7 +180,8 @@ def after_objection_tool(
     result = parse_tool_result(last.get("content"))
     if not result.ok:
         if result.offer is not None and name in OFFER_TOOLS:
-            return put_offer(c, result.offer, ["I'm sorry, I can't set it up quite that way."])
+            lead = ["I'm sorry, I can't set it up quite that way.", *_reason(result.message)]
+            return put_offer(c, result.offer, lead)
         if name == "record_payment_plan":
             return c.follow_up(
                 [
@@ -179,7 +191,7 @@ def after_objection_tool(
             )
         return None
     if name == "report_hardship":
-        lead = ["I'm sorry to hear that, and thank you for telling me."]
+        lead = ["Thank you for telling me."]  # "I'm sorry to hear that" came with the call
         if result.offer is not None:
             return put_offer(c, result.offer, [*lead, "Let's find something that fits."])
         return hardship_callback(c)

@@ -12,6 +12,7 @@ the first and the last day, and the total.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -137,6 +138,12 @@ def spoken_offer(offer: Offer, facts: Facts) -> str:
         text = (
             f"{_count(n - 1)} of {money(first.amount_minor)} starting {day(first.day)}, "
             f"and a last payment of {money(last.amount_minor)} {day(last.day)}"
+        )
+    elif n > 3:  # uneven cents: the usual amount, as a collector would round it in speech
+        usual = Counter(i.amount_minor for i in items[1:]).most_common(1)[0][0]
+        text = (
+            f"a first payment of {money(first.amount_minor)} {day(first.day)}, then "
+            f"{_count(n - 1)} of about {money(usual)}, the last {day(last.day)}"
         )
     else:
         text = ", ".join(f"{money(i.amount_minor)} {day(i.day)}" for i in items)
