@@ -697,19 +697,23 @@ class CampaignFunnel(BaseModel):
     promises: Annotated[
         int,
         Field(
-            description="Payment promises made on these calls, whatever their status now.",
+            description="Calls on which the debtor promised to pay (a payment plan counts once), whatever the promises' status now.",
             ge=0,
         ),
     ]
     promises_judged: Annotated[
         int,
         Field(
-            description="Promises that reached a verdict: `kept`, `partially_kept` or `broken` (pending and cancelled are left out).",
+            description="Promises that reached a verdict: `kept`, `partially_kept` or `broken` (pending and cancelled are left out). Each installment of a plan is a promise of its own.",
             ge=0,
         ),
     ]
     promises_kept: Annotated[
-        int, Field(description="Promises `kept` (paid in full).", ge=0)
+        int,
+        Field(
+            description="Promises `kept` (paid in full); each installment of a plan counts.",
+            ge=0,
+        ),
     ]
     total_cost_micro_usd: Annotated[
         int,

@@ -318,3 +318,55 @@ def test_rate_rounding() -> None:
     assert rate_bp(1, 20_001) == 0
     assert rate_bp(0, 5) == 0 and rate_bp(5, 5) == 10_000
     assert rate_bp(1, 0) is None
+
+
+async def test_a_payment_plan_is_one_promise_made_and_each_installment_is_judged(
+    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """Three installments (kept, broken, pending) on one call: the call is placed, connected and
+    paid for once; it made one promise; two installments have a verdict, one of them kept."""
+    debtors = [uuid.UUID((await create_debtor(client))["id"]) for _ in range(2)]
+    plan = Seed("plan", "default", outcome="promise_to_pay", verification="name_only", cost=80_000)
+    single = Seed(
+        "one", "default", outcome="promise_to_pay", verification="name_only", promise="kept",
+        cost=20_000,
+    )  # fmt: skip
+    async with sessions() as s, s.begin():
+        campaign = await _campaign(s, {"default": 1}, name="plan stats")
+        for debtor_id, seed in zip(debtors, (plan, single), strict=True):
+            call = await _seed_call(s, debtor_id, seed, T0)
+            s.add(
+                CampaignItem(
+                    campaign_id=campaign.id, debtor_id=debtor_id, status="done", call_id=call.id
+                )
+            )
+            if seed is plan:
+                for n, status in enumerate(("kept", "broken", "pending"), start=1):
+                    s.add(
+                        PaymentPromise(
+                            call_id=call.id,
+                            amount_minor=15_000,
+                            currency="USD",
+                            due_date=date(2026, 12, 5) + timedelta(days=30 * (n - 1)),
+                            status=status,
+                            paid_minor=15_000 if status == "kept" else 0,
+                            installment=n,
+                            installments=3,
+                        )
+                    )
+
+    resp = await client.get(f"/v1/campaigns/{campaign.id}/stats")
+    assert resp.status_code == 200, resp.text
+    total = resp.json()["total"]
+    assert total == funnel(
+        FunnelCounts(
+            calls_placed=2,
+            connected_calls=2,
+            right_party_contacts=2,
+            promises=2,
+            promises_judged=3,
+            promises_kept=2,
+            total_cost_micro_usd=100_000,
+        )
+    )
+    assert total["promise_rate_bp"] == 10_000 and total["kept_rate_bp"] == 6_667

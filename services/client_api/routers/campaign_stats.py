@@ -3,7 +3,9 @@ variant, counted from stored facts (services/common/campaign_funnel.py has the a
 
 The campaign's calls are its items' calls and, transitively, the retries and callbacks that
 followed them up (`scheduled_calls.source_call_id`); each counts for the variant recorded on
-it. A call with no variant was never dispatched: it has nothing to count.
+it. A call with no variant was never dispatched: it has nothing to count. A payment plan is
+one promise made (its call promised once) and as many promises judged and kept as it has
+installments with a verdict: each installment is tracked as a promise.
 """
 
 from __future__ import annotations
@@ -47,6 +49,16 @@ async def variant_counts(session: AsyncSession, campaign_id: uuid.UUID) -> dict[
         .where(ScheduledCall.call_id.is_not(None))
     )
     call, promise = Call, PaymentPromise
+    # One row per call: a plan's installments must not multiply the call's counts and cost.
+    promised = (
+        select(
+            promise.call_id.label("call_id"),
+            func.count().filter(promise.status.in_(JUDGED)).label("judged"),
+            func.count().filter(promise.status == "kept").label("kept"),
+        )
+        .group_by(promise.call_id)
+        .subquery("promised")
+    )
     connected = and_(
         call.answered_at.is_not(None),
         or_(call.answered_by.is_(None), call.answered_by.not_in((*NOT_A_PERSON, "fax"))),
@@ -59,14 +71,14 @@ async def variant_counts(session: AsyncSession, campaign_id: uuid.UUID) -> dict[
             func.count().filter(call.started_at.is_not(None)),
             func.count().filter(connected),
             func.count().filter(call.verification.in_(RIGHT_PARTY)),
-            func.count(promise.id),
-            func.count().filter(promise.status.in_(JUDGED)),
-            func.count().filter(promise.status == "kept"),
+            func.count(promised.c.call_id),
+            func.coalesce(func.sum(promised.c.judged), 0),
+            func.coalesce(func.sum(promised.c.kept), 0),
             cost,
         )
         .select_from(call)
         .join(chain, chain.c.call_id == call.id)
-        .outerjoin(promise, promise.call_id == call.id)
+        .outerjoin(promised, promised.c.call_id == call.id)
         .where(call.prompt_variant.is_not(None))
         .group_by(call.prompt_variant)
     )
