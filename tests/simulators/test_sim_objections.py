@@ -304,3 +304,33 @@ def test_tool_result_and_plan_parsing() -> None:
         "one payment of 300 dollars today, 300 dollars in total, and that would settle the "
         "account in full"
     )
+
+
+def test_counter_offer_says_the_reason_meant_for_the_debtor_and_rounds_uneven_cents() -> None:
+    uneven = Offer(
+        (
+            Installment(4500, date(2026, 12, 4)),
+            Installment(3690, date(2027, 1, 4)),
+            *(Installment(3681, date(2027, m, 4)) for m in range(2, 12)),
+        )
+    )
+    msgs = [system("negotiation"), user("25 dollars a month for 18 months, starting Friday")]
+    msgs.append(call("record_payment_plan", {}))
+    content = {
+        "ok": False,
+        "message": "That needs fewer payments. The offer in this result works: propose it.",
+        "state": "negotiation",
+        "offer": {
+            "installments": [
+                {"amount_minor": i.amount_minor, "date": i.day.isoformat()}
+                for i in uneven.installments
+            ]
+        },
+    }
+    msgs.append({"role": "tool", "tool_call_id": "call_1", "content": json.dumps(content)})
+    text = respond(msgs, tools(NEW_TOOLS)).text or ""
+    assert "That needs fewer payments." in text and "propose" not in text
+    assert (
+        "then 11 payments of about 36 dollars and 81 cents, the last on Thursday, November 4"
+        in text
+    )
