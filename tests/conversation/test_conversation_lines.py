@@ -39,12 +39,16 @@ def test_fixed_line_is_frozen_and_kinds_are_the_contract() -> None:
         "disclosure",
         "fact_question",
         "read_back",
+        "plan_read_back",
+        "settlement_read_back",
         "promise_limit",
         "callback_confirm",
         "dispute_closing",
         "wrong_party_closing",
         "opt_out_closing",
         "unverified_closing",
+        "validation_notice_closing",
+        "identify_caller",
         "goodbye",
     )
 
@@ -54,7 +58,7 @@ def test_fixed_line_is_frozen_and_kinds_are_the_contract() -> None:
 
 def test_the_disclosure_comes_verbatim_from_prompts() -> None:
     assert LINES.render("disclosure") == DISCLOSURE
-    assert LINES.version == "2026-12-03.4"
+    assert LINES.version == "2026-12-06.1"
 
 
 def _lines_file(**sections: str) -> str:

@@ -20,6 +20,7 @@ from services.voice_orchestrator.conversation import (
     ToolName,
 )
 from services.voice_orchestrator.conversation.machine import NEXT_STATE
+from services.voice_orchestrator.conversation.plans import check_plan
 
 BALANCE = 73219
 BALANCE_SPOKEN = "seven hundred thirty-two dollars and nineteen cents"
@@ -73,6 +74,17 @@ arguments = st.one_of(
     ),
     st.builds(lambda w, r: _json(when=w, reason=r), datetimes, reasons),
     st.builds(lambda r: _json(reason=r), reasons),
+    st.builds(lambda r: _json(note=r), reasons),
+    st.builds(
+        lambda items, c, s: _json(
+            installments=[{"amount_minor": a, "date": d} for a, d in items],
+            currency=c,
+            settlement=s,
+        ),
+        st.lists(st.tuples(st.integers(-10, BALANCE), dates), max_size=8),
+        st.sampled_from(["USD", "EUR"]),
+        st.booleans(),
+    ),
     st.just("{}"),
     st.just(""),
     st.just("{not json"),
@@ -85,6 +97,23 @@ arguments = st.one_of(
 valid_promise = st.builds(
     lambda a, d: _json(amount_minor=a, currency="USD", date=d.isoformat()),
     st.integers(1, BALANCE),
+    st.dates(dt.date(2026, 11, 27), dt.date(2026, 12, 11)),
+)
+# A plan of equal payments a month apart from a date in the first-payment window: often inside
+# the rules, sometimes too long or with too small a first payment.
+valid_plan = st.builds(
+    lambda n, d: _json(
+        installments=[
+            {
+                "amount_minor": BALANCE // n + (BALANCE % n if i == 0 else 0),
+                "date": (d + dt.timedelta(days=30 * i)).isoformat(),
+            }
+            for i in range(n)
+        ],
+        currency="USD",
+        settlement=False,
+    ),
+    st.integers(1, 8),
     st.dates(dt.date(2026, 11, 27), dt.date(2026, 12, 11)),
 )
 valid_callback = st.builds(
@@ -101,6 +130,8 @@ actions = st.one_of(
     st.tuples(st.just("tool"), st.just("confirm_identity"), st.just("{}")),
     st.tuples(st.just("tool"), st.just("record_payment_promise"), valid_promise),
     st.tuples(st.just("tool"), st.just("schedule_callback"), valid_callback),
+    st.tuples(st.just("tool"), st.just("record_payment_plan"), valid_plan),
+    st.tuples(st.just("tool"), st.just("report_hardship"), st.just('{"note": "lost my job"}')),
     st.tuples(st.just("check")),
 )
 VERIFIED_START: list[tuple[Any, ...]] = [
@@ -128,9 +159,18 @@ def _check_invariants(conv: Conversation) -> None:
         assert conv.outcome is CallOutcome.PROMISE_TO_PAY
         events = [r.event for r in log]
         assert Event.CONFIRM_IDENTITY in events
-        assert events.index(Event.CONFIRM_IDENTITY) < events.index(Event.RECORD_PAYMENT_PROMISE)
+        agreed = (Event.RECORD_PAYMENT_PROMISE, Event.RECORD_PAYMENT_PLAN)
+        first_agreed = next(i for i, e in enumerate(events) if e in agreed)
+        assert events.index(Event.CONFIRM_IDENTITY) < first_agreed
         assert 0 < conv.promise.amount.amount_minor <= BALANCE
         assert conv.promise.amount.currency == "USD"
+        # Every plan the core accepted is inside the call's rules (a single promise may be a
+        # part of the balance, so only plans of several payments are checked as plans).
+        plan = conv.plan
+        assert plan is not None and plan.total_minor <= BALANCE
+        if len(plan.installments) > 1 or plan.settlement:
+            today = conv.facts.local_today(conv._now)
+            assert check_plan(conv.facts.rules, BALANCE, today, plan) is None
     if conv.outcome is CallOutcome.PROMISE_TO_PAY:
         assert conv.promise is not None
     if conv.outcome is CallOutcome.CALLBACK_SCHEDULED:

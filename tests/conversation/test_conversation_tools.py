@@ -10,6 +10,10 @@ CONTRACT_ARGS = {
     "confirm_identity": set(),
     "verify_fact": {"answer"},
     "record_payment_promise": {"amount_minor", "currency", "date"},
+    "record_payment_plan": {"installments", "currency", "settlement"},
+    "report_hardship": {"note"},
+    "request_validation_notice": set(),
+    "identify_caller": set(),
     "schedule_callback": {"when", "reason"},
     "report_dispute": {"reason"},
     "report_wrong_party": set(),
@@ -50,6 +54,18 @@ def test_argument_formats() -> None:
     assert promise["amount_minor"]["exclusiveMinimum"] == 0
     assert promise["currency"]["pattern"] == "^[A-Z]{3}$"
     assert promise["date"] == {**promise["date"], "type": "string", "format": "date"}
+    plan = by_name["record_payment_plan"]["properties"]
+    assert plan["installments"]["type"] == "array"
+    assert (plan["installments"]["minItems"], plan["installments"]["maxItems"]) == (1, 36)
+    item = plan["installments"]["items"]  # inline, and strict like the top level
+    assert item["type"] == "object" and item["additionalProperties"] is False
+    assert set(item["required"]) == set(item["properties"]) == {"amount_minor", "date"}
+    assert item["properties"]["amount_minor"]["exclusiveMinimum"] == 0
+    assert item["properties"]["date"]["format"] == "date"
+    assert plan["settlement"]["type"] == "boolean"
+    assert "$defs" not in by_name["record_payment_plan"] and not any(
+        "$ref" in node for node in _walk(by_name["record_payment_plan"])
+    )
     when = by_name["schedule_callback"]["properties"]["when"]
     assert when["type"] == "string" and when["format"] == "date-time"
 

@@ -3,14 +3,7 @@
 See docs/conversation.md and docs/internal-contracts.md.
 """
 
-from .conversation import (
-    Callback,
-    Conversation,
-    PromiseTerms,
-    ToolResult,
-    TransitionRecord,
-    Turn,
-)
+from .conversation import Conversation
 from .enums import (
     CallOutcome,
     ConversationState,
@@ -24,13 +17,16 @@ from .heuristics import TurnSignals, classify
 from .lines import LINE_KINDS, FixedLine, LineKind, commits_to_outcome, needs_model_after
 from .llm import llm_request_params, prompt_cache_key
 from .machine import ALLOWED_EDGES, TRANSITIONS, ConversationLimits, Event, Transition
+from .plans import Installment, Plan
 from .prompting import LinesDoc, PromptDoc, PromptSet, default_prompt_set, load_prompt_set
+from .records import Callback, PromiseTerms, ToolResult, TransitionRecord, Turn
 from .speech import (
     SentenceSplitter,
     speakable,
     spoken_amount,
     spoken_date,
     spoken_number,
+    spoken_phone,
     spoken_time,
 )
 from .tools import TOOL_SPECS, tool_schemas
@@ -50,8 +46,10 @@ __all__ = [
     "EndReason",
     "Event",
     "FixedLine",
+    "Installment",
     "LineKind",
     "LinesDoc",
+    "Plan",
     "PromiseTerms",
     "PromptDoc",
     "PromptSet",
@@ -74,6 +72,7 @@ __all__ = [
     "spoken_amount",
     "spoken_date",
     "spoken_number",
+    "spoken_phone",
     "spoken_time",
     "tool_schemas",
 ]

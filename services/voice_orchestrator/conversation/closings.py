@@ -14,10 +14,13 @@ from .lines import (
     derail_line,
     disclosure_line,
     greeting_text,
+    identify_caller_line,
+    plan_read_back_line,
     read_back_line,
 )
+from .plans import Plan
 from .prompting import LinesDoc
-from .records import Callback, PromiseTerms
+from .records import Callback
 from .verification import FactKind, premade_fact_lines
 
 
@@ -26,7 +29,7 @@ def closing_for(
     facts: CallFacts,
     now: dt.datetime,
     outcome: CallOutcome | None,
-    promise: PromiseTerms | None,
+    plan: Plan | None,
     callback: Callback | None,
     *,
     derailed: bool,
@@ -36,10 +39,11 @@ def closing_for(
     if derailed and callback is not None:
         return derail_line(lines, callback.scheduled_for)
     match outcome:
-        case CallOutcome.PROMISE_TO_PAY if promise is not None:
-            amount = promise.amount
+        case CallOutcome.PROMISE_TO_PAY if plan is not None:
+            if len(plan.installments) > 1 or plan.settlement:
+                return plan_read_back_line(lines, plan, facts.currency, today)
             return read_back_line(
-                lines, amount.amount_minor, amount.currency, promise.due_date, today
+                lines, plan.first.amount_minor, facts.currency, plan.first.date, today
             )
         case CallOutcome.CALLBACK_SCHEDULED if callback is not None:
             return callback_line(lines, callback.scheduled_for, today)
@@ -51,6 +55,8 @@ def closing_for(
             return closing(lines, "wrong_party_closing")
         case CallOutcome.UNVERIFIED:
             return closing(lines, "unverified_closing")
+        case CallOutcome.VALIDATION_NOTICE_REQUESTED:
+            return closing(lines, "validation_notice_closing")
         case _:
             return closing(lines, "goodbye")
 
@@ -68,8 +74,15 @@ def premade_texts(
         *(disclosure_line(lines, facts, now, ask_model_after=ask).text for ask in (False, True)),
         *(
             closing(lines, kind).text
-            for kind in ("dispute_closing", "wrong_party_closing", "opt_out_closing", "goodbye")
+            for kind in (
+                "dispute_closing",
+                "wrong_party_closing",
+                "opt_out_closing",
+                "validation_notice_closing",
+                "goodbye",
+            )
         ),
+        identify_caller_line(lines, facts).text,
         *premade_fact_lines(lines, fact_kind),
         lines.render("apology"),
         lines.render("reprompt"),

@@ -17,32 +17,26 @@ import copy
 import datetime as dt
 from typing import Any
 
-from generated.money import Money
-
-from .closings import closing_for, outcome_for_end, premade_texts
+from .closings import outcome_for_end, premade_texts
 from .derailment import DerailmentWatch, derail_callback_time
 from .enums import CallOutcome, CallStepReason, ConversationState, EndReason, Speaker, ToolName
 from .facts import CallFacts
-from .guards import MAX_REASON_CHARS, check_callback, check_promise
 from .heuristics import classify
 from .lines import (
     FixedLine,
-    callback_line,
     contains_line,
     disclosure_line,
     disclosure_text,
     greeting_text,
     needs_model_after,
-    promise_limit_line,
-    read_back_line,
 )
 from .machine import NEXT_STATE, ConversationLimits, Event
+from .outcome_tools import OutcomeTools
+from .plans import Plan
 from .prompting import PromptSet, default_prompt_set, render_system_prompt
 from .records import (
     STATE_HINTS,
     Callback,
-    PromiseTerms,
-    PromiseTooLate,
     Refused,
     ToolResult,
     TransitionRecord,
@@ -52,8 +46,10 @@ from .records import (
 from .tools import (
     TOOLS_BY_NAME,
     ArgumentError,
+    RecordPaymentPlanArgs,
     RecordPaymentPromiseArgs,
     ReportDisputeArgs,
+    ReportHardshipArgs,
     ScheduleCallbackArgs,
     VerifyFactArgs,
     parse_arguments,
@@ -72,7 +68,7 @@ S = ConversationState
 R = CallStepReason
 
 
-class Conversation:
+class Conversation(OutcomeTools):
     def __init__(
         self,
         facts: CallFacts,
@@ -93,9 +89,11 @@ class Conversation:
         self._verified = False
         self._rpv = SecondFactor(facts)  # right-party verification: name, then a fact on file
         self._outcome: CallOutcome | None = None
-        self._promise: PromiseTerms | None = None
+        self._plan: Plan | None = None  # what was agreed (a single promise: one installment)
         self._callback: Callback | None = None
         self._dispute_reason: str | None = None
+        self._hardship_note: str | None = None
+        self._hardship_reports = 0
         self._end_call_reason: str | None = None
         self._finished = False
         self._finalized = False
@@ -140,10 +138,6 @@ class Conversation:
     @property
     def outcome(self) -> CallOutcome | None:
         return self._outcome
-
-    @property
-    def promise(self) -> PromiseTerms | None:
-        return self._promise
 
     @property
     def callback(self) -> Callback | None:
@@ -240,18 +234,6 @@ class Conversation:
     def premade_lines(self) -> list[str]:
         """Every fixed line whose text is known at call start (closings.premade_texts)."""
         return premade_texts(self._prompts.lines, self._facts, self._now, self._rpv.kind)
-
-    def _closing(self) -> FixedLine:
-        """The closing for the outcome; one place for each text (prompts/lines.md)."""
-        return closing_for(
-            self._prompts.lines,
-            self._facts,
-            self._now,
-            self._outcome,
-            self._promise,
-            self._callback,
-            derailed=self._derailed,
-        )
 
     # --- turns ------------------------------------------------------------------------------------
 
@@ -384,14 +366,6 @@ class Conversation:
 
     # --- tools ------------------------------------------------------------------------------------
 
-    def _move(self, event: Event) -> None:
-        target = NEXT_STATE[(self._state, event)]  # KeyError = a bug in the core, not the LLM
-        self._log.append(TransitionRecord(self._state, event, target))
-        self._state = target
-
-    def _refuse(self, message: str, reason: R) -> ToolResult:
-        return ToolResult(False, message, False, self._state, reason=reason)
-
     def _handle_tool(self, name: str, arguments: str) -> ToolResult:
         if self._finished:
             return self._refuse("The call has ended; no further actions.", R.CALL_FINISHED)
@@ -433,39 +407,19 @@ class Conversation:
                     return self._no_further_calls()
                 case ToolName.END_CALL:
                     return self._end_call()
+                case ToolName.RECORD_PAYMENT_PLAN:
+                    assert isinstance(args, RecordPaymentPlanArgs)
+                    return self._record_plan(args)
+                case ToolName.REPORT_HARDSHIP:
+                    assert isinstance(args, ReportHardshipArgs)
+                    return self._report_hardship(args)
+                case ToolName.REQUEST_VALIDATION_NOTICE:
+                    return self._request_validation_notice()
+                case ToolName.IDENTIFY_CALLER:
+                    return self._identify_caller()
         except Refused as exc:
-            return self._refuse(str(exc), exc.code)
+            return self._refuse(str(exc), exc.code, exc.offer)
         raise AssertionError(tool)  # pragma: no cover
-
-    def _ok(self, message: str, *, end_call: bool = False) -> ToolResult:
-        return ToolResult(True, message, end_call, self._state)
-
-    def _spoken(
-        self, message: str, line: FixedLine, ok: bool = True, reason: R | None = None
-    ) -> ToolResult:
-        """Accepted (or refused with a policy answer), and the shell speaks `line`: the model is
-        told the words are already said, so it carries on from them, not repeat them."""
-        said = f'The system has already said this to the debtor, word for word: "{line.text}"'
-        if line.end_call_after:
-            # The shell hangs up once the line is heard (add_agent_turn then finishes the call).
-            self._closing_pending = line
-            return ToolResult(
-                True,
-                f"{message} {said} The call ends once it is heard; say nothing more. If the "
-                "debtor cuts in, answer briefly and call end_call when done.",
-                True,
-                self._state,
-                line,
-            )
-        return ToolResult(
-            ok,
-            f"{message} {said} Do not repeat it; if you reply, answer only what the debtor "
-            "asked, briefly.",
-            False,
-            self._state,
-            line,
-            reason,
-        )
 
     def _confirm_identity(self) -> ToolResult:
         if self._state is S.NEGOTIATION:
@@ -510,86 +464,3 @@ class Conversation:
         ask = needs_model_after(debtor_text)
         line = disclosure_line(self._prompts.lines, self._facts, self._now, ask_model_after=ask)
         return self._spoken(message, line)
-
-    def _record_promise(self, args: RecordPaymentPromiseArgs) -> ToolResult:
-        f = self._facts
-        if not self._verified:  # the table already implies it; belt and braces
-            raise refusal("promise_unverified")
-        if self.disclosure_owed and not self._disclosure_queued:
-            # Compliance before speed: nothing is agreed before the disclosure was heard.
-            raise refusal("disclosure_not_heard")
-        today = f.local_today(self._now)
-        try:
-            check_promise(args, f, self._now)
-        except PromiseTooLate as exc:
-            ask = needs_model_after(self._last_debtor_text)
-            line = promise_limit_line(self._prompts.lines, exc.latest, today, ask_model_after=ask)
-            return self._spoken(str(exc), line, ok=False, reason=exc.code)
-        self._promise = PromiseTerms(
-            Money(amount_minor=args.amount_minor, currency=args.currency), args.date
-        )
-        self._outcome = CallOutcome.PROMISE_TO_PAY
-        self._wrap_up_turns = 0
-        self._move(Event.RECORD_PAYMENT_PROMISE)
-        line = read_back_line(
-            self._prompts.lines, args.amount_minor, args.currency, args.date, today
-        )
-        return self._spoken("Promise recorded.", line)
-
-    def _schedule_callback(self, args: ScheduleCallbackArgs) -> ToolResult:
-        if self._state is S.CLOSING and self._outcome is not CallOutcome.CALLBACK_SCHEDULED:
-            raise refusal("closing_other_outcome")
-        local, reason = check_callback(args, self._facts, self._now, self._limits)
-        self._callback = Callback(scheduled_for=local, reason=reason)
-        self._outcome = CallOutcome.CALLBACK_SCHEDULED
-        self._wrap_up_turns = 0
-        self._move(Event.SCHEDULE_CALLBACK)
-        today = self._facts.local_today(self._now)
-        return self._spoken("Callback scheduled.", callback_line(self._prompts.lines, local, today))
-
-    def _report_dispute(self, args: ReportDisputeArgs) -> ToolResult:
-        if not self._verified:
-            raise refusal("dispute_unverified")
-        self._dispute_reason = args.reason.strip()[:MAX_REASON_CHARS] or "unspecified"
-        if self._outcome is not CallOutcome.OPTED_OUT:  # an opt-out stays the final word
-            self._outcome = CallOutcome.DISPUTED
-            self._promise = None
-            self._callback = None
-        self._wrap_up_turns = 0
-        self._move(Event.REPORT_DISPUTE)
-        return self._spoken("Dispute recorded.", self._closing())
-
-    def _report_wrong_party(self) -> ToolResult:
-        self._verified = False  # hide the debt again: whoever this is, it is not the debtor
-        self._rpv.lost()
-        self._outcome = CallOutcome.WRONG_PARTY
-        self._promise = None
-        self._callback = None
-        self._wrap_up_turns = 0
-        self._move(Event.REPORT_WRONG_PARTY)
-        return self._spoken("Wrong party recorded.", self._closing())
-
-    def _no_further_calls(self) -> ToolResult:
-        self._outcome = CallOutcome.OPTED_OUT
-        self._promise = None
-        self._callback = None
-        self._wrap_up_turns = 0
-        self._move(Event.REQUEST_NO_FURTHER_CALLS)
-        return self._spoken("Recorded: no further calls.", self._closing())
-
-    def _end_call(self) -> ToolResult:
-        if self._state is S.NEGOTIATION:
-            if not self._watch.refusal_heard:
-                raise refusal("no_outcome_yet")
-            self._outcome = CallOutcome.REFUSED
-        self._move(Event.END_CALL)
-        self._finished = True  # the model's own decision: over now, whatever is heard
-        self._closing_pending = None
-        line = self._closing()
-        return ToolResult(
-            True,
-            f'Call ending. The system says the goodbye for you: "{line.text}"',
-            True,
-            self._state,
-            line,
-        )

@@ -8,9 +8,18 @@ import datetime as dt
 from .enums import CallStepReason
 from .facts import CallFacts
 from .machine import ConversationLimits
+from .plans import (
+    REASON_WORDS,
+    Installment,
+    Plan,
+    check_plan,
+    counter_offer,
+    min_first_payment,
+    single_counter,
+)
 from .records import PromiseTooLate, Refused
 from .speech import spoken_amount, spoken_date
-from .tools import RecordPaymentPromiseArgs, ScheduleCallbackArgs
+from .tools import RecordPaymentPlanArgs, RecordPaymentPromiseArgs, ScheduleCallbackArgs
 
 MAX_REASON_CHARS = 500
 
@@ -29,6 +38,13 @@ def check_promise(args: RecordPaymentPromiseArgs, f: CallFacts, now: dt.datetime
         )
     today = f.local_today(now)
     latest = f.latest_promise_date(now)
+    if args.amount_minor < min_first_payment(f.rules, f.balance_minor):
+        offer = single_counter(f.rules, f.balance_minor, today, args.amount_minor, args.date)
+        raise Refused(
+            f"{REASON_WORDS[CallStepReason.FIRST_PAYMENT_TOO_SMALL]} {OFFER_HINT}",
+            CallStepReason.FIRST_PAYMENT_TOO_SMALL,
+            offer,
+        )
     if args.date < today:
         raise Refused(
             f"Date {args.date.isoformat()} is in the past; today is {today}.",
@@ -40,6 +56,36 @@ def check_promise(args: RecordPaymentPromiseArgs, f: CallFacts, now: dt.datetime
             f"account is {latest.isoformat()} ({spoken_date(latest, today=today)}).",
             latest,
         )
+
+
+# Said with every counter-offer: the model proposes it in its own words, never the rules.
+OFFER_HINT = (
+    "The offer in this result is a plan that works: suggest it in your own words as an "
+    "option (amounts and dates as words), not as a rule. If the debtor agrees, record exactly "
+    "it; if not, ask what they can do."
+)
+
+
+def plan_of(args: RecordPaymentPlanArgs) -> Plan:
+    return Plan(
+        tuple(Installment(i.amount_minor, i.date) for i in args.installments), args.settlement
+    )
+
+
+def check_payment_plan(args: RecordPaymentPlanArgs, f: CallFacts, now: dt.datetime) -> Plan:
+    """The plan as accepted, or `Refused` with the reason and the closest plan that works."""
+    plan = plan_of(args)
+    today = f.local_today(now)
+    if args.currency != f.currency:
+        reason: CallStepReason | None = CallStepReason.CURRENCY_MISMATCH
+        words = f"Currency must be {f.currency}, the account's currency."
+    else:
+        reason = check_plan(f.rules, f.balance_minor, today, plan)
+        words = REASON_WORDS.get(reason, "") if reason is not None else ""
+    if reason is None:
+        return plan
+    offer = counter_offer(f.rules, f.balance_minor, today, plan)
+    raise Refused(f"{words} {OFFER_HINT}" if offer else words, reason, offer)
 
 
 def check_callback(

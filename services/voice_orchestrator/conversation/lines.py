@@ -25,19 +25,24 @@ from typing import Literal, get_args
 
 from .facts import CallFacts
 from .heuristics import classify
+from .plans import Plan
 from .prompting import LinesDoc, one_line
-from .speech import spoken_amount, spoken_date, spoken_time
+from .speech import spoken_amount, spoken_date, spoken_number, spoken_phone, spoken_time
 
 LineKind = Literal[
     "disclosure",
     "fact_question",
     "read_back",
+    "plan_read_back",
+    "settlement_read_back",
     "promise_limit",
     "callback_confirm",
     "dispute_closing",
     "wrong_party_closing",
     "opt_out_closing",
     "unverified_closing",
+    "validation_notice_closing",
+    "identify_caller",
     "goodbye",
 ]
 LINE_KINDS: tuple[LineKind, ...] = get_args(LineKind)
@@ -105,6 +110,34 @@ def read_back_line(
     return FixedLine(text, "read_back", end_call_after=True)
 
 
+def plan_read_back_line(lines: LinesDoc, plan: Plan, currency: str, today: dt.date) -> FixedLine:
+    """The read-back of an accepted plan: how many payments, the first (amount and date), the
+    last date and the total; a settlement says it settles the account once paid as agreed."""
+    n = len(plan.installments)
+    kind: LineKind = "settlement_read_back" if plan.settlement else "plan_read_back"
+    text = lines.render(
+        kind,
+        payments_spoken=f"{spoken_number(n)} payment{'' if n == 1 else 's'}",
+        first_amount_spoken=spoken_amount(plan.first.amount_minor, currency),
+        first_date_spoken=spoken_date(plan.first.date, today=today),
+        last_date_spoken=spoken_date(plan.last.date, today=today),
+        total_spoken=spoken_amount(plan.total_minor, currency),
+    )
+    return FixedLine(text, kind, end_call_after=True)
+
+
+def identify_caller_line(lines: LinesDoc, facts: CallFacts) -> FixedLine:
+    """Who is calling and the company's number to check it; nothing about the debt, so it is
+    safe before verification. It ends on a question: the person answers, the model follows."""
+    text = lines.render(
+        "identify_caller",
+        agent_name=facts.agent_name,
+        company_name=facts.company_name,
+        callback_number_spoken=spoken_phone(facts.callback_number),
+    )
+    return FixedLine(text, "identify_caller")
+
+
 def promise_limit_line(
     lines: LinesDoc, latest: dt.date, today: dt.date, *, ask_model_after: bool
 ) -> FixedLine:
@@ -130,14 +163,21 @@ def derail_line(lines: LinesDoc, when: dt.datetime) -> FixedLine:
 
 
 _CONSTANT_CLOSINGS: frozenset[LineKind] = frozenset(
-    {"dispute_closing", "wrong_party_closing", "opt_out_closing", "unverified_closing", "goodbye"}
+    {
+        "dispute_closing",
+        "wrong_party_closing",
+        "opt_out_closing",
+        "unverified_closing",
+        "validation_notice_closing",
+        "goodbye",
+    }
 )
 
 
 def closing(lines: LinesDoc, kind: LineKind) -> FixedLine:
     """The closings whose text never changes: dispute, wrong party, opt-out, unverified (says
-    nothing about the debt), goodbye (the kind
-    is also the line's name in prompts/lines.md)."""
+    nothing about the debt), validation notice, goodbye (the kind is also the line's name in
+    prompts/lines.md)."""
     if kind not in _CONSTANT_CLOSINGS:
         raise ValueError(f"{kind!r} is not a constant closing")
     return FixedLine(lines.render(kind), kind, end_call_after=True)

@@ -25,6 +25,10 @@ class Event(StrEnum):
     REPORT_WRONG_PARTY = ToolName.REPORT_WRONG_PARTY.value
     REQUEST_NO_FURTHER_CALLS = ToolName.REQUEST_NO_FURTHER_CALLS.value
     END_CALL = ToolName.END_CALL.value
+    RECORD_PAYMENT_PLAN = ToolName.RECORD_PAYMENT_PLAN.value
+    REPORT_HARDSHIP = ToolName.REPORT_HARDSHIP.value
+    REQUEST_VALIDATION_NOTICE = ToolName.REQUEST_VALIDATION_NOTICE.value
+    IDENTIFY_CALLER = ToolName.IDENTIFY_CALLER.value
     # Core and shell events.
     AGENT_SPOKE = "agent_spoke"
     NAME_CONFIRMED = "name_confirmed"  # confirm_identity with a fact on file: ask for it
@@ -96,13 +100,47 @@ TRANSITIONS: tuple[Transition, ...] = (
         S.NEGOTIATION,
         E.RECORD_PAYMENT_PROMISE,
         S.COMMITMENT,
-        "verified; 0 < amount <= balance; account currency; today <= date <= today + window",
+        "verified; account currency; first-payment floor <= amount <= balance; "
+        "today <= date <= today + latest_first_payment_days",
     ),
     Transition(
         S.COMMITMENT,
         E.RECORD_PAYMENT_PROMISE,
         S.COMMITMENT,
         "same guards; replaces the recorded promise",
+    ),
+    Transition(
+        S.NEGOTIATION,
+        E.RECORD_PAYMENT_PLAN,
+        S.COMMITMENT,
+        "verified; the plan is inside the negotiation rules (plans.check_plan)",
+    ),
+    Transition(
+        S.COMMITMENT,
+        E.RECORD_PAYMENT_PLAN,
+        S.COMMITMENT,
+        "same guards; replaces the recorded promise or plan",
+    ),
+    Transition(
+        S.NEGOTIATION,
+        E.REPORT_HARDSHIP,
+        S.NEGOTIATION,
+        "verified; note kept; the smallest plan is offered (none fits: a callback)",
+    ),
+    *(
+        Transition(
+            s,
+            E.REQUEST_VALIDATION_NOTICE,
+            S.CLOSING,
+            "the name is confirmed -> validation_notice_requested",
+        )
+        for s in (S.VERIFICATION, S.NEGOTIATION)
+    ),
+    *(
+        Transition(
+            s, E.IDENTIFY_CALLER, s, "after the greeting; says who calls, nothing of the debt"
+        )
+        for s in (S.VERIFICATION, S.NEGOTIATION, S.COMMITMENT, S.CLOSING)
     ),
     *(
         Transition(

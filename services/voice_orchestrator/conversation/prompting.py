@@ -51,6 +51,15 @@ class PromptDoc:
 # prompts/lines.md: every fixed line the system speaks, and the placeholders each may use. The
 # disclosure takes none: it is said word for word on every call.
 _NO_FIELDS: frozenset[str] = frozenset()
+_PLAN_FIELDS = frozenset(
+    {
+        "payments_spoken",
+        "first_amount_spoken",
+        "first_date_spoken",
+        "last_date_spoken",
+        "total_spoken",
+    }
+)
 LINE_FIELDS: Mapping[str, frozenset[str]] = MappingProxyType(
     {
         "greeting": frozenset({"agent_name", "company_name", "debtor_name"}),
@@ -60,6 +69,8 @@ LINE_FIELDS: Mapping[str, frozenset[str]] = MappingProxyType(
         "payment_question_past_due": _NO_FIELDS,
         "payment_question_not_due": _NO_FIELDS,
         "read_back": frozenset({"amount_spoken", "date_spoken"}),
+        "plan_read_back": _PLAN_FIELDS,
+        "settlement_read_back": _PLAN_FIELDS,
         "promise_limit": frozenset({"date_spoken"}),
         "callback_confirm": frozenset({"date_spoken", "time_spoken"}),
         "derail_closing": frozenset({"time_spoken"}),
@@ -75,6 +86,10 @@ LINE_FIELDS: Mapping[str, frozenset[str]] = MappingProxyType(
         "fact_question": frozenset({"fact_spoken"}),
         "fact_retry": frozenset({"fact_spoken"}),
         "unverified_closing": _NO_FIELDS,
+        # A written notice of the debt was asked for: the call ends on that promise.
+        "validation_notice_closing": _NO_FIELDS,
+        # "Who is this? Is this a scam?": who calls and the company's number; never the debt.
+        "identify_caller": frozenset({"agent_name", "company_name", "callback_number_spoken"}),
         # Left on an answering machine: a limited-content message (Reg F §1006.2(j)).
         "voicemail": frozenset({"caller_name", "business_name", "callback_number_spoken"}),
     }

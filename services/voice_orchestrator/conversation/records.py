@@ -14,6 +14,7 @@ from generated.payment_promise import PaymentPromise
 from .enums import CallStepReason, ConversationState, Speaker
 from .lines import FixedLine
 from .machine import Event
+from .plans import Plan
 
 S = ConversationState
 
@@ -45,10 +46,17 @@ class ToolResult:
     line: FixedLine | None = None
     # Why a guard refused the call (None when accepted); the call's `tool_call` step keeps it.
     reason: CallStepReason | None = None
+    # A concrete plan inside the rules for the model to propose (a counter-offer to a refused
+    # promise or plan, or the smallest plan after a hardship); None: no offer.
+    offer: Plan | None = None
 
     def content(self) -> str:
-        """The tool message content the model sees (contract: ok, message, state)."""
-        return json.dumps({"ok": self.ok, "message": self.message, "state": self.state.value})
+        """The tool message content the model sees (contract: ok, message, state[, offer])."""
+        body: dict[str, object] = {"ok": self.ok, "message": self.message}
+        body["state"] = self.state.value
+        if self.offer is not None:
+            body["offer"] = self.offer.as_offer()
+        return json.dumps(body)
 
 
 @dataclass(frozen=True)
@@ -68,9 +76,10 @@ class TransitionRecord:
 class Refused(Exception):
     """A guard said no; the message goes back to the model, the code to the call's steps."""
 
-    def __init__(self, message: str, code: CallStepReason) -> None:
+    def __init__(self, message: str, code: CallStepReason, offer: Plan | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.offer = offer  # a counter-offer inside the rules, for the model to propose
 
 
 # The core's own refusals (the guards in guards.py and verification.py raise theirs inline).
@@ -94,6 +103,15 @@ REFUSALS: dict[str, tuple[CallStepReason, str]] = {
         CallStepReason.CLOSING_OTHER_OUTCOME,
         "The call is closing with another outcome; say goodbye and end_call.",
     ),
+    "hardship_unverified": (
+        CallStepReason.NOT_VERIFIED,
+        "Identity is not confirmed: do not discuss the debt with this person.",
+    ),
+    "notice_unverified": (
+        CallStepReason.NOT_VERIFIED,
+        "Confirm you are speaking with the debtor first (confirm_identity); a written notice "
+        "goes only to them.",
+    ),
     "dispute_unverified": (
         CallStepReason.NOT_VERIFIED,
         "Identity is not confirmed: do not discuss the debt with this person.",
@@ -116,8 +134,8 @@ class PromiseTooLate(Refused):
     """The promised date is past the account's limit: policy fixes the answer (the latest
     date), so the system says it instead of asking the model again."""
 
-    def __init__(self, message: str, latest: dt.date) -> None:
-        super().__init__(message, CallStepReason.DATE_TOO_LATE)
+    def __init__(self, message: str, latest: dt.date, offer: Plan | None = None) -> None:
+        super().__init__(message, CallStepReason.DATE_TOO_LATE, offer)
         self.latest = latest
 
 
@@ -130,7 +148,8 @@ STATE_HINTS: dict[ConversationState, str] = {
         "schedule_callback or request_no_further_calls."
     ),
     S.NEGOTIATION: (
-        "Work toward record_payment_promise, schedule_callback, report_dispute or "
+        "Work toward record_payment_promise or record_payment_plan; or use report_hardship, "
+        "schedule_callback, report_dispute, request_validation_notice or "
         "request_no_further_calls."
     ),
     S.COMMITMENT: "A promise is recorded: read it back, say goodbye and call end_call.",

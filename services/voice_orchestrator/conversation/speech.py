@@ -286,3 +286,12 @@ class SentenceSplitter:
                 k += 1
             return k < len(buf) and buf[k].isupper()
         return True
+
+
+def spoken_phone(number: str) -> str:
+    """+18005550199 -> "8 0 0, 5 5 5, 0 1 9 9": digit by digit, grouped as people say them."""
+    digits = "".join(c for c in number if c.isdigit())
+    if len(digits) == 11 and digits.startswith("1"):
+        digits = digits[1:]
+    groups = [digits[:3], digits[3:6], digits[6:]] if len(digits) == 10 else [digits]
+    return ", ".join(" ".join(g) for g in groups if g)

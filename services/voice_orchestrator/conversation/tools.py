@@ -47,6 +47,45 @@ class RecordPaymentPromiseArgs(_Args):
     )
 
 
+class InstallmentArgs(_Args):
+    amount_minor: int = Field(
+        gt=0, strict=True, description="This payment's amount in minor units (cents)."
+    )
+    date: dt.date = Field(description="This payment's date, YYYY-MM-DD.")
+
+
+class RecordPaymentPlanArgs(_Args):
+    installments: list[InstallmentArgs] = Field(
+        min_length=1,
+        max_length=36,
+        description="The payments, in date order, each on a later date than the one before.",
+    )
+    currency: str = Field(
+        pattern=r"^[A-Z]{3}$",
+        description="ISO 4217 code; must be the account's currency from CALL FACTS.",
+    )
+    settlement: bool = Field(
+        description=(
+            "true only if the debtor accepted an offer marked settlement (a reduced total "
+            "that settles the account); otherwise false: the payments cover the full balance."
+        )
+    )
+
+
+class ReportHardshipArgs(_Args):
+    note: str = Field(
+        description="The debtor's situation in their words, in brief (job loss, illness...)."
+    )
+
+
+class RequestValidationNoticeArgs(_Args):
+    pass
+
+
+class IdentifyCallerArgs(_Args):
+    pass
+
+
 class ScheduleCallbackArgs(_Args):
     when: AwareDatetime = Field(
         description=(
@@ -102,6 +141,32 @@ TOOL_SPECS: tuple[ToolSpec, ...] = (
         RecordPaymentPromiseArgs,
     ),
     ToolSpec(
+        ToolName.RECORD_PAYMENT_PLAN,
+        "Record a payment plan the debtor agreed to: several payments (amount and date each) "
+        "that together cover the balance. Only after identity is confirmed. If it is refused, "
+        "the result says why and usually carries an offer: a plan that works, to propose.",
+        RecordPaymentPlanArgs,
+    ),
+    ToolSpec(
+        ToolName.REPORT_HARDSHIP,
+        "Record that the debtor cannot pay as asked because of hardship (job loss, illness, "
+        "a family crisis...). The result carries the gentlest plan available to offer, or says "
+        "to offer a callback.",
+        ReportHardshipArgs,
+    ),
+    ToolSpec(
+        ToolName.REQUEST_VALIDATION_NOTICE,
+        "The debtor wants the debt in writing before discussing it (a letter, a written "
+        "notice, proof). The system confirms a written notice will be sent and ends the call.",
+        RequestValidationNoticeArgs,
+    ),
+    ToolSpec(
+        ToolName.IDENTIFY_CALLER,
+        "The person asks who is calling, whether this is a scam, or how to check the call is "
+        "real. The system says who you are and the company's number to call to check.",
+        IdentifyCallerArgs,
+    ),
+    ToolSpec(
         ToolName.SCHEDULE_CALLBACK,
         "Schedule a call back at a time the person asked for (or when now is not a good time).",
         ScheduleCallbackArgs,
@@ -140,13 +205,38 @@ def _strip_titles(schema: Any) -> Any:
     return schema
 
 
-def parameters_schema(args: type[BaseModel]) -> dict[str, Any]:
-    schema: dict[str, Any] = _strip_titles(args.model_json_schema())
-    schema.setdefault("properties", {})
-    # OpenAI strict mode: every property required, no extra keys.
-    schema["required"] = list(schema["properties"])
-    schema["additionalProperties"] = False
+def _inline_refs(schema: Any, defs: dict[str, Any]) -> Any:
+    """Nested models inline (no `$defs`): each object's schema is where the model reads it."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline_refs(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: _inline_refs(v, defs) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inline_refs(v, defs) for v in schema]
     return schema
+
+
+def _strict_objects(schema: Any) -> Any:
+    """OpenAI strict mode: in every object, every property required and no extra keys."""
+    if isinstance(schema, dict):
+        out = {k: _strict_objects(v) for k, v in schema.items()}
+        if out.get("type") == "object":
+            out.setdefault("properties", {})
+            out["required"] = list(out["properties"])
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [_strict_objects(v) for v in schema]
+    return schema
+
+
+def parameters_schema(args: type[BaseModel]) -> dict[str, Any]:
+    raw = args.model_json_schema()
+    schema: dict[str, Any] = _strip_titles(_inline_refs(raw, raw.get("$defs", {})))
+    schema["type"] = "object"
+    result: dict[str, Any] = _strict_objects(schema)
+    return result
 
 
 def _build_schemas() -> list[dict[str, Any]]:

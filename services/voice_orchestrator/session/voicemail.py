@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from services.common.logging import get_logger
 from services.common.settings import Settings
+from services.voice_orchestrator.conversation.speech import spoken_phone
 from services.voice_orchestrator.core import CallOutcome, Speaker, default_prompt_set
 
 from . import ending
@@ -79,15 +80,6 @@ VERDICTS = {
     "machine_start": Verdict.UNSURE,
     "unknown": Verdict.UNSURE,
 }
-
-
-def spoken_phone(number: str) -> str:
-    """+18005550199 -> "8 0 0, 5 5 5, 0 1 9 9": digit by digit, grouped as people say them."""
-    digits = "".join(c for c in number if c.isdigit())
-    if len(digits) == 11 and digits.startswith("1"):
-        digits = digits[1:]
-    groups = [digits[:3], digits[3:6], digits[6:]] if len(digits) == 10 else [digits]
-    return ", ".join(" ".join(g) for g in groups if g)
 
 
 def plan_from_settings(settings: Settings) -> VoicemailPlan | None:
