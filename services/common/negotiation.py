@@ -54,6 +54,29 @@ DEFAULT_RULES: Mapping[DelinquencyStage, NegotiationRules] = MappingProxyType(
 )
 
 
+def inconsistencies(rules: NegotiationRules) -> list[tuple[str, str]]:
+    """(field, why) for terms the schema accepts field by field but no call could keep: the
+    agent would refuse every plan (the conversation core checks dates against both limits)."""
+    problems = []
+    if rules.max_plan_days < rules.latest_first_payment_days:
+        problems.append(
+            (
+                "max_plan_days",
+                f"must be at least latest_first_payment_days ({rules.latest_first_payment_days}):"
+                " a plan ends no earlier than its first payment",
+            )
+        )
+    if rules.max_installments > 1 and rules.max_plan_days == 0:
+        problems.append(
+            (
+                "max_plan_days",
+                "must be above 0 when max_installments is above 1: installments fall on"
+                " different days (set max_installments to 1 for single payments only)",
+            )
+        )
+    return problems
+
+
 def overridden(raw: str) -> dict[DelinquencyStage, NegotiationRules]:
     """The defaults with `raw` (NEGOTIATION_RULES: JSON, stage -> fields to change) applied."""
     rules = dict(DEFAULT_RULES)
@@ -82,6 +105,9 @@ def overridden(raw: str) -> dict[DelinquencyStage, NegotiationRules]:
                 f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:3]
             )
             raise ValueError(f"NEGOTIATION_RULES: {stage_name}: {problems}") from None
+        if wrong := inconsistencies(rules[stage]):
+            problems = "; ".join(f"{name}: {why}" for name, why in wrong)
+            raise ValueError(f"NEGOTIATION_RULES: {stage_name}: {problems}")
     return rules
 
 

@@ -38,3 +38,30 @@ def test_production_refuses_failpoints_and_an_open_push_endpoint() -> None:
     assert ok.pubsub_push_token is not None
     # Locally both are allowed: crash tests arm failpoints, the push token is optional.
     assert Settings(environment="local", failpoints="outbox.before_publish").failpoints
+
+
+def test_negotiation_rules_overrides_are_checked_at_start_up() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from generated.delinquency_stage import DelinquencyStage
+    from services.common.negotiation import DEFAULT_RULES, stage_rules
+
+    with pytest.raises(ValidationError, match="not JSON"):
+        Settings(negotiation_rules="{late:")
+    with pytest.raises(ValidationError, match="unknown stage 'later'"):
+        Settings(negotiation_rules='{"later": {"max_installments": 2}}')
+    with pytest.raises(ValidationError, match="early: max_installments"):
+        Settings(negotiation_rules='{"early": {"max_installments": 0}}')
+    # Each field fits, but no plan could: it would end before its first payment may fall due.
+    with pytest.raises(ValidationError, match="late: max_plan_days: must be at least"):
+        Settings(negotiation_rules='{"late": {"max_plan_days": 3}}')
+    with pytest.raises(ValidationError, match="max_plan_days: must be above 0"):
+        Settings(
+            negotiation_rules='{"pre_delinquency": {"latest_first_payment_days": 0, '
+            '"max_plan_days": 0}}'
+        )
+    changed = stage_rules(Settings(negotiation_rules='{"late": {"settlement_floor_bp": 6000}}'))
+    assert changed[DelinquencyStage.LATE].settlement_floor_bp == 6000
+    assert changed[DelinquencyStage.LATE].max_installments == 12  # the rest stays the default
+    assert changed[DelinquencyStage.EARLY] == DEFAULT_RULES[DelinquencyStage.EARLY]

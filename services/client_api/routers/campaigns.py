@@ -72,6 +72,7 @@ from services.common.campaign_store import (
 from services.common.logging import get_logger
 from services.common.models.campaigns import Campaign as CampaignRow
 from services.common.models.campaigns import CampaignItem as ItemRow
+from services.common.negotiation import inconsistencies
 from services.common.prompt_variants import check_weights
 
 log = get_logger(__name__)
@@ -95,28 +96,9 @@ def _weights_errors(stage: str, weights: dict[str, int], field: str) -> list[tup
 
 
 def _terms_errors(rules: NegotiationRules | None, field: str) -> list[tuple[str, str]]:
-    """Terms the schema accepts field by field but no call could keep: the agent would refuse
-    every plan (the conversation core checks the dates against both limits)."""
     if rules is None:
         return []
-    errors = []
-    if rules.max_plan_days < rules.latest_first_payment_days:
-        errors.append(
-            (
-                f"{field}.max_plan_days",
-                f"must be at least latest_first_payment_days ({rules.latest_first_payment_days}):"
-                " a plan ends no earlier than its first payment",
-            )
-        )
-    if rules.max_installments > 1 and rules.max_plan_days == 0:
-        errors.append(
-            (
-                f"{field}.max_plan_days",
-                "must be above 0 when max_installments is above 1: installments fall on"
-                " different days (set max_installments to 1 for single payments only)",
-            )
-        )
-    return errors
+    return [(f"{field}.{name}", message) for name, message in inconsistencies(rules)]
 
 
 async def _locked(session: SessionDep, campaign_id: uuid.UUID) -> CampaignRow:
