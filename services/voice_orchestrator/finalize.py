@@ -3,8 +3,9 @@
 The recording and transcript go to the BlobStore first (same keys every time, so a retry
 overwrites rather than duplicates). Then one transaction moves the call to its terminal status
 with a conditional UPDATE (only from a live status: a second finalizer finds nothing to update
-and stops), writes the transcript turns, the promise, the callback and the timings, and adds
-`call.completed` to the outbox with a ce-id derived from the call id.
+and stops), writes the transcript turns, the promise (one row per installment of a plan), the
+hardship note, the callback and the timings, and adds `call.completed` to the outbox with a
+ce-id derived from the call id.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from services.common.models import Call, Callback, PaymentPromise
 from services.common.pricing import Prices, cost_of
 from services.common.settings import Settings
 from services.voice_orchestrator.calls import LIVE, replace_turns
+from services.voice_orchestrator.conversation.plans import Plan
 from services.voice_orchestrator.session import SessionResult, Transcript
 
 log = get_logger(__name__)
@@ -110,6 +112,28 @@ def ended_step(
     return StepRecord(CallStep.ENDED, at, detail, reason, once_key="ended")
 
 
+def promise_rows(
+    call_id: uuid.UUID, plan: Plan, currency: str, at: datetime
+) -> list[dict[str, Any]]:
+    """One `payment_promises` row per installment (a single promise: installment 1 of 1), so
+    tracking, `promise.*` webhooks and broken-promise follow-ups work per installment."""
+    n = len(plan.installments)
+    return [
+        {
+            "call_id": call_id,
+            "installment": i,
+            "installments": n,
+            "settlement": plan.settlement,
+            "amount_minor": item.amount_minor,
+            "currency": currency,
+            "due_date": item.date,
+            "recorded_at": at,
+        }
+        for i, item in enumerate(plan.installments, start=1)
+        if item.amount_minor > 0
+    ]
+
+
 async def persist_session_result(
     sessions: async_sessionmaker[AsyncSession],
     store: BlobStore,
@@ -136,7 +160,7 @@ async def persist_session_result(
     rec_url = await _url(store, rec_key) if rec_uri else None
     tr_url = await _url(store, tr_key) if tr_uri else None
 
-    promise = conv.promise
+    plan = conv.plan
     callback = conv.callback
     async with sessions() as session, session.begin():
         row = await _lock_live(session, call_id)
@@ -152,6 +176,7 @@ async def persist_session_result(
         level, fact = conv.verification
         row.verification, row.verification_fact = level.value, fact.value if fact else None
         row.failure_reason = result.failure_reason
+        row.hardship_note = conv.hardship_note  # the debtor's words, kept for the follow-up
         row.prompt_version = conv.prompt_version[:128]
         row.prompt_variant = conv.prompt_variant  # what was rendered (default if unknown here)
         row.answered_at = answered
@@ -165,17 +190,10 @@ async def persist_session_result(
         row.updated_at = datetime.now(UTC)
         await session.flush()
         await replace_turns(session, {call_id: result.transcript})
-        if promise is not None and promise.amount.amount_minor > 0:
-            recorded = promise.recorded(datetime.now(UTC))
+        if plan is not None:
             await session.execute(
                 insert(PaymentPromise)
-                .values(
-                    call_id=call_id,
-                    amount_minor=recorded.amount.amount_minor,
-                    currency=recorded.amount.currency,
-                    due_date=recorded.due_date,
-                    recorded_at=recorded.recorded_at,
-                )
+                .values(promise_rows(call_id, plan, conv.facts.currency, datetime.now(UTC)))
                 .on_conflict_do_nothing()
             )
         if callback is not None:
