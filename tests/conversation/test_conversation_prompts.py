@@ -18,6 +18,7 @@ from services.voice_orchestrator.conversation import (
     load_prompt_set,
 )
 from services.voice_orchestrator.conversation.prompting import parse_prompt
+from services.voice_orchestrator.conversation.tools import TOOL_SPECS
 
 PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
 FACT_KEYS = [
@@ -228,6 +229,32 @@ def test_policy_covers_the_us_collection_basics() -> None:
         "no lists, no markdown",
     ]:
         assert phrase in body, phrase
+
+
+def test_policy_covers_the_common_objections_and_every_tool() -> None:
+    body = default_prompt_set().policy.body
+    for phrase in [
+        "can't talk now",  # -> schedule_callback
+        "is this a scam?",  # -> identify_caller
+        "how did you get my number?",
+        "the number on file with the company",
+        "in writing",  # -> request_validation_notice
+        "hardship",  # -> report_hardship
+        '"already paid"',  # -> report_dispute with the reason kept
+        "never state limits",
+        "record_payment_plan",
+    ]:
+        assert phrase in body.lower(), phrase
+    for spec in TOOL_SPECS:
+        assert f"- {spec.name.value}:" in body, spec.name
+
+
+def test_no_stage_prompt_reads_out_the_rules() -> None:
+    # The terms stay in code; a prompt that said them would let the model recite them.
+    limits = re.compile(r"\b(minimum|maximum|at least|at most|percent|limit)\b", re.IGNORECASE)
+    for docs in default_prompt_set().variants.values():
+        for doc in docs.values():
+            assert not limits.search(doc.body), (doc.name, limits.search(doc.body))
 
 
 def test_policy_may_not_use_debt_placeholders() -> None:
