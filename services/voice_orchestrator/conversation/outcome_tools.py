@@ -206,18 +206,18 @@ class OutcomeTools:
                 else single_counter(f.rules, f.balance_minor, today, floor, offer.first.date)
             )
         callback = (
-            "Do not press for payment: offer a callback at a time that suits them "
+            "do not press for payment; offer a callback at a time that suits them "
             "(schedule_callback) so they can come back to it when things settle."
         )
         if offer is None or self._hardship_reports > 1:
-            return self._ok(f"Hardship noted. No plan fits right now. {callback}")
+            return self._ok(f"Hardship noted. No plan fits right now, so {callback}")
         tool = "record_payment_plan" if len(offer.installments) > 1 else "record_payment_promise"
         return ToolResult(
             True,
             "Hardship noted. Acknowledge it with empathy, then gently offer the plan in this "
             "result, the lightest one available, in your own words as an option (amounts and "
             f"dates as words), not as a rule. If they agree, record exactly it with {tool}. If "
-            f"they cannot manage even that, call report_hardship again. {callback}",
+            f"they cannot manage even that: {callback}",
             False,
             self._state,
             offer=offer,
