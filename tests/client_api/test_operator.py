@@ -341,7 +341,18 @@ async def test_hold_lift_is_audited_and_the_audit_pages_by_target(
     assert again.status_code == 409  # and not audited
     assert len((await actions(client, target_id=str(hold.id))).data) == 1
 
-    # Pages by the label's actions, newest first, with a cursor bound to the filters.
+    # Pages by the label's actions, newest first, with a cursor bound to the filters (a second
+    # action of its own: the test may run before every other one that acts as "ops").
+    other = await create_debtor(client)
+    async with sessions() as s, s.begin():
+        hold2 = models.DebtorHold(
+            id=uuid.uuid4(), debtor_id=uuid.UUID(other["id"]), kind="dispute", reason="disputed"
+        )
+        s.add(hold2)
+    lifted = await ops.post(
+        f"/v1/debtors/{other['id']}/holds/{hold2.id}/lift", json={"reason": "dispute resolved"}
+    )
+    assert lifted.status_code == 200, lifted.text
     first = await actions(ops, actor="ops", limit=1)
     assert len(first.data) == 1 and first.next_cursor is not None
     second = await actions(ops, actor="ops", limit=1, cursor=first.next_cursor)
