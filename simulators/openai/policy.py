@@ -136,8 +136,8 @@ class _Collector:
             return (None, "Of course.")[pick % 2]
         if name == "report_hardship":
             return "I'm sorry to hear that."
-        if name in ("record_payment_plan", "request_validation_notice"):
-            return "Okay."
+        # No words before a plan: what comes next (its read-back or a counter-offer) depends on
+        # the result, and a lone "Okay." then a pause reads to the debtor as their turn.
         return None
 
     def act(self, name: str, args: str = "{}") -> PolicyReply:
