@@ -173,16 +173,25 @@ class _Context:
                 await asyncio.sleep(conn.chunk_ms / 1000 / conn.speed)
             piece = audio[pos : pos + chunk_bytes]
             t0 = pos * 1000 // SAMPLE_RATE
-            t1 = t0 + conn.chunk_ms
-            idx = [i for i, s in enumerate(speech.char_starts_ms) if t0 <= s < t1]
-            if k == 0:  # characters before the first chunk start belong to it
-                idx = [i for i, s in enumerate(speech.char_starts_ms) if s < t1]
-            alignment = {
-                "chars": [speech.text[i] for i in idx],
-                "charStartTimesMs": [max(0, speech.char_starts_ms[i] - t0) for i in idx],
-                "charDurationsMs": [speech.char_durations_ms[i] for i in idx],
-            }
+            last = pos + chunk_bytes >= len(audio)
+            alignment = chunk_alignment(speech, t0, t0 + conn.chunk_ms, k == 0, last)
             await conn.send_audio(self, piece, alignment)
+
+
+def chunk_alignment(
+    speech: Speech, t0: int, t1: int, first: bool, last: bool
+) -> dict[str, list[Any]]:
+    """The characters an audio chunk [t0, t1) ms carries: those starting in it, and at the
+    edges those before the first chunk or after the last one (trailing punctuation may be
+    timed past the audio's end), so every character of the text is sent exactly once."""
+    lo = -1 if first else t0
+    hi = None if last else t1
+    idx = [i for i, s in enumerate(speech.char_starts_ms) if s >= lo and (hi is None or s < hi)]
+    return {
+        "chars": [speech.text[i] for i in idx],
+        "charStartTimesMs": [max(0, speech.char_starts_ms[i] - t0) for i in idx],
+        "charDurationsMs": [speech.char_durations_ms[i] for i in idx],
+    }
 
 
 class _Connection:

@@ -132,3 +132,24 @@ async def test_auth_and_context_limit(sim: SimulatorStack) -> None:
     with pytest.raises(websockets.ConnectionClosed):
         await asyncio.wait_for(ws.recv(), 2)
     assert ws.close_code == 1008
+
+
+def test_every_character_goes_out_once_even_when_timed_past_the_audio() -> None:
+    """Trailing punctuation can be timed after the last audio sample: it rides on the last
+    chunk, or the client waits forever for the line's final characters."""
+    from simulators.common.speech import Speech
+    from simulators.elevenlabs.server import chunk_alignment
+
+    speech = Speech(
+        text="Hi, ok.",
+        audio=bytes(320),  # 40 ms: two 20 ms chunks
+        char_starts_ms=(0, 5, 12, 21, 30, 39, 44),  # "." starts after the audio ends
+        char_durations_ms=(5, 7, 9, 9, 9, 5, 3),
+        words=(),
+    )
+    first = chunk_alignment(speech, 0, 20, first=True, last=False)
+    last = chunk_alignment(speech, 20, 40, first=False, last=True)
+    assert "".join(first["chars"]) + "".join(last["chars"]) == speech.text
+    assert last["charStartTimesMs"] == [1, 10, 19, 24]  # relative to the chunk
+    only = chunk_alignment(speech, 0, 20, first=True, last=True)
+    assert "".join(only["chars"]) == speech.text
