@@ -159,6 +159,13 @@ class Call(BaseModel):
         Callback | None,
         Field(description="Set when a callback was scheduled, else null."),
     ]
+    dispute_reason: Annotated[
+        str | None,
+        Field(
+            description='Why the debtor disputes the debt, in brief (e.g. "already paid: in May, by bank transfer"), when the outcome is `disputed`; else null. The dispute is recorded at once and never argued (docs/conversation.md).',
+            max_length=500,
+        ),
+    ]
     hardship_note: Annotated[
         str | None,
         Field(

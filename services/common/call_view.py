@@ -145,6 +145,7 @@ def build_call(row: models.Call, *, recording_url: str | None, transcript_url: s
             "callback": Callback(scheduled_for=callback.scheduled_for, reason=callback.reason)
             if callback is not None
             else None,
+            "dispute_reason": row.dispute_reason,
             "hardship_note": row.hardship_note,
             "recording_url": recording_url,
             "transcript_url": transcript_url,

@@ -177,6 +177,7 @@ async def persist_session_result(
         row.verification, row.verification_fact = level.value, fact.value if fact else None
         row.failure_reason = result.failure_reason
         row.hardship_note = conv.hardship_note  # the debtor's words, kept for the follow-up
+        row.dispute_reason = conv.dispute_reason
         row.prompt_version = conv.prompt_version[:128]
         row.prompt_variant = conv.prompt_variant  # what was rendered (default if unknown here)
         row.answered_at = answered

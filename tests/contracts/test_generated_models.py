@@ -134,6 +134,7 @@ def test_queued_call_as_the_api_returns_it() -> None:
         transcript=[],
         payment_promise=None,
         payment_plan=None,
+        dispute_reason=None,
         hardship_note=None,
         callback=None,
         recording_url=None,

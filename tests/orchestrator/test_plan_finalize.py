@@ -139,3 +139,23 @@ async def test_a_written_notice_request_is_its_own_outcome(
     call, promises = await finalize(settings, sessions, conv)
     assert call.outcome == CallOutcome.VALIDATION_NOTICE_REQUESTED.value
     assert promises == []
+    assert call.dispute_reason is None
+
+
+async def test_already_paid_is_a_dispute_whose_reason_is_kept_on_the_call(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    from services.common.call_view import build_call, load_call
+
+    conv = verified()
+    reason = '{"reason": "already paid in May by bank transfer"}'
+    assert conv.add_tool_call("d", "report_dispute", reason).ok
+    call, promises = await finalize(settings, sessions, conv)
+    assert call.outcome == CallOutcome.DISPUTED.value and promises == []
+    assert call.dispute_reason == "already paid in May by bank transfer"
+    assert call.hardship_note is None
+    async with sessions() as s:  # the client's view of the call says why
+        row = await load_call(s, call.id)
+        assert row is not None
+        view = build_call(row, recording_url=None, transcript_url=None)
+    assert view.dispute_reason == "already paid in May by bank transfer"

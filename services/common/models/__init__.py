@@ -188,6 +188,8 @@ class Call(Base):
         "metadata", JSONB, nullable=False, server_default=sql_text("'{}'::jsonb")
     )
     failure_reason: Mapped[str | None] = mapped_column(Text)
+    # Why the debtor disputes the debt, in brief (report_dispute), when the outcome is disputed.
+    dispute_reason: Mapped[str | None] = mapped_column(Text)
     # What the debtor said about hardship, when the agent recorded it (report_hardship).
     hardship_note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _now()
