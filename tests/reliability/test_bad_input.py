@@ -707,14 +707,20 @@ class Api:
     async def counts(self) -> dict[str, int]:
         out = {}
         async with self.sessions() as s:
-            for model in (
-                models.Debtor,
-                models.Call,
-                models.WebhookEndpoint,
-                models.OutboxMessage,
-                models.CallTurn,
-            ):
+            for model in (models.Debtor, models.Call, models.WebhookEndpoint, models.CallTurn):
                 out[model.__tablename__] = await s.scalar(select(func.count()).select_from(model))
+            # What a request could write: the Client API's own events, not the webhook
+            # deliveries its fan-out asks for when another service's event arrives meanwhile
+            # (services an earlier test left running judge promises, end calls), nor those
+            # services' events themselves.
+            out["outbox"] = await s.scalar(
+                select(func.count())
+                .select_from(models.OutboxMessage)
+                .where(
+                    models.OutboxMessage.ce_source == "/client-api",
+                    models.OutboxMessage.topic != "webhook-deliveries",
+                )
+            )
         return out
 
 
