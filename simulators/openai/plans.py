@@ -1,12 +1,13 @@
 """Payment plans in words: a plan the debtor proposes, and an offer put back to them.
 
 ``parse_plan`` reads a proposal such as "three payments of 150 dollars, one a month, starting in
-two months", "I could pay 25 dollars a month for 18 months, starting Friday" or "50 dollars every
-two weeks": a number of payments and/or an amount each, a period (monthly unless a week or two
-weeks is named) and a start day. The installments cover the balance: a missing count is the
-balance over the amount (the last payment takes the rest), a missing amount the balance over the
-count. ``spoken_offer`` says a plan the way a collector would: how many payments, how much,
-the first and the last day, and the total.
+two months", "I could pay 25 dollars a month for 18 months, starting Friday", "50 dollars every
+two weeks" or "10 payments of 45 dollars, one every two months": a number of payments and/or an
+amount each, a period (monthly unless weeks or two months are named) and a start day. The
+installments cover the balance: a missing count is the balance over the amount (the last
+payment takes the rest), a missing amount the balance over the count. ``spoken_offer`` says a
+plan the way a collector would: how many payments, how much, the first and the last day, and
+the total.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ _COUNT_RE = re.compile(
     rf"\b{_COUNT_WORD}\s+(?:monthly |weekly |equal |small )?(?:payments|installments)\b"
 )
 _FOR_RE = re.compile(rf"\bfor\s+{_COUNT_WORD}\s+(months|weeks)\b")
+_TWO_MONTHS_RE = re.compile(r"\bevery (?:two|2|other) months?\b|\bbimonthly\b|\bbi-monthly\b")
 _BIWEEKLY_RE = re.compile(
     r"\b(?:every (?:two|2|other) weeks?|biweekly|bi-weekly|fortnight(?:ly)?)\b"
 )
@@ -50,7 +52,7 @@ class Proposal:
 
     count: int | None
     amount_minor: int | None
-    period: str  # "month" | "week" | "two_weeks"
+    period: str  # "month" | "two_months" | "week" | "two_weeks"
     start: date | None
 
     def plan(self, balance_minor: int, start: date) -> Offer | None:
@@ -77,6 +79,8 @@ def _step(start: date, period: str, k: int) -> date:
         return start + timedelta(days=7 * k)
     if period == "two_weeks":
         return start + timedelta(days=14 * k)
+    if period == "two_months":
+        return _add_months(start, 2 * k)
     return _add_months(start, k)
 
 
@@ -90,7 +94,9 @@ def parse_plan(text: str, today: date, balance_minor: int) -> Proposal | None:
     if m := _FOR_RE.search(t):
         count = count or _number(m.group(1).replace("-", " "))
         period = "week" if m.group(2) == "weeks" else "month"
-    if _BIWEEKLY_RE.search(t):
+    if _TWO_MONTHS_RE.search(t):
+        period = "two_months"
+    elif _BIWEEKLY_RE.search(t):
         period = "two_weeks"
     elif _WEEKLY_RE.search(t) and period is None:
         period = "week"

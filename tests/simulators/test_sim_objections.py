@@ -296,6 +296,11 @@ def test_tool_result_and_plan_parsing() -> None:
     assert (r.ok, r.state, r.offer) == (False, "n", None)  # a malformed offer is none
     p = parse_plan("I could pay 50 a month for 9 months", TODAY, 45000)
     assert p is not None and (p.count, p.period, p.start) == (9, "month", None)
+    p = parse_plan("10 payments of 45 dollars, one every two months, starting Friday", TODAY, 45000)
+    assert p is not None and (p.count, p.amount_minor, p.period) == (10, 4500, "two_months")
+    plan = p.plan(45000, date(2026, 12, 4))
+    assert plan is not None and plan.installments[1].day == date(2027, 2, 4)
+    assert plan.installments[-1].day == date(2028, 6, 4) and plan.total_minor == 45000
     assert parse_plan("Can I pay in installments?", TODAY, 45000) is None
     assert parse_plan("I could do 150 dollars next Friday.", TODAY, 45000) is None
     facts = parse_facts([system("negotiation")])
