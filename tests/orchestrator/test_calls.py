@@ -119,6 +119,14 @@ RUNS: dict[str, Expect] = {
     "tts_down": Expect("cooperative", outcome="failed", fault="tts_down"),
     # A/B prompt variant: the late stage's plan_first text (test_the_dispatched_variant_...).
     "plan_first": Expect("cooperative", stage="late", prompt_variant="plan_first"),
+    # Payment plans and objections (issue 20), on the stages' default terms.
+    "hardship": Expect("hardship"),
+    "hardship_no_plan": Expect("hardship_no_plan", outcome="callback_scheduled"),
+    "already_paid": Expect("already_paid", outcome="disputed"),
+    "written_request": Expect("written_request", outcome="validation_notice_requested"),
+    "scam_check": Expect("scam_check"),
+    "cant_talk": Expect("cant_talk", outcome="callback_scheduled"),
+    "plan_two_counters": Expect("plan_two_counters", stage="late"),
 }
 LOOP_LAGS: list[float] = []
 VENDOR_RECORDS: dict[str, Any] = {}
@@ -138,7 +146,8 @@ class Run:
     expect: Expect
     call: Call
     turns: list[CallTurn]
-    promise: PaymentPromise | None
+    promise: PaymentPromise | None  # the only one, or a plan's first installment
+    promises: list[PaymentPromise]
     callback: CallbackRow | None
     events: list[OutboxMessage]
     sim: dict[str, Any]
@@ -182,7 +191,16 @@ async def _one(orch: Orch, store: GcsBlobStore, name: str, expect: Expect) -> Ru
                 )
             ).all()
         )
-        promise = await s.scalar(select(PaymentPromise).where(PaymentPromise.call_id == call_id))
+        promises = list(
+            (
+                await s.scalars(
+                    select(PaymentPromise)
+                    .where(PaymentPromise.call_id == call_id)
+                    .order_by(PaymentPromise.installment)
+                )
+            ).all()
+        )
+        promise = promises[0] if promises else None
         callback = await s.scalar(select(CallbackRow).where(CallbackRow.call_id == call_id))
         events = list(
             (
@@ -200,7 +218,7 @@ async def _one(orch: Orch, store: GcsBlobStore, name: str, expect: Expect) -> Ru
     if expect.answered:
         wav = await store.get(recording_key(key))
         transcript = json.loads(await store.get(transcript_key(key)))
-    return Run(expect, call, turns, promise, callback, events, sim, wav, transcript, [])
+    return Run(expect, call, turns, promise, promises, callback, events, sim, wav, transcript, [])
 
 
 @pytest.fixture(scope="package")
@@ -434,6 +452,84 @@ async def test_promises_are_stored(runs: dict[str, Run]) -> None:
     assert nego is not None and nego.amount_minor == 15000 and nego.due_date > today
     for name in ("callback_later", "disputes", "stop_calling", "wrong_person", "silent"):
         assert runs[name].promise is None, name
+
+
+def _said(run: Run, speaker: str) -> str:
+    return " ".join(t.text for t in run.turns if t.speaker == speaker)
+
+
+async def test_payment_plans_are_stored_one_promise_per_installment(
+    orch: Orch, runs: dict[str, Run]
+) -> None:
+    """Hardship: the smallest plan inside the early terms, offered after report_hardship and
+    accepted. Two counter-offers: the late plan the debtor took after two refusals. Each plan
+    covers the balance in date order, its first payment inside the first-payment window."""
+    today = today_in_tz()
+    for name, stage in (("hardship", "early"), ("plan_two_counters", "late")):
+        run = runs[name]
+        plan = run.promises
+        assert len(plan) >= 2, (name, [(t.speaker, t.text) for t in run.turns])
+        assert [p.installment for p in plan] == list(range(1, len(plan) + 1))
+        assert {p.installments for p in plan} == {len(plan)} and not any(p.settlement for p in plan)
+        assert sum(p.amount_minor for p in plan) == BALANCE_MINOR, name
+        dates = [p.due_date for p in plan]
+        assert dates == sorted(dates) and len(set(dates)) == len(dates), dates
+        first_window = {"early": 14, "late": 7}[stage]
+        assert today <= dates[0] <= today + timedelta(days=first_window), (name, dates)
+        assert plan[0].amount_minor >= BALANCE_MINOR // 10  # 10% first payment in both stages
+        assert run.call.hardship_note is not None if name == "hardship" else True
+    # Two proposals refused with their reasons (each answered by a counter-offer), then one
+    # plan accepted: the debtor's third answer took the second counter-offer.
+    async with orch.sessions() as s:
+        plan_steps = list(
+            (
+                await s.scalars(
+                    select(CallStepEvent)
+                    .where(
+                        CallStepEvent.call_id == runs["plan_two_counters"].call.id,
+                        CallStepEvent.step == "tool_call",
+                    )
+                    .order_by(CallStepEvent.at, CallStepEvent.sequence)
+                )
+            ).all()
+        )
+    plans = [r for r in plan_steps if r.detail.get("tool") == "record_payment_plan"]
+    assert [r.detail["tool_result"] for r in plans] == ["rejected", "rejected", "accepted"], [
+        (r.detail, r.reason) for r in plan_steps
+    ]
+    assert all(r.reason is not None for r in plans[:2])
+
+
+async def test_objections_take_their_routes(orch: Orch, runs: dict[str, Run]) -> None:
+    """Hardship with no plan the debtor can keep: a callback and the note. Already paid: a
+    dispute with its reason. In writing: the validation notice, no promise. Who is this: the
+    company's number before anything about the debt, then the call goes on to a promise."""
+    no_plan = runs["hardship_no_plan"]
+    assert no_plan.promise is None and no_plan.callback is not None
+    assert no_plan.call.hardship_note
+    assert runs["cant_talk"].callback is not None and runs["cant_talk"].promise is None
+    paid = runs["already_paid"]
+    assert paid.promise is None and paid.callback is None
+    async with orch.sessions() as s:
+        steps = list(
+            (
+                await s.scalars(
+                    select(CallStepEvent).where(
+                        CallStepEvent.call_id == paid.call.id, CallStepEvent.step == "tool_call"
+                    )
+                )
+            ).all()
+        )
+    (dispute,) = [r for r in steps if r.detail.get("tool") == "report_dispute"]
+    assert dispute.reason is None
+    written = runs["written_request"]
+    assert written.promise is None and "written notice" in _said(written, "agent")
+    scam = runs["scam_check"]
+    agent = [t.text for t in scam.turns if t.speaker == "agent"]
+    checked = next(i for i, text in enumerate(agent) if "You can check this call" in text)
+    disclosed = next(i for i, text in enumerate(agent) if "attempt to collect a debt" in text)
+    assert checked < disclosed, agent  # the number comes before anything about the debt
+    assert "8 0 0" in agent[checked] and scam.promise is not None
 
 
 async def test_callbacks_are_stored(runs: dict[str, Run]) -> None:
