@@ -19,10 +19,11 @@ import uuid
 from datetime import date, datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import literal, select
-from sqlalchemy.dialects.postgresql import UUID, insert
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.call_scheduler.chain import ancestry
 from services.common.logging import get_logger
 from services.common.models import LIVE_CALL_STATUSES, Call, PaymentPromise, ScheduledCall
 from services.common.models.campaigns import Campaign, CampaignItem
@@ -89,13 +90,7 @@ FOLLOW_UP_CAMPAIGN_STATUSES = ("running", "completed")
 async def _campaign_following_up(session: AsyncSession, call_id: uuid.UUID) -> Campaign | None:
     """The campaign whose item's call this call is, or follows up (a retry or callback of it,
     through `scheduled_calls.source_call_id`), if it follows up broken promises."""
-    start = literal(call_id, type_=UUID(as_uuid=True)).label("call_id")
-    chain = select(start).cte("call_chain", recursive=True)
-    chain = chain.union(
-        select(ScheduledCall.source_call_id)
-        .join(chain, ScheduledCall.call_id == chain.c.call_id)
-        .where(ScheduledCall.source_call_id.is_not(None))
-    )
+    chain = ancestry(call_id)
     return await session.scalar(
         select(Campaign)
         .join(CampaignItem, CampaignItem.campaign_id == Campaign.id)

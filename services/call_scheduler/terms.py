@@ -13,11 +13,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import literal, or_, select
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from generated.negotiation_rules import NegotiationRules
+from services.call_scheduler.chain import ancestry
 from services.common.models import Call, ScheduledCall
 from services.common.models.campaigns import Campaign, CampaignItem
 from services.common.negotiation import rules_for
@@ -30,13 +30,7 @@ async def campaign_rules_of(
     """The negotiation terms of the campaign the call belongs to, or whose call it follows up
     (any number of retries/callbacks back); None when there is no such campaign or it has no
     terms of its own."""
-    start = literal(call_id, type_=UUID(as_uuid=True)).label("call_id")
-    chain = select(start).cte("terms_chain", recursive=True)
-    chain = chain.union(
-        select(ScheduledCall.source_call_id)
-        .join(chain, ScheduledCall.call_id == chain.c.call_id)
-        .where(ScheduledCall.source_call_id.is_not(None))
-    )
+    chain = ancestry(call_id, "terms_chain")
     in_chain = CampaignItem.call_id.in_(select(chain.c.call_id))
     match = or_(in_chain, CampaignItem.scheduled_call_id == row_id) if row_id else in_chain
     rules: dict[str, Any] | None = await session.scalar(
