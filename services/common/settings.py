@@ -124,7 +124,10 @@ class Settings(BaseSettings):
     openai_model: str = "gpt-5-mini"
     openai_reasoning_effort: str = "minimal"
     openai_verbosity: str = "low"
-    openai_max_completion_tokens: int = 200
+    # A bound, not a target: spoken replies are a few dozen tokens, but a record_payment_plan
+    # call with the most installments the terms allow (36) takes about a thousand, and a reply
+    # cut at the limit is an empty turn for the debtor.
+    openai_max_completion_tokens: int = 1200
     openai_timeout_seconds: float = 8.0  # per attempt: connect, and each read of the stream
     openai_max_retries: int = 2  # by the SDK, before the response starts (429, 5xx, timeout)
     # Idle connections stay open this long, so a reply after a long debtor turn reuses one

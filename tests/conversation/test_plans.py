@@ -4,6 +4,7 @@ the contract's order, and properties of every counter-offer and smallest plan.""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 import pytest
 from hypothesis import given, settings
@@ -27,6 +28,7 @@ from services.voice_orchestrator.conversation.plans import (
 
 TODAY = dt.date(2026, 11, 27)
 EARLY = DEFAULT_RULES[DelinquencyStage.EARLY]  # 10% first, 14 days, 6 payments, 180 days
+LATE = DEFAULT_RULES[DelinquencyStage.LATE]  # 10% first, 7 days, 12 payments, 365 days
 
 
 def rules(**changes: object) -> NegotiationRules:
@@ -98,8 +100,22 @@ def test_counter_offer_raises_a_small_first_payment_and_shares_out_the_rest() ->
 
 
 def test_counter_offer_moves_a_late_first_date_and_a_long_plan_in() -> None:
+    # Shifted 16 days sooner (first on day 14), then squeezed to end on day 180: 14, 82, 180.
     offer = counter_offer(EARLY, 45000, TODAY, plan((15000, 30), (15000, 100), (15000, 200)))
-    assert offer == plan((15000, 14), (15000, 100), (15000, 180))
+    assert offer == plan((15000, 14), (15000, 82), (15000, 180))
+
+
+def test_a_counter_offer_keeps_the_plans_rhythm() -> None:
+    """Twelve monthly payments starting in two months, on the late terms (first within 7 days,
+    the last within 365): the offer starts within the week and stays about monthly to the end,
+    never bunching its last payments on consecutive days."""
+    proposal = plan(*((3750, 60 + 30 * i) for i in range(12)))
+    offer = counter_offer(LATE, 45000, TODAY, proposal)
+    assert offer is not None and check_plan(LATE, 45000, TODAY, offer) is None
+    days = [(i.date - TODAY).days for i in offer.installments]
+    assert days[0] == 7 and len(days) == 12
+    gaps = [b - a for a, b in itertools.pairwise(days)]
+    assert min(gaps) >= 29 and max(gaps) <= 31, days
 
 
 def test_counter_offer_cuts_the_count_to_the_rules() -> None:
@@ -225,3 +241,25 @@ def test_a_single_counter_is_a_payment_the_rules_accept(
     (only,) = p.installments
     assert min_first_payment(r, balance) <= only.amount_minor <= balance
     assert TODAY <= only.date <= latest_first_date(r, TODAY)
+
+
+def test_the_reply_limit_holds_the_longest_plan_the_terms_allow() -> None:
+    """A record_payment_plan call with 36 installments (the schema's and the terms' maximum),
+    counted as the simulated model counts (about 4 characters a token), fits the model's reply
+    limit with room for the reasoning tokens of `minimal` effort: cut at the limit, the call
+    would be lost and the debtor would hear nothing."""
+    import json
+
+    from services.common.settings import Settings
+    from simulators.openai.tokens import count_tokens
+
+    args = {
+        "installments": [
+            {"amount_minor": 1_250_000 + i, "date": (TODAY + dt.timedelta(days=30 * i)).isoformat()}
+            for i in range(36)
+        ],
+        "currency": "USD",
+        "settlement": False,
+    }
+    needed = count_tokens("record_payment_plan") + count_tokens(json.dumps(args))
+    assert needed * 1.5 < Settings().openai_max_completion_tokens, needed

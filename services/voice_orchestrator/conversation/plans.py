@@ -140,12 +140,17 @@ def _spread(first: dt.date, last: dt.date, n: int) -> list[dt.date]:
 def _fit_dates(
     dates: list[dt.date], rules: NegotiationRules, today: dt.date
 ) -> tuple[dt.date, ...]:
-    """`dates` moved the least into the rules: the first between today and its latest date,
-    each later than the one before, the last by the plan's latest date."""
+    """`dates` moved into the rules keeping their rhythm: the whole schedule shifted so the
+    first falls between today and its latest date, then, if it still ends too late, squeezed
+    evenly toward the first date (a plan with its last payments on consecutive days is no
+    offer a debtor can keep); each later than the one before."""
     last_allowed = latest_last_date(rules, today)
     first_allowed = min(latest_first_date(rules, today), last_allowed)
-    out = list(dates)
-    out[0] = min(max(out[0], today), first_allowed)
+    first = min(max(dates[0], today), first_allowed)
+    out = [d + (first - dates[0]) for d in dates]
+    if len(out) > 1 and out[-1] > last_allowed:
+        span, room = (out[-1] - first).days, (last_allowed - first).days
+        out = [first + dt.timedelta(days=(d - first).days * room // span) for d in out]
     for i in range(1, len(out)):
         out[i] = max(out[i], out[i - 1] + dt.timedelta(days=1))
     out[-1] = min(out[-1], last_allowed)
