@@ -21,15 +21,10 @@ from services.voice_orchestrator.conversation import (
     Conversation,
     ConversationState,
     EndReason,
-    SentenceSplitter,
-    commits_to_outcome,
     default_prompt_set,
-    speakable,
 )
 from services.voice_orchestrator.conversation.lines import contains_line
-from simulators.openai.policy import respond
-
-MAX_MODEL_CALLS_PER_TURN = 5
+from tests.conversation.model_turns import agent_parts, spoken
 
 
 @dataclass
@@ -45,28 +40,16 @@ class Golden:
     stage: str = "early"
 
 
-def _sentences(text: str) -> list[str]:
-    splitter = SentenceSplitter()
-    sentences = splitter.feed(text)
-    tail = splitter.flush()
-    return [*sentences, *([tail] if tail else [])]
-
-
-def _spoken(text: str) -> str:
-    """What TTS would say: streamed through the splitter, each sentence made speakable."""
-    return " ".join(speakable(s) for s in _sentences(text))
-
-
 class Replay:
     def __init__(self, conv: Conversation, interrupt_turns: set[int]) -> None:
         self.conv = conv
         self.interrupt_turns = interrupt_turns
         self.agent_turns = 0
-        self.tool_ids = 0
+        self.tool_calls: list[str] = []
         self.agent_lines: list[str] = []
 
     def say(self, text: str) -> None:
-        heard = _spoken(text)
+        heard = spoken(text)
         interrupted = self.agent_turns in self.interrupt_turns
         if interrupted:
             heard = heard[: len(heard) // 2]  # the debtor barged in halfway
@@ -76,38 +59,7 @@ class Replay:
 
     def agent_step(self) -> None:
         """One agent turn, the orchestrator's way; everything said is recorded as one turn."""
-        conv = self.conv
-        parts: list[str] = []
-        owed = conv.owed_line()
-        if owed is not None:
-            parts.append(owed.text)  # before anything else; the model still answers after it
-        for _ in range(MAX_MODEL_CALLS_PER_TURN):
-            reply = respond(conv.llm_messages(), conv.tools())
-            text = reply.text or ""
-            if reply.tool_calls:
-                # Said before the core has judged the call: only what commits to nothing.
-                text = " ".join(x for x in _sentences(text) if not commits_to_outcome(x))
-            if text:
-                parts.append(text)
-            ask_again = False
-            for name, arguments in reply.tool_calls:
-                self.tool_ids += 1
-                result = conv.add_tool_call(f"call_{self.tool_ids}", name, arguments)
-                if result.line is not None:
-                    parts.append(result.line.text)
-                    ask_again = ask_again or result.line.ask_model_after
-                else:
-                    ask_again = ask_again or not result.end_call  # refused or a no-op
-            if not reply.tool_calls or not ask_again:
-                break
-        else:
-            raise AssertionError("the model kept calling tools without speaking")
-        if (
-            conv.check_derailment()
-            and not conv.finished
-            and not any(contains_line(x, conv.closing_line()) for x in parts)
-        ):
-            parts.append(conv.closing_line())
+        parts = agent_parts(self.conv, self.tool_calls)
         if parts:
             self.say(" ".join(parts))
 

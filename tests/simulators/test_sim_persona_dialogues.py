@@ -24,12 +24,9 @@ from services.voice_orchestrator.conversation import (
     CallFacts,
     Conversation,
     DelinquencyStage,
-    SentenceSplitter,
-    commits_to_outcome,
-    speakable,
 )
-from simulators.openai.policy import respond
 from simulators.personas import load_personas
+from tests.conversation.model_turns import agent_parts, spoken
 
 NOW = dt.datetime(2026, 11, 27, 15, 0, tzinfo=dt.UTC)  # 10:00 on a Friday in New York
 PERSONAS = [
@@ -58,13 +55,6 @@ PERSONAS = [
 STAGES = ["pre_delinquency", "early", "late"]
 
 
-def _sentences(text: str) -> list[str]:
-    splitter = SentenceSplitter()
-    out = splitter.feed(text)
-    tail = splitter.flush()
-    return [*out, *([tail] if tail else [])]
-
-
 def _facts(stage: str, persona_facts: dict[str, str]) -> CallFacts:
     rules: NegotiationRules = DEFAULT_RULES[DelinquencyStage(stage)]
     known: dict[str, Any] = {}
@@ -89,31 +79,7 @@ def _facts(stage: str, persona_facts: dict[str, str]) -> CallFacts:
 
 
 def _agent_turn(conv: Conversation, calls: list[str]) -> str:
-    parts: list[str] = []
-    owed = conv.owed_line()
-    if owed is not None:
-        parts.append(owed.text)
-    for _ in range(5):
-        reply = respond(conv.llm_messages(), conv.tools())
-        text = reply.text or ""
-        if reply.tool_calls:
-            text = " ".join(x for x in _sentences(text) if not commits_to_outcome(x))
-        if text:
-            parts.append(text)
-        ask_again = False
-        for name, arguments in reply.tool_calls:
-            calls.append(name)
-            result = conv.add_tool_call(f"call_{len(calls)}", name, arguments)
-            if result.line is not None:
-                parts.append(result.line.text)
-                ask_again = ask_again or result.line.ask_model_after
-            else:
-                ask_again = ask_again or not result.end_call
-        if not reply.tool_calls or not ask_again:
-            break
-    if conv.check_derailment() and not conv.finished:
-        parts.append(conv.closing_line())
-    heard = " ".join(speakable(s) for p in parts for s in _sentences(p))
+    heard = " ".join(spoken(p) for p in agent_parts(conv, calls))
     if heard:
         conv.add_agent_turn(heard)
     return heard
