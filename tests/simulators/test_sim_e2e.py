@@ -19,19 +19,9 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
 from simulators import SimulatorStack
+from tests.simulators.tool_lists import tool_defs
 
-TOOLS = [
-    {"type": "function", "function": {"name": n, "parameters": {"type": "object"}}}
-    for n in (
-        "confirm_identity",
-        "record_payment_promise",
-        "schedule_callback",
-        "report_dispute",
-        "report_wrong_party",
-        "request_no_further_calls",
-        "end_call",
-    )
-]
+TOOLS = tool_defs(parameters={"type": "object"})
 NEXT_STATE = {
     "confirm_identity": "negotiation",
     "record_payment_promise": "closing",

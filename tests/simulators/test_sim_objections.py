@@ -13,28 +13,15 @@ import pytest
 from simulators.openai.facts import Installment, Offer, parse_tool_result
 from simulators.openai.plans import parse_plan, spoken_offer
 from simulators.openai.policy import parse_facts, respond
+from tests.simulators.tool_lists import MVP_TOOL_NAMES, PLAN_TOOL_NAMES, tool_defs
 
 TODAY = date(2026, 11, 27)  # a Friday
-OLD_TOOLS = [
-    "confirm_identity",
-    "record_payment_promise",
-    "schedule_callback",
-    "report_dispute",
-    "report_wrong_party",
-    "request_no_further_calls",
-    "end_call",
-]
-NEW_TOOLS = [
-    *OLD_TOOLS,
-    "record_payment_plan",
-    "report_hardship",
-    "request_validation_notice",
-    "identify_caller",
-]
+OLD_TOOLS = MVP_TOOL_NAMES
+NEW_TOOLS = PLAN_TOOL_NAMES
 
 
-def tools(names: list[str]) -> list[dict[str, Any]]:
-    return [{"type": "function", "function": {"name": n, "parameters": {}}} for n in names]
+def tools(names: tuple[str, ...]) -> list[dict[str, Any]]:
+    return tool_defs(names)
 
 
 def system(state: str) -> dict[str, Any]:

@@ -12,27 +12,11 @@ import pytest
 from openai import AsyncOpenAI
 
 from simulators import SimulatorStack
+from tests.simulators.tool_lists import tool_defs
 
-TOOL_NAMES = [
-    "confirm_identity",
-    "record_payment_promise",
-    "schedule_callback",
-    "report_dispute",
-    "report_wrong_party",
-    "request_no_further_calls",
-    "end_call",
-]
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": name,
-            "description": f"{name} tool",
-            "parameters": {"type": "object", "properties": {}, "additionalProperties": True},
-        },
-    }
-    for name in TOOL_NAMES
-]
+TOOLS = tool_defs(
+    parameters={"type": "object", "properties": {}, "additionalProperties": True}, described=True
+)
 
 
 def system_prompt(state: str, padding: int = 0) -> str:

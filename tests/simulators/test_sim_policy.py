@@ -15,18 +15,10 @@ from simulators.openai.parsing import (
     words_to_int,
 )
 from simulators.openai.policy import Intent, classify, parse_facts, respond
+from tests.simulators.tool_lists import tool_defs
 
 TODAY = date(2026, 11, 27)  # a Friday
-TOOL_NAMES = [
-    "confirm_identity",
-    "record_payment_promise",
-    "schedule_callback",
-    "report_dispute",
-    "report_wrong_party",
-    "request_no_further_calls",
-    "end_call",
-]
-TOOLS = [{"type": "function", "function": {"name": n, "parameters": {}}} for n in TOOL_NAMES]
+TOOLS = tool_defs()
 
 
 def system(state: str) -> dict[str, Any]:
