@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.call_scheduler.chain import ancestry
+from services.common.call_chain import ancestry
 from services.common.logging import get_logger
 from services.common.models import LIVE_CALL_STATUSES, Call, PaymentPromise, ScheduledCall
 from services.common.models.campaigns import Campaign, CampaignItem

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from generated.call_dispatch import CallDispatch
 from generated.call_step import CallStep
+from services.common.call_chain import campaign_rules_of
 from services.common.call_steps import StepBuffer, StepRecord, record_many, record_step
 from services.common.logging import get_logger
 from services.common.models import Call, CallTurn, Debtor
@@ -198,6 +199,9 @@ async def load_facts(
                 .where(Call.id == call_id)
             )
         ).first()
+        # No dispatch snapshot here (another instance took the dispatch, or this one
+        # restarted): the terms as the scheduler resolved them, its campaign's or its stage's.
+        campaign_rules = await campaign_rules_of(session, call_id) if row is not None else None
     if row is None:
         return None
     stage, variant, debtor = row
@@ -216,8 +220,7 @@ async def load_facts(
         postal_code=debtor.postal_code,
         account_last4=account_last4(debtor.account_reference),
         prompt_variant=variant or DEFAULT_VARIANT,
-        # No dispatch snapshot here (another instance placed the call): the stage's terms.
-        rules=rules_for(settings, stage, None),
+        rules=rules_for(settings, stage, campaign_rules),
         callback_number=settings.company_callback_number,
     )
 

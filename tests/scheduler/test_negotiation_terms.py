@@ -160,3 +160,24 @@ async def test_a_retry_of_a_retry_of_a_campaign_call_keeps_the_campaigns_terms(
         source = placed_row.call_id
         placed.append(source)
     await retire(sessions, placed)
+
+
+async def test_an_orchestrator_without_the_dispatch_finds_the_same_terms(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """The media stream reached an instance that did not take the dispatch (or restarted):
+    it reads the facts from the database and must negotiate within the terms the scheduler
+    sent, the campaign's own, not its stage's."""
+    from services.voice_orchestrator.calls import SnapshotCache, load_facts
+
+    campaign_call = await _campaign_call(sessions, CAMPAIGN_RULES.model_dump(mode="json"))
+    plain, _ = await queued_trigger(sessions, await new_debtor(sessions, stage="late"))
+    await ScheduleWorker(sessions, scheduler_settings(settings)).run_due()
+    for call in (campaign_call, plain):
+        facts = await load_facts(sessions, settings, SnapshotCache(), call.id)
+        assert facts is not None
+        assert facts.rules == (await _dispatch_of(sessions, call.id)).negotiation_rules
+    assert facts.rules == DEFAULT_RULES[DelinquencyStage.LATE]
+    facts = await load_facts(sessions, settings, SnapshotCache(), campaign_call.id)
+    assert facts is not None and facts.rules == CAMPAIGN_RULES
+    await retire(sessions, [campaign_call.id, plain.id])
